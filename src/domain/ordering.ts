@@ -1,0 +1,106 @@
+import { userOf, type GroupRecord, type LogEntry, type Submission, type SubmitOutcome } from "../store/port.js";
+
+/**
+ * The ordering rules as one pure function: (group, submission, now) → decision. The memory store
+ * applies it under its single thread; store/lua/submit.lua is its line-by-line twin for Redis.
+ */
+export type SubmitDecision =
+  | Exclude<SubmitOutcome, { ok: true }>
+  | {
+      ok: true;
+      group: GroupRecord;
+      entries: LogEntry[];
+      answer: { seq: number; epoch: number };
+      groupInfo?: { epoch: number; groupInfo: string };
+      commitLog?: { epoch: number; seq: number; sender: string; sha256: string };
+    };
+
+export function decideSubmit(
+  group: GroupRecord,
+  sub: Submission,
+  nowMs: number,
+  winnerAt: (epoch: number) => string | undefined,
+): SubmitDecision {
+  const isMember = group.members.includes(sub.sender);
+  const external = sub.kind === "commit" && sub.external === true;
+  if (external) {
+    // A new device of a user already in the group may join itself (issue 4); strangers may not.
+    const sameUser = group.members.some((m) => userOf(m) === userOf(sub.sender));
+    if (!sameUser && !isMember) return { ok: false, code: "not_a_member" };
+  } else if (!isMember) {
+    return { ok: false, code: "not_a_member" };
+  }
+  if (group.mode === "send-group" && sub.kind !== "proposal" && sub.sender !== group.owner) {
+    return { ok: false, code: "not_designated_sender" };
+  }
+
+  const others = group.members.filter((m) => m !== sub.sender);
+  if (sub.kind !== "commit") {
+    if (sub.epoch > group.epoch) return { ok: false, code: "stale_epoch", expectedEpoch: group.epoch };
+    const recipients = group.mode === "send-group" && sub.kind === "proposal" ? [group.owner] : others;
+    const entry: LogEntry = {
+      seq: group.nextSeq,
+      kind: sub.kind,
+      epoch: sub.epoch,
+      sender: sub.sender,
+      message: sub.message,
+      sha256: sub.sha256,
+      recipients,
+    };
+    return {
+      ok: true,
+      group: { ...group, nextSeq: group.nextSeq + 1 },
+      entries: [entry],
+      answer: { seq: entry.seq, epoch: group.epoch },
+    };
+  }
+
+  if (sub.epoch !== group.epoch) {
+    const winner = winnerAt(sub.epoch);
+    return { ok: false, code: "stale_epoch", expectedEpoch: group.epoch, ...(winner ? { winner } : {}) };
+  }
+  const lease = group.lease && group.lease.expiresAt > nowMs ? group.lease : undefined;
+  if (group.mode === "ordered" && lease && lease.token !== sub.leaseToken) {
+    return { ok: false, code: "group_locked", leaseExpiresAt: lease.expiresAt };
+  }
+
+  const newEpoch = group.epoch + 1;
+  const commit: LogEntry = {
+    seq: group.nextSeq,
+    kind: "commit",
+    epoch: group.epoch,
+    sender: sub.sender,
+    message: sub.message,
+    sha256: sub.sha256,
+    recipients: others,
+  };
+  const entries = [commit];
+  const removed = new Set(sub.removed);
+  const members = group.members.filter((m) => !removed.has(m));
+  for (const c of [...sub.added, ...(external ? [sub.sender] : [])]) if (!members.includes(c)) members.push(c);
+  if (sub.welcome) {
+    entries.push({
+      seq: group.nextSeq + 1,
+      kind: "welcome",
+      epoch: newEpoch,
+      sender: sub.sender,
+      message: sub.welcome.message,
+      sha256: sub.welcome.sha256,
+      recipients: [...sub.added],
+    });
+  }
+  return {
+    ok: true,
+    group: {
+      ...group,
+      epoch: newEpoch,
+      nextSeq: group.nextSeq + entries.length,
+      members,
+      ...(lease ? { lease } : { lease: undefined }),
+    },
+    entries,
+    answer: { seq: commit.seq, epoch: newEpoch },
+    ...(sub.groupInfo ? { groupInfo: { epoch: newEpoch, groupInfo: sub.groupInfo } } : {}),
+    commitLog: { epoch: group.epoch, seq: commit.seq, sender: sub.sender, sha256: sub.sha256 },
+  };
+}

@@ -1,0 +1,49 @@
+import type { MLSMessage } from "ts-mls/message.js";
+import { DsError } from "../errors.js";
+import { toB64u } from "../encoding.js";
+
+export type ContentKind = "application" | "proposal" | "commit";
+
+export interface Framing {
+  wireformat: "mls_private_message" | "mls_public_message";
+  groupId: string;
+  epoch: number;
+  contentType: ContentKind;
+  /** Only visible for PublicMessage: who sent it and, for commits, which proposals it carries. */
+  senderType?: string;
+}
+
+/** Epoch, group id and content type always come from the MLS framing, never from JSON. */
+export function readFraming(message: MLSMessage): Framing {
+  if (message.wireformat === "mls_private_message") {
+    const pm = message.privateMessage;
+    return {
+      wireformat: message.wireformat,
+      groupId: toB64u(pm.groupId),
+      epoch: toEpoch(pm.epoch),
+      contentType: pm.contentType as ContentKind,
+    };
+  }
+  if (message.wireformat === "mls_public_message") {
+    const content = message.publicMessage.content;
+    return {
+      wireformat: message.wireformat,
+      groupId: toB64u(content.groupId),
+      epoch: toEpoch(content.epoch),
+      contentType: content.contentType as ContentKind,
+      senderType: content.sender.senderType,
+    };
+  }
+  throw new DsError("invalid_mls", `expected a PublicMessage or PrivateMessage, got ${message.wireformat}`);
+}
+
+function toEpoch(epoch: bigint): number {
+  if (epoch > BigInt(Number.MAX_SAFE_INTEGER)) throw new DsError("invalid_mls", "epoch out of range");
+  return Number(epoch);
+}
+
+/** KeyPackageRefs of the new members a Welcome is encrypted to. */
+export function welcomeRefs(message: MLSMessage): string[] {
+  if (message.wireformat !== "mls_welcome") throw new DsError("invalid_mls", `expected a Welcome, got ${message.wireformat}`);
+  return message.welcome.secrets.map((s) => toB64u(s.newMember));
+}

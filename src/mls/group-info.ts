@@ -1,0 +1,68 @@
+import { ratchetTreeFromExtension, verifyGroupInfoSignature } from "ts-mls/groupInfo.js";
+import { getCredentialFromLeafIndex, getSignaturePublicKeyFromLeafIndex } from "ts-mls/ratchetTree.js";
+import { toLeafIndex } from "ts-mls/treemath.js";
+import type { MLSMessage } from "ts-mls/message.js";
+import { DsError } from "../errors.js";
+import { toB64u } from "../encoding.js";
+import { suiteId, suiteImpl } from "./suites.js";
+
+export interface CheckedGroupInfo {
+  groupId: string;
+  epoch: number;
+  cipherSuite: number;
+  /** Client ids (basic credentials) of the non-blank leaves, by leaf index. */
+  leaves: (string | null)[];
+}
+
+/**
+ * What the DS checks of an uploaded GroupInfo on the commit path: it is a GroupInfo of this group,
+ * at the expected epoch, carries the ratchet tree, and is signed by the leaf it names. Full tree
+ * validation (parent hashes, tree hash) is quadratic and runs off the hot path (see docs/).
+ */
+export async function checkGroupInfo(
+  message: MLSMessage,
+  expect: { groupId: string; epoch?: number; cipherSuite?: number },
+): Promise<CheckedGroupInfo> {
+  if (message.wireformat !== "mls_group_info") {
+    throw new DsError("invalid_group_info", `expected a GroupInfo, got ${message.wireformat}`);
+  }
+  const gi = message.groupInfo;
+  const groupId = toB64u(gi.groupContext.groupId);
+  const epoch = Number(gi.groupContext.epoch);
+  const suite = suiteId(String(gi.groupContext.cipherSuite));
+  if (groupId !== expect.groupId) throw new DsError("invalid_group_info", "GroupInfo is for another group");
+  if (expect.epoch !== undefined && epoch !== expect.epoch) {
+    throw new DsError("invalid_group_info", `GroupInfo epoch ${epoch}, expected ${expect.epoch}`);
+  }
+  if (suite === undefined || (expect.cipherSuite !== undefined && suite !== expect.cipherSuite)) {
+    throw new DsError("invalid_group_info", "GroupInfo cipher suite differs from the group's");
+  }
+  let tree;
+  try {
+    tree = ratchetTreeFromExtension(gi);
+  } catch (e) {
+    throw new DsError("invalid_group_info", `ratchet_tree extension does not decode: ${(e as Error).message}`);
+  }
+  if (!tree) throw new DsError("invalid_group_info", "GroupInfo must carry the ratchet_tree extension");
+  let signerKey: Uint8Array;
+  try {
+    signerKey = getSignaturePublicKeyFromLeafIndex(tree, toLeafIndex(gi.signer));
+  } catch {
+    throw new DsError("invalid_group_info", `GroupInfo signer ${gi.signer} is not a leaf of the tree`);
+  }
+  const impl = await suiteImpl(suite);
+  if (!(await verifyGroupInfoSignature(gi, signerKey, impl.signature))) {
+    throw new DsError("invalid_group_info", "GroupInfo signature does not verify");
+  }
+  const leaves: (string | null)[] = [];
+  for (let i = 0; 2 * i < tree.length; i++) {
+    const node = tree[2 * i];
+    if (!node) {
+      leaves.push(null);
+      continue;
+    }
+    const cred = getCredentialFromLeafIndex(tree, toLeafIndex(i));
+    leaves.push(cred.credentialType === "basic" ? Buffer.from(cred.identity).toString("utf8") : null);
+  }
+  return { groupId, epoch, cipherSuite: suite, leaves };
+}

@@ -1,0 +1,104 @@
+import { makeKeyPackageRef, verifyKeyPackage } from "ts-mls/keyPackage.js";
+import { verifyLeafNodeSignatureKeyPackage, type LeafNodeKeyPackage } from "ts-mls/leafNode.js";
+import { extensionTypeToNumber } from "ts-mls/extension.js";
+import type { KeyPackage } from "ts-mls/keyPackage.js";
+import { DsError } from "../errors.js";
+import { bytesEqual, toB64u } from "../encoding.js";
+import { decodeMlsStrict } from "./codec.js";
+import { suiteId, suiteImpl, type SuiteId } from "./suites.js";
+
+/** RFC 9420 §17.3 / draft last_resort extension code point. */
+export const LAST_RESORT_EXTENSION = 0x000a;
+
+export interface KeyPackagePolicy {
+  allowedSuites: readonly SuiteId[];
+  /** Longest accepted notAfter − notBefore, seconds. */
+  maxLifetimeSeconds: number;
+  maxBytes: number;
+  /** Seconds of clock skew tolerated on notBefore. */
+  clockSkewSeconds: number;
+}
+
+export interface ValidKeyPackage {
+  ref: string;
+  client: string;
+  cipherSuite: SuiteId;
+  notAfter: number;
+  lastResort: boolean;
+  identityKey: string;
+  keyPackage: string;
+}
+
+/**
+ * Full DS-side KeyPackage validation (ts-mls only validates KeyPackages inside createCommit).
+ * Throws DsError with the specific code; returns what the store needs.
+ */
+export async function validateKeyPackage(
+  bytes: Uint8Array,
+  expectedClient: string,
+  policy: KeyPackagePolicy,
+  nowSeconds: number,
+): Promise<ValidKeyPackage> {
+  const message = decodeMlsStrict(bytes, policy.maxBytes);
+  if (message.wireformat !== "mls_key_package") {
+    throw new DsError("invalid_key_package", `expected a KeyPackage, got ${message.wireformat}`);
+  }
+  const kp: KeyPackage = message.keyPackage;
+  if (kp.version !== "mls10") throw new DsError("invalid_key_package", "KeyPackage version must be mls10");
+  const suite = suiteId(String(kp.cipherSuite));
+  if (suite === undefined || !policy.allowedSuites.includes(suite)) {
+    throw new DsError("unsupported_cipher_suite", `cipher suite ${String(kp.cipherSuite)} is not allowed here`, {
+      allowed: policy.allowedSuites,
+    });
+  }
+  const leaf = kp.leafNode;
+  if (leaf.leafNodeSource !== "key_package") {
+    throw new DsError("invalid_key_package", "leaf node source must be key_package");
+  }
+  if (leaf.credential.credentialType !== "basic") {
+    throw new DsError("credential_mismatch", "only basic credentials are accepted");
+  }
+  const identity = Buffer.from(leaf.credential.identity).toString("utf8");
+  if (identity !== expectedClient) {
+    throw new DsError("credential_mismatch", `credential names ${JSON.stringify(identity)}, not the uploading client`);
+  }
+  const { notBefore, notAfter } = leaf.lifetime;
+  const now = BigInt(nowSeconds);
+  if (notAfter < now) throw new DsError("invalid_key_package", "KeyPackage has expired");
+  if (notBefore > now + BigInt(policy.clockSkewSeconds)) {
+    throw new DsError("invalid_key_package", "KeyPackage is not valid yet");
+  }
+  if (notAfter < notBefore || notAfter - notBefore > BigInt(policy.maxLifetimeSeconds)) {
+    throw new DsError("invalid_key_package", `KeyPackage lifetime exceeds ${policy.maxLifetimeSeconds} s`);
+  }
+  if (bytesEqual(kp.initKey, leaf.hpkePublicKey)) {
+    throw new DsError("invalid_key_package", "init_key equals the leaf encryption_key");
+  }
+  const caps = leaf.capabilities;
+  if (!caps.versions.includes("mls10") || !caps.ciphersuites.includes(kp.cipherSuite) || !caps.credentials.includes("basic")) {
+    throw new DsError("invalid_key_package", "capabilities must include mls10, the package's own suite and basic credentials");
+  }
+  const unsupported = leaf.extensions
+    .map((e) => extensionTypeToNumber(e.extensionType))
+    .filter((t) => t > 5 && !caps.extensions.includes(t));
+  if (unsupported.length > 0) {
+    throw new DsError("invalid_key_package", `leaf extensions ${unsupported.join(",")} are not in the capabilities`);
+  }
+  const impl = await suiteImpl(suite);
+  const [leafOk, kpOk] = await Promise.all([
+    verifyLeafNodeSignatureKeyPackage(leaf as LeafNodeKeyPackage, impl.signature),
+    verifyKeyPackage(kp, impl.signature),
+  ]);
+  if (!leafOk || !kpOk) throw new DsError("invalid_key_package", "KeyPackage signature does not verify");
+  const ref = await makeKeyPackageRef(kp, impl.hash);
+  const lastResort = kp.extensions.some((e) => extensionTypeToNumber(e.extensionType) === LAST_RESORT_EXTENSION);
+  return {
+    ref: toB64u(ref),
+    client: expectedClient,
+    cipherSuite: suite,
+    notAfter: Number(notAfter > BigInt(Number.MAX_SAFE_INTEGER) ? BigInt(Number.MAX_SAFE_INTEGER) : notAfter),
+    lastResort,
+    identityKey: toB64u(leaf.signaturePublicKey),
+    keyPackage: toB64u(bytes),
+  };
+}

@@ -1,0 +1,39 @@
+import { ciphersuites, getCiphersuiteFromName, getCiphersuiteImpl } from "ts-mls";
+import type { CiphersuiteImpl, CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
+
+/** Cipher suites as RFC 9420 numbers on the wire; ts-mls speaks names. */
+export type SuiteId = number;
+
+const idByName = ciphersuites as Record<string, number>;
+const nameById = new Map<number, CiphersuiteName>(
+  Object.entries(ciphersuites).map(([name, id]) => [id as number, name as CiphersuiteName]),
+);
+
+export function suiteName(id: SuiteId): CiphersuiteName | undefined {
+  return nameById.get(id);
+}
+
+export function suiteId(name: string): SuiteId | undefined {
+  return idByName[name];
+}
+
+export function isKnownSuite(id: SuiteId): boolean {
+  return nameById.has(id);
+}
+
+const implCache = new Map<SuiteId, Promise<CiphersuiteImpl>>();
+
+/** One CiphersuiteImpl per suite for the whole process: building one costs WebCrypto imports. */
+export function suiteImpl(id: SuiteId): Promise<CiphersuiteImpl> {
+  let impl = implCache.get(id);
+  if (!impl) {
+    const name = nameById.get(id);
+    if (!name) return Promise.reject(new Error(`unknown cipher suite ${id}`));
+    impl = getCiphersuiteImpl(getCiphersuiteFromName(name));
+    implCache.set(id, impl);
+  }
+  return impl;
+}
+
+/** Suites the DS offers by default: X25519/Ed25519 with AES-GCM or ChaCha20, and P-256. */
+export const DEFAULT_SUITES: readonly SuiteId[] = [1, 2, 3];

@@ -1,0 +1,469 @@
+import { EventEmitter } from "node:events";
+import { decideSubmit } from "../domain/ordering.js";
+import {
+  userOf,
+  type ClaimOutcome,
+  type CommitLogEntry,
+  type DeviceList,
+  type GroupRecord,
+  type InboxItem,
+  type KeyPackageMeta,
+  type LeaseOutcome,
+  type LogEntry,
+  type OutboxItem,
+  type PutKeyPackagesResult,
+  type Store,
+  type StoredKeyPackage,
+  type Submission,
+  type SubmitOutcome,
+} from "./port.js";
+
+interface ClientKeys {
+  pool: StoredKeyPackage[];
+  lastResort: Map<number, StoredKeyPackage>;
+}
+
+interface GroupState {
+  record: GroupRecord;
+  log: Map<number, LogEntry>;
+  answers: Map<string, { seq: number; epoch: number }>;
+  commitLog: CommitLogEntry[];
+  groupInfo?: { epoch: number; groupInfo: string };
+  dispatched: number;
+  replica: boolean;
+}
+
+interface Queue<T> {
+  counter: number;
+  ids: Set<string>;
+  entries: { cursor: number; item: T; at: number }[];
+}
+
+function itemId(item: InboxItem): string {
+  return item.kind === "ref" ? `${item.groupId}:${item.seq}` : `n:${item.id}`;
+}
+
+/**
+ * The embedded store: everything in process memory, every decision synchronous (hence atomic).
+ * State is lost on exit; use it for development, demos and tests, Redis for deployments.
+ */
+export class MemoryStore implements Store {
+  readonly kind = "memory" as const;
+  private keys = new Map<string, ClientKeys>();
+  private refs = new Map<string, { client: string; expiresAt: number }>();
+  private devices = new Map<string, { version: number; clients: Set<string> }>();
+  private groups = new Map<string, GroupState>();
+  private memberships = new Map<string, Set<string>>();
+  private inboxes = new Map<string, Queue<InboxItem>>();
+  private outboxes = new Map<string, Queue<OutboxItem>>();
+  private seen = new Map<string, number>();
+  private events = new EventEmitter();
+
+  constructor() {
+    this.events.setMaxListeners(0);
+  }
+
+  async ping(): Promise<void> {}
+  async close(): Promise<void> {
+    this.events.removeAllListeners();
+  }
+
+  // ---- key directory ----
+  private clientKeys(client: string): ClientKeys {
+    let k = this.keys.get(client);
+    if (!k) {
+      k = { pool: [], lastResort: new Map() };
+      this.keys.set(client, k);
+    }
+    return k;
+  }
+
+  async putKeyPackages(client: string, items: StoredKeyPackage[], maxPerClient: number): Promise<PutKeyPackagesResult> {
+    const k = this.clientKeys(client);
+    const result: PutKeyPackagesResult = { stored: [], overLimit: [] };
+    for (const item of items) {
+      if (item.lastResort) {
+        const previous = k.lastResort.get(item.cipherSuite);
+        if (previous) this.refs.delete(previous.ref);
+        k.lastResort.set(item.cipherSuite, item);
+      } else if (k.pool.some((p) => p.ref === item.ref)) {
+        // Same bytes again: already stored, nothing to add.
+      } else if (k.pool.length >= maxPerClient) {
+        result.overLimit.push(item.ref);
+        continue;
+      } else {
+        k.pool.push(item);
+      }
+      this.refs.set(item.ref, { client, expiresAt: Infinity });
+      result.stored.push(item.ref);
+    }
+    return result;
+  }
+
+  async listKeyPackages(client: string): Promise<KeyPackageMeta[]> {
+    const k = this.keys.get(client);
+    if (!k) return [];
+    return [...k.pool, ...k.lastResort.values()].map(({ ref, cipherSuite, notAfter, lastResort }) => ({
+      ref,
+      cipherSuite,
+      notAfter,
+      lastResort,
+    }));
+  }
+
+  async deleteKeyPackage(client: string, ref: string): Promise<boolean> {
+    const k = this.keys.get(client);
+    if (!k) return false;
+    const index = k.pool.findIndex((p) => p.ref === ref);
+    if (index >= 0) {
+      k.pool.splice(index, 1);
+      return true;
+    }
+    for (const [suite, lr] of k.lastResort) {
+      if (lr.ref === ref) {
+        k.lastResort.delete(suite);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  async claim(user: string, suites: number[], nowSeconds: number): Promise<ClaimOutcome> {
+    const entry = this.devices.get(user);
+    if (!entry || entry.clients.size === 0) return { kind: "unknown_user" };
+    const clients = [...entry.clients].sort();
+    const usable = (kp: StoredKeyPackage) => kp.notAfter >= nowSeconds;
+    for (const c of clients) {
+      const k = this.keys.get(c);
+      if (k) k.pool = k.pool.filter(usable);
+    }
+    const serves = (c: string, suite: number) => {
+      const k = this.keys.get(c);
+      if (!k) return false;
+      const lr = k.lastResort.get(suite);
+      return k.pool.some((p) => p.cipherSuite === suite) || (lr !== undefined && usable(lr));
+    };
+    const chosen = suites.find((s) => clients.some((c) => serves(c, s)));
+    if (chosen === undefined) {
+      const available = new Set<number>();
+      for (const c of clients) {
+        const k = this.keys.get(c);
+        k?.pool.forEach((p) => available.add(p.cipherSuite));
+        k?.lastResort.forEach((lr, s) => usable(lr) && available.add(s));
+      }
+      if (available.size === 0) return { kind: "no_key_package" };
+      return { kind: "no_common_suite", available: [...available].sort((a, b) => a - b) };
+    }
+    const bundles: StoredKeyPackage[] = [];
+    const missing: { client: string; reason: "exhausted" | "no_compatible_suite" }[] = [];
+    for (const c of clients) {
+      const k = this.keys.get(c);
+      const index = k ? k.pool.findIndex((p) => p.cipherSuite === chosen) : -1;
+      if (k && index >= 0) {
+        bundles.push(k.pool.splice(index, 1)[0]!);
+        continue;
+      }
+      const lr = k?.lastResort.get(chosen);
+      if (lr && usable(lr)) {
+        bundles.push(lr);
+        continue;
+      }
+      const hasAny = k !== undefined && (k.pool.length > 0 || k.lastResort.size > 0);
+      missing.push({ client: c, reason: hasAny ? "no_compatible_suite" : "exhausted" });
+    }
+    return { kind: "ok", cipherSuite: chosen, bundles, missing };
+  }
+
+  async resolveRef(ref: string): Promise<string | undefined> {
+    const r = this.refs.get(ref);
+    if (!r || r.expiresAt < Date.now()) return undefined;
+    return r.client;
+  }
+
+  async rememberRefs(entries: { ref: string; client: string }[], ttlSeconds: number): Promise<void> {
+    const expiresAt = Date.now() + ttlSeconds * 1000;
+    for (const e of entries) if (!this.refs.has(e.ref)) this.refs.set(e.ref, { client: e.client, expiresAt });
+  }
+
+  async registerDevice(client: string): Promise<{ version: number; added: boolean }> {
+    const user = userOf(client);
+    let entry = this.devices.get(user);
+    if (!entry) {
+      entry = { version: 0, clients: new Set() };
+      this.devices.set(user, entry);
+    }
+    if (entry.clients.has(client)) return { version: entry.version, added: false };
+    entry.clients.add(client);
+    entry.version += 1;
+    return { version: entry.version, added: true };
+  }
+
+  async removeDevice(client: string): Promise<{ version: number; removed: boolean }> {
+    const entry = this.devices.get(userOf(client));
+    if (!entry || !entry.clients.has(client)) return { version: entry?.version ?? 0, removed: false };
+    entry.clients.delete(client);
+    entry.version += 1;
+    this.keys.delete(client);
+    return { version: entry.version, removed: true };
+  }
+
+  async listDevices(user: string): Promise<DeviceList> {
+    const entry = this.devices.get(user);
+    const devices = [...(entry?.clients ?? [])].sort().map((client) => {
+      const k = this.keys.get(client);
+      const suites = new Set<number>([...(k?.pool.map((p) => p.cipherSuite) ?? []), ...(k?.lastResort.keys() ?? [])]);
+      return { client, cipherSuites: [...suites].sort((a, b) => a - b) };
+    });
+    return { user, version: entry?.version ?? 0, devices };
+  }
+
+  // ---- groups ----
+  private index(members: string[], groupId: string) {
+    for (const m of members) {
+      let s = this.memberships.get(m);
+      if (!s) {
+        s = new Set();
+        this.memberships.set(m, s);
+      }
+      s.add(groupId);
+    }
+  }
+
+  async createGroup(record: GroupRecord, groupInfo?: { epoch: number; groupInfo: string }): Promise<boolean> {
+    if (this.groups.has(record.groupId)) return false;
+    this.groups.set(record.groupId, {
+      record: structuredClone(record),
+      log: new Map(),
+      answers: new Map(),
+      commitLog: [],
+      ...(groupInfo ? { groupInfo } : {}),
+      dispatched: record.nextSeq - 1,
+      replica: false,
+    });
+    this.index(record.members, record.groupId);
+    return true;
+  }
+
+  async getGroup(groupId: string): Promise<GroupRecord | undefined> {
+    const g = this.groups.get(groupId);
+    return g ? structuredClone(g.record) : undefined;
+  }
+
+  async submit(groupId: string, sub: Submission, nowMs: number): Promise<SubmitOutcome> {
+    const g = this.groups.get(groupId);
+    if (!g || g.replica) return { ok: false, code: "unknown_group" };
+    const previous = g.answers.get(sub.sha256);
+    if (previous) return { ok: true, ...previous, duplicate: true, entries: [] };
+    const decision = decideSubmit(g.record, sub, nowMs, (epoch) => g.commitLog.find((c) => c.epoch === epoch)?.sha256);
+    if (!decision.ok) return decision;
+    const removed = g.record.members.filter((m) => !decision.group.members.includes(m));
+    g.record = decision.group;
+    if (!g.record.lease) delete g.record.lease;
+    for (const e of decision.entries) g.log.set(e.seq, e);
+    g.answers.set(sub.sha256, decision.answer);
+    if (decision.groupInfo) g.groupInfo = decision.groupInfo;
+    if (decision.commitLog) g.commitLog.push(decision.commitLog);
+    this.index(g.record.members, groupId);
+    for (const m of removed) this.memberships.get(m)?.delete(groupId);
+    return { ok: true, ...decision.answer, duplicate: false, entries: structuredClone(decision.entries) };
+  }
+
+  async readLog(groupId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
+    const g = this.groups.get(groupId);
+    if (!g) return [];
+    const out: LogEntry[] = [];
+    for (let s = afterSeq + 1; out.length < limit; s++) {
+      const e = g.log.get(s);
+      if (!e) {
+        if (s >= g.record.nextSeq) break;
+        continue;
+      }
+      out.push(structuredClone(e));
+    }
+    return out;
+  }
+
+  async readEntries(groupId: string, seqs: number[]): Promise<(LogEntry | undefined)[]> {
+    const g = this.groups.get(groupId);
+    return seqs.map((s) => {
+      const e = g?.log.get(s);
+      return e ? structuredClone(e) : undefined;
+    });
+  }
+
+  async getGroupInfo(groupId: string) {
+    return this.groups.get(groupId)?.groupInfo;
+  }
+
+  async commitLog(groupId: string, afterEpoch: number): Promise<CommitLogEntry[]> {
+    return (this.groups.get(groupId)?.commitLog ?? []).filter((c) => c.epoch > afterEpoch).map((c) => ({ ...c }));
+  }
+
+  async acquireLease(groupId: string, holder: string, ttlMs: number, token: string, nowMs: number): Promise<LeaseOutcome> {
+    const g = this.groups.get(groupId);
+    if (!g || g.replica) return { ok: false, code: "unknown_group" };
+    if (!g.record.members.includes(holder)) return { ok: false, code: "not_a_member" };
+    const lease = g.record.lease;
+    if (lease && lease.expiresAt > nowMs && lease.holder !== holder) {
+      return { ok: false, code: "group_locked", leaseExpiresAt: lease.expiresAt };
+    }
+    g.record.lease = { token, holder, expiresAt: nowMs + ttlMs };
+    return { ok: true, token, expiresAt: nowMs + ttlMs };
+  }
+
+  async releaseLease(groupId: string, token: string): Promise<boolean> {
+    const g = this.groups.get(groupId);
+    if (!g?.record.lease || g.record.lease.token !== token) return false;
+    delete g.record.lease;
+    return true;
+  }
+
+  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<LogEntry[]> {
+    let g = this.groups.get(record.groupId);
+    if (!g) {
+      g = {
+        record: { ...structuredClone(record), nextSeq: 1 },
+        log: new Map(),
+        answers: new Map(),
+        commitLog: [],
+        dispatched: 0,
+        replica: true,
+      };
+      this.groups.set(record.groupId, g);
+    }
+    if (!g.replica) return [];
+    const fresh: LogEntry[] = [];
+    for (const e of [...entries].sort((a, b) => a.seq - b.seq)) {
+      if (g.log.has(e.seq)) continue;
+      g.log.set(e.seq, structuredClone(e));
+      if (e.kind === "commit") g.commitLog.push({ epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 });
+      fresh.push(e);
+    }
+    const nextSeq = Math.max(g.record.nextSeq, ...[...g.log.keys()].map((s) => s + 1));
+    g.record = { ...structuredClone(record), nextSeq };
+    this.index(record.members, record.groupId);
+    return fresh;
+  }
+
+  async contiguousSeq(groupId: string): Promise<number> {
+    const g = this.groups.get(groupId);
+    if (!g) return 0;
+    let s = 0;
+    while (g.log.has(s + 1)) s++;
+    return s;
+  }
+
+  async markDispatched(groupId: string, seq: number): Promise<void> {
+    const g = this.groups.get(groupId);
+    if (g && seq > g.dispatched) g.dispatched = seq;
+  }
+
+  async undispatched(): Promise<{ groupId: string; fromSeq: number }[]> {
+    const out: { groupId: string; fromSeq: number }[] = [];
+    for (const [groupId, g] of this.groups) {
+      if (!g.replica && g.dispatched < g.record.nextSeq - 1) out.push({ groupId, fromSeq: g.dispatched + 1 });
+    }
+    return out;
+  }
+
+  async groupsOf(client: string): Promise<string[]> {
+    return [...(this.memberships.get(client) ?? [])];
+  }
+
+  // ---- inboxes and outboxes ----
+  private queue<T>(map: Map<string, Queue<T>>, key: string): Queue<T> {
+    let q = map.get(key);
+    if (!q) {
+      q = { counter: 0, ids: new Set(), entries: [] };
+      map.set(key, q);
+    }
+    return q;
+  }
+
+  async appendInbox(client: string, items: InboxItem[]): Promise<void> {
+    const q = this.queue(this.inboxes, client);
+    let added = false;
+    for (const item of items) {
+      const id = itemId(item);
+      if (q.ids.has(id)) continue;
+      q.ids.add(id);
+      q.entries.push({ cursor: ++q.counter, item: structuredClone(item), at: Date.now() });
+      added = true;
+    }
+    if (added) this.events.emit(`inbox:${client}`);
+  }
+
+  async readInbox(client: string, afterCursor: number, limit: number) {
+    const q = this.inboxes.get(client);
+    if (!q) return [];
+    return q.entries
+      .filter((e) => e.cursor > afterCursor)
+      .slice(0, limit)
+      .map((e) => ({ cursor: e.cursor, item: structuredClone(e.item) }));
+  }
+
+  async ackInbox(client: string, upToCursor: number): Promise<number> {
+    const q = this.inboxes.get(client);
+    if (!q) return 0;
+    const before = q.entries.length;
+    // The dedupe ids are kept: an acknowledged item redelivered by a retry must not reappear.
+    q.entries = q.entries.filter((e) => e.cursor > upToCursor);
+    return before - q.entries.length;
+  }
+
+  async inboxDepth(client: string): Promise<number> {
+    return this.inboxes.get(client)?.entries.length ?? 0;
+  }
+
+  async waitInbox(client: string, afterCursor: number, waitMs: number, signal?: AbortSignal): Promise<void> {
+    const q = this.inboxes.get(client);
+    if (q && q.entries.some((e) => e.cursor > afterCursor)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.events.off(`inbox:${client}`, done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      this.events.on(`inbox:${client}`, done);
+      signal?.addEventListener("abort", done);
+    });
+  }
+
+  async enqueueOutbox(peer: string, items: OutboxItem[]): Promise<void> {
+    const q = this.queue(this.outboxes, peer);
+    for (const item of items) {
+      if (q.ids.has(item.id)) continue;
+      q.ids.add(item.id);
+      q.entries.push({ cursor: ++q.counter, item: { ...item }, at: Date.now() });
+    }
+  }
+
+  async peekOutbox(peer: string, limit: number) {
+    return (this.outboxes.get(peer)?.entries ?? []).slice(0, limit).map((e) => ({ cursor: e.cursor, item: { ...e.item } }));
+  }
+
+  async ackOutbox(peer: string, upToCursor: number): Promise<void> {
+    const q = this.outboxes.get(peer);
+    if (q) q.entries = q.entries.filter((e) => e.cursor > upToCursor);
+  }
+
+  async outboxStats(peer: string): Promise<{ depth: number; oldestMs?: number }> {
+    const entries = this.outboxes.get(peer)?.entries ?? [];
+    return { depth: entries.length, ...(entries[0] ? { oldestMs: entries[0].at } : {}) };
+  }
+
+  async peersWithOutbox(): Promise<string[]> {
+    return [...this.outboxes].filter(([, q]) => q.entries.length > 0).map(([peer]) => peer);
+  }
+
+  async rememberOnce(key: string, expiresAtMs: number): Promise<boolean> {
+    const now = Date.now();
+    if (this.seen.size > 10_000) for (const [k, exp] of this.seen) if (exp < now) this.seen.delete(k);
+    const exp = this.seen.get(key);
+    if (exp !== undefined && exp >= now) return false;
+    this.seen.set(key, expiresAtMs);
+    return true;
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * The Store port: every piece of state a DS replica shares with its siblings. Two adapters
+ * (memory.ts, redis.ts) implement it and one contract suite (test/store-contract) runs on both.
+ * Every method that decides something (claim, submit, lease) is atomic in both adapters.
+ */
+
+export interface StoredKeyPackage {
+  ref: string;
+  client: string;
+  cipherSuite: number;
+  /** Seconds since the epoch. */
+  notAfter: number;
+  lastResort: boolean;
+  identityKey: string;
+  /** base64url MLSMessage bytes, served as uploaded. */
+  keyPackage: string;
+}
+
+export type KeyPackageMeta = Omit<StoredKeyPackage, "keyPackage" | "identityKey" | "client">;
+
+export interface PutKeyPackagesResult {
+  stored: string[];
+  /** Refs refused because the client's pool is full. */
+  overLimit: string[];
+}
+
+export type ClaimOutcome =
+  | {
+      kind: "ok";
+      cipherSuite: number;
+      bundles: StoredKeyPackage[];
+      missing: { client: string; reason: "exhausted" | "no_compatible_suite" }[];
+    }
+  | { kind: "unknown_user" }
+  | { kind: "no_key_package" }
+  | { kind: "no_common_suite"; available: number[] };
+
+export interface DeviceList {
+  user: string;
+  version: number;
+  devices: { client: string; cipherSuites: number[] }[];
+}
+
+export interface KeyDirectoryStore {
+  /** Adds KeyPackages to a client's pool (up to maxPerClient non-last-resort ones); a last-resort one replaces the previous of its suite. */
+  putKeyPackages(client: string, items: StoredKeyPackage[], maxPerClient: number): Promise<PutKeyPackagesResult>;
+  listKeyPackages(client: string): Promise<KeyPackageMeta[]>;
+  deleteKeyPackage(client: string, ref: string): Promise<boolean>;
+  /**
+   * Atomically pops one KeyPackage per device of `user` for the first suite in `suites` that any
+   * device can serve (pool first, then its last-resort package, which is never consumed).
+   * Expired packages are dropped on the way.
+   */
+  claim(user: string, suites: number[], nowSeconds: number): Promise<ClaimOutcome>;
+  /** Which client a KeyPackageRef belongs to (own uploads, and remote claims this DS proxied). */
+  resolveRef(ref: string): Promise<string | undefined>;
+  rememberRefs(entries: { ref: string; client: string }[], ttlSeconds: number): Promise<void>;
+
+  /** Registers a device; the version increments only when the device list changes. */
+  registerDevice(client: string): Promise<{ version: number; added: boolean }>;
+  removeDevice(client: string): Promise<{ version: number; removed: boolean }>;
+  listDevices(user: string): Promise<DeviceList>;
+}
+
+export type GroupMode = "ordered" | "send-group";
+
+export interface LeaseRecord {
+  token: string;
+  holder: string;
+  expiresAt: number;
+}
+
+export interface GroupRecord {
+  groupId: string;
+  /** Domain of the provider that orders this group. */
+  hub: string;
+  mode: GroupMode;
+  cipherSuite: number;
+  epoch: number;
+  nextSeq: number;
+  members: string[];
+  owner: string;
+  createdAt: number;
+  replyTo?: string;
+  lease?: LeaseRecord;
+}
+
+export type LogKind = "commit" | "proposal" | "application" | "welcome";
+
+export interface LogEntry {
+  seq: number;
+  kind: LogKind;
+  epoch: number;
+  sender: string;
+  /** base64url MLSMessage. */
+  message: string;
+  sha256: string;
+  /** Who this entry goes to (members at acceptance minus the sender; the added clients for a welcome). */
+  recipients: string[];
+}
+
+export type Submission =
+  | {
+      kind: "commit";
+      sender: string;
+      epoch: number;
+      sha256: string;
+      message: string;
+      welcome?: { message: string; sha256: string };
+      added: string[];
+      removed: string[];
+      groupInfo?: string;
+      leaseToken?: string;
+      /** An external commit (new_member_commit): the sender joins itself. */
+      external?: boolean;
+    }
+  | {
+      kind: "application" | "proposal";
+      sender: string;
+      epoch: number;
+      sha256: string;
+      message: string;
+    };
+
+export type SubmitOutcome =
+  | { ok: true; seq: number; epoch: number; duplicate: boolean; entries: LogEntry[] }
+  | { ok: false; code: "unknown_group" }
+  | { ok: false; code: "not_a_member" }
+  | { ok: false; code: "not_designated_sender" }
+  | { ok: false; code: "stale_epoch"; expectedEpoch: number; winner?: string }
+  | { ok: false; code: "group_locked"; leaseExpiresAt: number };
+
+export type LeaseOutcome =
+  | { ok: true; token: string; expiresAt: number }
+  | { ok: false; code: "unknown_group" | "not_a_member" }
+  | { ok: false; code: "group_locked"; leaseExpiresAt: number };
+
+export interface CommitLogEntry {
+  epoch: number;
+  seq: number;
+  sender: string;
+  sha256: string;
+}
+
+export interface GroupStore {
+  /** False when the id is taken. */
+  createGroup(record: GroupRecord, groupInfo?: { epoch: number; groupInfo: string }): Promise<boolean>;
+  getGroup(groupId: string): Promise<GroupRecord | undefined>;
+  /** The ordering step: one atomic decision and effect (see domain/ordering.ts for the rules). */
+  submit(groupId: string, submission: Submission, nowMs: number): Promise<SubmitOutcome>;
+  readLog(groupId: string, afterSeq: number, limit: number): Promise<LogEntry[]>;
+  readEntries(groupId: string, seqs: number[]): Promise<(LogEntry | undefined)[]>;
+  getGroupInfo(groupId: string): Promise<{ epoch: number; groupInfo: string } | undefined>;
+  commitLog(groupId: string, afterEpoch: number): Promise<CommitLogEntry[]>;
+  acquireLease(groupId: string, holder: string, ttlMs: number, token: string, nowMs: number): Promise<LeaseOutcome>;
+  releaseLease(groupId: string, token: string): Promise<boolean>;
+
+  /** Follower side: a replica of a remote hub's log. Returns the entries that were new, in seq order. */
+  putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<LogEntry[]>;
+  /** Highest seq held contiguously (for gap detection on a replica). */
+  contiguousSeq(groupId: string): Promise<number>;
+
+  /** Dispatch bookkeeping: fan-out of entries up to `seq` is done. */
+  markDispatched(groupId: string, seq: number): Promise<void>;
+  /** Groups whose accepted entries have not all been fanned out yet (crash recovery). */
+  undispatched(): Promise<{ groupId: string; fromSeq: number }[]>;
+  /** Groups a client belongs to (by this store's knowledge). */
+  groupsOf(client: string): Promise<string[]>;
+}
+
+/** A pointer into a group log, or a small self-contained notice (device updates, conflicts). */
+export type InboxItem =
+  | { kind: "ref"; groupId: string; seq: number }
+  | { kind: "notice"; id: string; type: "device_update" | "commit_conflict"; body: Record<string, unknown> };
+
+export interface InboxStore {
+  /** Idempotent: an item whose id (groupId:seq, or notice id) is already queued is not added again. */
+  appendInbox(client: string, items: InboxItem[]): Promise<void>;
+  readInbox(client: string, afterCursor: number, limit: number): Promise<{ cursor: number; item: InboxItem }[]>;
+  ackInbox(client: string, upToCursor: number): Promise<number>;
+  inboxDepth(client: string): Promise<number>;
+  /** Resolves when the inbox may have entries after `afterCursor`, or after waitMs. */
+  waitInbox(client: string, afterCursor: number, waitMs: number, signal?: AbortSignal): Promise<void>;
+}
+
+export interface OutboxItem {
+  id: string;
+  groupId: string;
+  seq: number;
+}
+
+export interface OutboxStore {
+  enqueueOutbox(peer: string, items: OutboxItem[]): Promise<void>;
+  peekOutbox(peer: string, limit: number): Promise<{ cursor: number; item: OutboxItem }[]>;
+  ackOutbox(peer: string, upToCursor: number): Promise<void>;
+  outboxStats(peer: string): Promise<{ depth: number; oldestMs?: number }>;
+  peersWithOutbox(): Promise<string[]>;
+}
+
+export interface ReplayStore {
+  /** True if (issuer, jti) was not seen before; remembers it until expiresAtMs. */
+  rememberOnce(key: string, expiresAtMs: number): Promise<boolean>;
+}
+
+export interface Store extends KeyDirectoryStore, GroupStore, InboxStore, OutboxStore, ReplayStore {
+  readonly kind: "memory" | "redis";
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function userOf(client: string): string {
+  const slash = client.indexOf("/");
+  return slash === -1 ? client : client.slice(0, slash);
+}
+
+export function domainOf(userOrClient: string): string {
+  const user = userOf(userOrClient);
+  return user.slice(user.indexOf("@") + 1);
+}

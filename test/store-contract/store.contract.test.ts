@@ -1,0 +1,324 @@
+import { randomBytes } from "node:crypto";
+import { MemoryStore } from "../../src/store/memory.js";
+import { createRedisStore } from "../../src/store/redis.js";
+import type { GroupRecord, Store, StoredKeyPackage, Submission } from "../../src/store/port.js";
+
+/** One contract, two adapters: the memory store and a real Redis (private server from global setup). */
+const adapters: [string, () => Promise<Store>][] = [
+  ["memory", async () => new MemoryStore()],
+  [
+    "redis",
+    () =>
+      createRedisStore({
+        url: process.env.MLSFEDGATE_TEST_REDIS_URL!,
+        prefix: `t${randomBytes(6).toString("hex")}`,
+      }),
+  ],
+];
+
+// The store keeps KeyPackage bytes as opaque text; these tests need no MLS, only distinct values.
+function kp(client: string, n: number, over: Partial<StoredKeyPackage> = {}): StoredKeyPackage {
+  return {
+    ref: `ref-${client}-${n}-${over.cipherSuite ?? 1}${over.lastResort ? "-lr" : ""}`,
+    client,
+    cipherSuite: 1,
+    notAfter: 4_000_000_000,
+    lastResort: false,
+    identityKey: `ik-${client}`,
+    keyPackage: `opaque-${client}-${n}`,
+    ...over,
+  };
+}
+
+function group(over: Partial<GroupRecord> = {}): GroupRecord {
+  return {
+    groupId: `g${randomBytes(4).toString("hex")}`,
+    hub: "a.example",
+    mode: "ordered",
+    cipherSuite: 1,
+    epoch: 0,
+    nextSeq: 1,
+    members: ["alice@a.example/1"],
+    owner: "alice@a.example/1",
+    createdAt: 1,
+    ...over,
+  };
+}
+
+function commit(sender: string, epoch: number, over: Partial<Extract<Submission, { kind: "commit" }>> = {}): Submission {
+  const sha256 = `h-${sender}-${epoch}-${randomBytes(4).toString("hex")}`;
+  return { kind: "commit", sender, epoch, sha256, message: `m-${sha256}`, added: [], removed: [], ...over };
+}
+
+describe.each(adapters)("store contract on %s", (_name, make) => {
+  let store: Store;
+  beforeEach(async () => {
+    store = await make();
+  });
+  afterEach(async () => {
+    await store.close();
+  });
+
+  describe("key directory", () => {
+    it("stores KeyPackages up to the per-client limit and reports the rest", async () => {
+      await store.registerDevice("bob@a.example/1");
+      const res = await store.putKeyPackages("bob@a.example/1", [kp("bob@a.example/1", 1), kp("bob@a.example/1", 2), kp("bob@a.example/1", 3)], 2);
+      expect(res.stored).toHaveLength(2);
+      expect(res.overLimit).toEqual(["ref-bob@a.example/1-3-1"]);
+      expect(await store.listKeyPackages("bob@a.example/1")).toHaveLength(2);
+    });
+
+    it("deletes only the owner's KeyPackage", async () => {
+      await store.putKeyPackages("bob@a.example/1", [kp("bob@a.example/1", 1)], 10);
+      expect(await store.deleteKeyPackage("eve@a.example/1", "ref-bob@a.example/1-1-1")).toBe(false);
+      expect(await store.deleteKeyPackage("bob@a.example/1", "ref-bob@a.example/1-1-1")).toBe(true);
+      expect(await store.listKeyPackages("bob@a.example/1")).toEqual([]);
+    });
+
+    it("claims one KeyPackage per device and falls back to last resort, which is never consumed", async () => {
+      const d1 = "bob@a.example/1";
+      const d2 = "bob@a.example/2";
+      await store.registerDevice(d1);
+      await store.registerDevice(d2);
+      await store.putKeyPackages(d1, [kp(d1, 1), kp(d1, 9, { lastResort: true })], 10);
+      await store.putKeyPackages(d2, [kp(d2, 1)], 10);
+      const first = await store.claim("bob@a.example", [1], 1000);
+      expect(first.kind).toBe("ok");
+      if (first.kind !== "ok") return;
+      expect(first.bundles.map((b) => b.keyPackage).sort()).toEqual([`opaque-${d1}-1`, `opaque-${d2}-1`]);
+      const second = await store.claim("bob@a.example", [1], 1000);
+      if (second.kind !== "ok") throw new Error(second.kind);
+      expect(second.bundles.map((b) => [b.client, b.lastResort])).toEqual([[d1, true]]);
+      expect(second.missing).toEqual([{ client: d2, reason: "exhausted" }]);
+      const third = await store.claim("bob@a.example", [1], 1000);
+      if (third.kind !== "ok") throw new Error(third.kind);
+      expect(third.bundles[0]?.ref).toBe(second.bundles[0]?.ref);
+    });
+
+    it("negotiates the first suite in the requester's order that a device has", async () => {
+      const d = "bob@a.example/1";
+      await store.registerDevice(d);
+      await store.putKeyPackages(d, [kp(d, 1, { cipherSuite: 3 }), kp(d, 2, { cipherSuite: 1 })], 10);
+      const r = await store.claim("bob@a.example", [2, 3, 1], 1000);
+      expect(r.kind === "ok" && r.cipherSuite).toBe(3);
+      const none = await store.claim("bob@a.example", [2], 1000);
+      expect(none).toEqual({ kind: "no_common_suite", available: [1] });
+    });
+
+    it("skips expired KeyPackages, and tells unknown users from exhausted ones", async () => {
+      const d = "bob@a.example/1";
+      await store.registerDevice(d);
+      await store.putKeyPackages(d, [kp(d, 1, { notAfter: 10 })], 10);
+      expect(await store.claim("bob@a.example", [1], 1000)).toEqual({ kind: "no_key_package" });
+      expect(await store.claim("nobody@a.example", [1], 1000)).toEqual({ kind: "unknown_user" });
+    });
+
+    it("never hands the same KeyPackage to two concurrent claims", async () => {
+      const d = "bob@a.example/1";
+      await store.registerDevice(d);
+      await store.putKeyPackages(d, Array.from({ length: 10 }, (_, i) => kp(d, i)), 100);
+      const results = await Promise.all(Array.from({ length: 20 }, () => store.claim("bob@a.example", [1], 1000)));
+      const got = results.flatMap((r) => (r.kind === "ok" ? r.bundles.map((b) => b.ref) : []));
+      expect(got).toHaveLength(10);
+      expect(new Set(got).size).toBe(10);
+      expect(results.filter((r) => r.kind === "no_key_package")).toHaveLength(10);
+    });
+
+    it("keeps a versioned device registry and resolves refs to clients", async () => {
+      expect(await store.registerDevice("carol@a.example/1")).toEqual({ version: 1, added: true });
+      expect(await store.registerDevice("carol@a.example/1")).toEqual({ version: 1, added: false });
+      await store.registerDevice("carol@a.example/2");
+      await store.putKeyPackages("carol@a.example/2", [kp("carol@a.example/2", 1, { cipherSuite: 3 })], 10);
+      const list = await store.listDevices("carol@a.example");
+      expect(list).toEqual({
+        user: "carol@a.example",
+        version: 2,
+        devices: [
+          { client: "carol@a.example/1", cipherSuites: [] },
+          { client: "carol@a.example/2", cipherSuites: [3] },
+        ],
+      });
+      expect(await store.resolveRef("ref-carol@a.example/2-1-3")).toBe("carol@a.example/2");
+      expect(await store.removeDevice("carol@a.example/2")).toEqual({ version: 3, removed: true });
+      expect((await store.listDevices("carol@a.example")).devices).toHaveLength(1);
+      await store.rememberRefs([{ ref: "remote-ref", client: "dan@b.example/1" }], 60);
+      expect(await store.resolveRef("remote-ref")).toBe("dan@b.example/1");
+    });
+  });
+
+  describe("groups and ordering", () => {
+    it("creates a group once", async () => {
+      const g = group();
+      expect(await store.createGroup(g)).toBe(true);
+      expect(await store.createGroup(g)).toBe(false);
+      expect(await store.getGroup(g.groupId)).toEqual(g);
+    });
+
+    it("accepts a commit only at the current epoch and advances the epoch", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g);
+      const ok = await store.submit(g.groupId, commit("a/1", 0, { added: ["c/1"], welcome: { message: "w", sha256: "wh" } }), 1);
+      expect(ok).toMatchObject({ ok: true, seq: 1, epoch: 1, duplicate: false });
+      if (!ok.ok) return;
+      expect(ok.entries.map((e) => [e.seq, e.kind, e.recipients])).toEqual([
+        [1, "commit", ["b/1"]],
+        [2, "welcome", ["c/1"]],
+      ]);
+      const stale = await store.submit(g.groupId, commit("b/1", 0), 1);
+      expect(stale).toEqual({ ok: false, code: "stale_epoch", expectedEpoch: 1, winner: ok.entries[0]!.sha256 });
+      const after = await store.getGroup(g.groupId);
+      expect(after).toMatchObject({ epoch: 1, nextSeq: 3, members: ["a/1", "b/1", "c/1"] });
+      expect(await store.commitLog(g.groupId, -1)).toEqual([{ epoch: 0, seq: 1, sender: "a/1", sha256: ok.entries[0]!.sha256 }]);
+    });
+
+    it("returns the original answer for a retried submission and stores nothing twice", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g);
+      const sub = commit("a/1", 0);
+      const first = await store.submit(g.groupId, sub, 1);
+      const again = await store.submit(g.groupId, sub, 1);
+      expect(again).toEqual({ ok: true, seq: 1, epoch: 1, duplicate: true, entries: [] });
+      expect(first.ok && first.seq).toBe(1);
+      expect(await store.readLog(g.groupId, 0, 10)).toHaveLength(1);
+    });
+
+    it("refuses non-members, and strangers' external commits, without changing state", async () => {
+      const g = group({ members: ["alice@a.example/1"] });
+      await store.createGroup(g);
+      expect(await store.submit(g.groupId, { kind: "application", sender: "eve@a.example/1", epoch: 0, sha256: "x", message: "m" }, 1)).toEqual({
+        ok: false,
+        code: "not_a_member",
+      });
+      expect(await store.submit(g.groupId, commit("eve@a.example/1", 0, { external: true }), 1)).toEqual({ ok: false, code: "not_a_member" });
+      const ext = await store.submit(g.groupId, commit("alice@a.example/2", 0, { external: true }), 1);
+      expect(ext).toMatchObject({ ok: true, epoch: 1 });
+      expect((await store.getGroup(g.groupId))?.members).toEqual(["alice@a.example/1", "alice@a.example/2"]);
+      expect(await store.submit("nope", commit("a/1", 0), 1)).toEqual({ ok: false, code: "unknown_group" });
+    });
+
+    it("applies removals and stops delivering to removed members", async () => {
+      const g = group({ members: ["a/1", "b/1", "c/1"] });
+      await store.createGroup(g);
+      await store.submit(g.groupId, commit("a/1", 0, { removed: ["c/1"] }), 1);
+      const app = await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 1, sha256: "app1", message: "m" }, 1);
+      expect(app.ok && app.entries[0]?.recipients).toEqual(["b/1"]);
+      expect(await store.groupsOf("c/1")).toEqual([]);
+      expect(await store.groupsOf("b/1")).toEqual([g.groupId]);
+    });
+
+    it("blocks other committers while a lease is held and lets the holder commit with its token", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g);
+      const lease = await store.acquireLease(g.groupId, "a/1", 1000, "tok-a", 100);
+      expect(lease).toEqual({ ok: true, token: "tok-a", expiresAt: 1100 });
+      expect(await store.acquireLease(g.groupId, "b/1", 1000, "tok-b", 200)).toEqual({ ok: false, code: "group_locked", leaseExpiresAt: 1100 });
+      expect(await store.submit(g.groupId, commit("b/1", 0), 200)).toEqual({ ok: false, code: "group_locked", leaseExpiresAt: 1100 });
+      expect(await store.submit(g.groupId, commit("a/1", 0, { leaseToken: "tok-a" }), 200)).toMatchObject({ ok: true, epoch: 1 });
+      expect(await store.submit(g.groupId, commit("a/1", 1, { leaseToken: "tok-a" }), 300)).toMatchObject({ ok: true, epoch: 2 });
+      // After expiry anyone may commit again.
+      expect(await store.submit(g.groupId, commit("b/1", 2), 1200)).toMatchObject({ ok: true, epoch: 3 });
+      expect(await store.releaseLease(g.groupId, "tok-a")).toBe(true);
+      expect(await store.releaseLease(g.groupId, "tok-a")).toBe(false);
+    });
+
+    it("lets only the designated sender commit or send in a send group", async () => {
+      const g = group({ mode: "send-group", members: ["a/1", "b/1"], owner: "a/1" });
+      await store.createGroup(g);
+      expect(await store.submit(g.groupId, commit("b/1", 0), 1)).toEqual({ ok: false, code: "not_designated_sender" });
+      expect(await store.submit(g.groupId, { kind: "application", sender: "b/1", epoch: 0, sha256: "s", message: "m" }, 1)).toEqual({
+        ok: false,
+        code: "not_designated_sender",
+      });
+      const prop = await store.submit(g.groupId, { kind: "proposal", sender: "b/1", epoch: 0, sha256: "p", message: "m" }, 1);
+      expect(prop.ok && prop.entries[0]?.recipients).toEqual(["a/1"]);
+    });
+
+    it("accepts exactly one of many concurrent commits for one epoch", async () => {
+      const members = Array.from({ length: 20 }, (_, i) => `m/${i}`);
+      const g = group({ members });
+      await store.createGroup(g);
+      const results = await Promise.all(members.map((m) => store.submit(g.groupId, commit(m, 0), 1)));
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      expect(results.filter((r) => !r.ok && r.code === "stale_epoch")).toHaveLength(19);
+    });
+
+    it("stores the GroupInfo of the new epoch and serves log ranges", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g, { epoch: 0, groupInfo: "gi0" });
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 0, groupInfo: "gi0" });
+      await store.submit(g.groupId, commit("a/1", 0, { groupInfo: "gi1" }), 1);
+      for (let i = 0; i < 5; i++) await store.submit(g.groupId, { kind: "application", sender: "b/1", epoch: 1, sha256: `s${i}`, message: `m${i}` }, 1);
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 1, groupInfo: "gi1" });
+      expect((await store.readLog(g.groupId, 2, 2)).map((e) => e.seq)).toEqual([3, 4]);
+      expect((await store.readEntries(g.groupId, [6, 99])).map((e) => e?.message)).toEqual(["m4", undefined]);
+    });
+
+    it("tracks dispatch so a crashed fan-out is found again", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g);
+      await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 0, sha256: "d1", message: "m" }, 1);
+      expect(await store.undispatched()).toContainEqual({ groupId: g.groupId, fromSeq: 1 });
+      await store.markDispatched(g.groupId, 1);
+      expect((await store.undispatched()).find((u) => u.groupId === g.groupId)).toBeUndefined();
+    });
+
+    it("keeps a follower replica idempotent by seq and reports gaps", async () => {
+      const { nextSeq: _n, ...rec } = group({ hub: "b.example" });
+      const e = (seq: number) => ({ seq, kind: "application" as const, epoch: 0, sender: "x/1", message: `m${seq}`, sha256: `h${seq}`, recipients: ["a/1"] });
+      expect((await store.putReplicaEntries(rec, [e(1), e(2)])).map((x) => x.seq)).toEqual([1, 2]);
+      expect((await store.putReplicaEntries(rec, [e(2), e(4)])).map((x) => x.seq)).toEqual([4]);
+      expect(await store.contiguousSeq(rec.groupId)).toBe(2);
+      expect((await store.getGroup(rec.groupId))?.hub).toBe("b.example");
+      expect(await store.submit(rec.groupId, commit("a/1", 0), 1)).toEqual({ ok: false, code: "unknown_group" });
+    });
+  });
+
+  describe("inboxes, outboxes and replay cache", () => {
+    it("appends idempotently, reads after a cursor and deletes on ack", async () => {
+      await store.appendInbox("a/1", [
+        { kind: "ref", groupId: "g", seq: 1 },
+        { kind: "ref", groupId: "g", seq: 2 },
+      ]);
+      await store.appendInbox("a/1", [{ kind: "ref", groupId: "g", seq: 2 }]);
+      const page = await store.readInbox("a/1", 0, 10);
+      expect(page.map((p) => p.item)).toEqual([
+        { kind: "ref", groupId: "g", seq: 1 },
+        { kind: "ref", groupId: "g", seq: 2 },
+      ]);
+      expect(await store.ackInbox("a/1", page[0]!.cursor)).toBe(1);
+      expect(await store.inboxDepth("a/1")).toBe(1);
+      await store.appendInbox("a/1", [{ kind: "ref", groupId: "g", seq: 1 }]);
+      expect(await store.inboxDepth("a/1")).toBe(1);
+    });
+
+    it("wakes a waiting reader when an entry arrives", async () => {
+      const started = Date.now();
+      const waiting = store.waitInbox("w/1", 0, 5000);
+      setTimeout(() => void store.appendInbox("w/1", [{ kind: "notice", id: "n1", type: "device_update", body: { user: "x" } }]), 50);
+      await waiting;
+      expect(Date.now() - started).toBeLessThan(4000);
+      expect((await store.readInbox("w/1", 0, 10))[0]?.item).toEqual({ kind: "notice", id: "n1", type: "device_update", body: { user: "x" } });
+    });
+
+    it("queues outbox items per peer in order, once", async () => {
+      await store.enqueueOutbox("b.example", [
+        { id: "g:1", groupId: "g", seq: 1 },
+        { id: "g:2", groupId: "g", seq: 2 },
+        { id: "g:1", groupId: "g", seq: 1 },
+      ]);
+      const items = await store.peekOutbox("b.example", 10);
+      expect(items.map((i) => i.item.seq)).toEqual([1, 2]);
+      expect(await store.peersWithOutbox()).toContain("b.example");
+      expect((await store.outboxStats("b.example")).depth).toBe(2);
+      await store.ackOutbox("b.example", items[0]!.cursor);
+      expect((await store.peekOutbox("b.example", 10)).map((i) => i.item.seq)).toEqual([2]);
+    });
+
+    it("remembers a token id once until it expires", async () => {
+      const exp = Date.now() + 60_000;
+      expect(await store.rememberOnce("b.example:jti1", exp)).toBe(true);
+      expect(await store.rememberOnce("b.example:jti1", exp)).toBe(false);
+      expect(await store.rememberOnce("b.example:jti2", exp)).toBe(true);
+    });
+  });
+});
