@@ -3,7 +3,7 @@ import { verifyLeafNodeSignatureKeyPackage, type LeafNodeKeyPackage } from "ts-m
 import { extensionTypeToNumber } from "ts-mls/extension.js";
 import type { KeyPackage } from "ts-mls/keyPackage.js";
 import { DsError } from "../errors.js";
-import { bytesEqual, toB64u } from "../encoding.js";
+import { bytesEqual, fromB64u, toB64u } from "../encoding.js";
 import { decodeMlsStrict } from "./codec.js";
 import { suiteId, suiteImpl, type SuiteId } from "./suites.js";
 
@@ -101,4 +101,13 @@ export async function validateKeyPackage(
     identityKey: toB64u(leaf.signaturePublicKey),
     keyPackage: toB64u(bytes),
   };
+}
+
+/** KeyPackageRef of a KeyPackage served by a peer (to route Welcomes to the client that owns it). */
+export async function keyPackageRefOf(keyPackage: string, suite: SuiteId): Promise<string> {
+  const bytes = fromB64u(keyPackage);
+  if (!bytes) throw new DsError("peer_error", "peer served a KeyPackage that is not base64url");
+  const message = decodeMlsStrict(bytes, 1 << 20);
+  if (message.wireformat !== "mls_key_package") throw new DsError("peer_error", "peer served something else than a KeyPackage");
+  return toB64u(await makeKeyPackageRef(message.keyPackage, (await suiteImpl(suite)).hash));
 }

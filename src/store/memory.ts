@@ -340,7 +340,8 @@ export class MemoryStore implements Store {
       fresh.push(e);
     }
     const nextSeq = Math.max(g.record.nextSeq, ...[...g.log.keys()].map((s) => s + 1));
-    g.record = { ...structuredClone(record), nextSeq };
+    // A late delivery may carry an older view of the group: never move the replica backwards.
+    g.record = record.epoch >= g.record.epoch ? { ...structuredClone(record), nextSeq } : { ...g.record, nextSeq };
     this.index(record.members, record.groupId);
     return fresh;
   }

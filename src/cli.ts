@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+import { Command } from "commander";
+import { ConfigError, DeliveryService, loadConfig } from "./index.js";
+import { writeSigningKey } from "./federation/keys.js";
+
+const program = new Command("mls-fedgate").description("Federated MLS Delivery Service");
+
+program
+  .command("serve")
+  .description("run a Delivery Service")
+  .option("-c, --config <file>", "JSON config file (or MLSFEDGATE_CONFIG)")
+  .action(async (opts: { config?: string }) => {
+    const config = loadConfig({ env: process.env, ...(opts.config ? { file: opts.config } : {}) });
+    const ds = await DeliveryService.create(config, { processMetrics: true });
+    await ds.start();
+    ds.ctx.log.info({ url: ds.url, store: config.store.kind, auth: config.auth.mode }, "mls-fedgate listening");
+    process.stdout.write(`mls-fedgate ${config.domain} listening on ${ds.url} (store: ${config.store.kind}, auth: ${config.auth.mode})\n`);
+    onSignals(() => ds.close());
+  });
+
+program
+  .command("keygen")
+  .description("write a new federation signing key (private JWK) to a file")
+  .requiredOption("-o, --out <file>", "where to write the key (refuses to overwrite)")
+  .option("--alg <alg>", "EdDSA (Ed25519) or ES256", "EdDSA")
+  .action(async (opts: { out: string; alg: string }) => {
+    if (opts.alg !== "EdDSA" && opts.alg !== "ES256") throw new ConfigError("--alg", "must be EdDSA or ES256");
+    const jwk = await writeSigningKey(opts.out, opts.alg);
+    process.stdout.write(`wrote ${opts.alg} key ${jwk.kid} to ${opts.out}\n`);
+  });
+
+program
+  .command("demo")
+  .description("start providers a.example and b.example on loopback and run a scripted conversation")
+  .option("--keep", "keep both providers running after the script")
+  .action(async (opts: { keep?: boolean }) => {
+    const { runDemo } = await import("./demo.js");
+    const stop = await runDemo({ print: (line) => process.stdout.write(line + "\n") });
+    if (opts.keep) onSignals(stop);
+    else await stop();
+  });
+
+program
+  .command("conformance")
+  .description("run the cross-provider checks against two running deployments")
+  .requiredOption("--a <url>", "base URL of provider A's DS")
+  .requiredOption("--b <url>", "base URL of provider B's DS")
+  .option("--token-a <json>", 'tokens for A\'s clients as JSON {"client": "token"} (when dev tokens are off)')
+  .option("--token-b <json>", "tokens for B's clients, likewise")
+  .action(async (opts: { a: string; b: string; tokenA?: string; tokenB?: string }) => {
+    const { runConformance, printTable } = await import("./client/conformance.js");
+    const results = await runConformance({
+      a: opts.a,
+      b: opts.b,
+      ...(opts.tokenA ? { tokensA: JSON.parse(opts.tokenA) as Record<string, string> } : {}),
+      ...(opts.tokenB ? { tokensB: JSON.parse(opts.tokenB) as Record<string, string> } : {}),
+    });
+    process.stdout.write(printTable(results) + "\n");
+    process.exitCode = results.every((r) => r.ok) ? 0 : 1;
+  });
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`${signal}: shutting down\n`);
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+}
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  // One clear line for configuration problems, a stack for anything unexpected.
+  if (e instanceof ConfigError) process.stderr.write(`${e.message}\n`);
+  else process.stderr.write(`mls-fedgate: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,184 @@
+/**
+ * Typed client for the mls-fedgate client API (browser and Node: only `fetch`).
+ * Every error answer becomes a FedgateError carrying the DS's code and details.
+ */
+
+export class FedgateError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(`${code}: ${message}`);
+    this.name = "FedgateError";
+  }
+}
+
+export interface ClaimAnswer {
+  user: string;
+  version: string;
+  cipherSuite: number;
+  bundles: { client: string; keyPackage: string; identityKey: string; lastResort: boolean }[];
+  missing: { client: string; reason: string }[];
+}
+
+export interface GroupView {
+  groupId: string;
+  hub: string;
+  epoch: number;
+  mode: "ordered" | "send-group";
+  cipherSuite: number;
+  members: string[];
+  owner: string;
+  replyTo?: string;
+}
+
+export interface LogMessage {
+  seq: number;
+  kind: "commit" | "proposal" | "application" | "welcome";
+  epoch: number;
+  sender: string;
+  message: string;
+}
+
+export interface InboxEntry {
+  cursor: number;
+  kind: "welcome" | "commit" | "proposal" | "application" | "device_update" | "commit_conflict";
+  groupId?: string;
+  seq?: number;
+  epoch?: number;
+  sender?: string;
+  message?: string;
+  [k: string]: unknown;
+}
+
+export interface CommitBundle {
+  commit: string;
+  welcome?: string;
+  groupInfo?: string;
+  added?: string[];
+  removed?: string[];
+  leaseToken?: string;
+}
+
+export class FedgateApi {
+  private token?: string;
+
+  constructor(
+    readonly baseUrl: string,
+    readonly client: string,
+    token?: string,
+  ) {
+    this.token = token;
+  }
+
+  /** Dev mode only: fetch a token for this client from the DS itself. */
+  async login(): Promise<this> {
+    if (!this.token) {
+      const { token } = await this.request<{ token: string }>("POST", "/v1/dev/token", { client: this.client }, false);
+      this.token = token;
+    }
+    return this;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (auth) {
+      if (!this.token) throw new Error("not logged in: pass a token or call login() in dev mode");
+      headers.authorization = `Bearer ${this.token}`;
+    }
+    const res = await fetch(this.baseUrl.replace(/\/$/, "") + path, {
+      method,
+      headers,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      throw new FedgateError(res.status, "bad_response", `non-JSON answer (${res.status})`);
+    }
+    if (!res.ok) {
+      const err = (json as { error?: { code?: string; message?: string } } | undefined)?.error ?? {};
+      const { code = "unknown", message = res.statusText, ...details } = err as Record<string, unknown> & { code?: string; message?: string };
+      throw new FedgateError(res.status, code, message, details);
+    }
+    return json as T;
+  }
+
+  uploadKeyPackages(keyPackages: string[], lastResort?: string) {
+    return this.request<{
+      accepted: { ref: string; cipherSuite: number; notAfter: number; lastResort: boolean }[];
+      rejected: { index: number; code: string; message: string }[];
+    }>("POST", "/v1/key-packages", { keyPackages, ...(lastResort ? { lastResort } : {}) });
+  }
+  listKeyPackages() {
+    return this.request<{ keyPackages: { ref: string; cipherSuite: number; notAfter: number; lastResort: boolean }[] }>("GET", "/v1/key-packages");
+  }
+  deleteKeyPackage(ref: string) {
+    return this.request<void>("DELETE", `/v1/key-packages/${encodeURIComponent(ref)}`);
+  }
+  claim(user: string, cipherSuites: number[], versions: string[] = ["mls10"]) {
+    return this.request<ClaimAnswer>("POST", "/v1/key-packages/claim", { user, cipherSuites, versions });
+  }
+  devices(user: string) {
+    return this.request<{ user: string; version: number; devices: { client: string; cipherSuites: number[] }[] }>(
+      "GET",
+      `/v1/users/${encodeURIComponent(user)}/devices`,
+    );
+  }
+  removeDevice(client: string) {
+    return this.request<void>("DELETE", `/v1/devices/${encodeURIComponent(client)}`);
+  }
+  peer(domain: string) {
+    return this.request<{ domain: string; cipherSuites: number[]; commonCipherSuites: number[]; protocolVersions: string[] }>(
+      "GET",
+      `/v1/peers/${encodeURIComponent(domain)}`,
+    );
+  }
+  createGroup(body: { groupId: string; cipherSuite: number; mode?: "ordered" | "send-group"; groupInfo?: string; replyTo?: string }) {
+    return this.request<GroupView>("POST", "/v1/groups", body);
+  }
+  group(groupId: string) {
+    return this.request<GroupView>("GET", `/v1/groups/${groupId}`);
+  }
+  commit(groupId: string, bundle: CommitBundle) {
+    return this.request<{ seq: number; epoch: number }>("POST", `/v1/groups/${groupId}/commits`, bundle);
+  }
+  send(groupId: string, message: string) {
+    return this.request<{ seq: number }>("POST", `/v1/groups/${groupId}/messages`, { message });
+  }
+  messages(groupId: string, after = 0, limit?: number) {
+    const q = `after=${after}${limit ? `&limit=${limit}` : ""}`;
+    return this.request<{ messages: LogMessage[] }>("GET", `/v1/groups/${groupId}/messages?${q}`);
+  }
+  lease(groupId: string, ttlMs: number) {
+    return this.request<{ leaseToken: string; expiresAt: number }>("POST", `/v1/groups/${groupId}/lease`, { ttlMs });
+  }
+  releaseLease(groupId: string, token: string) {
+    return this.request<void>("DELETE", `/v1/groups/${groupId}/lease/${encodeURIComponent(token)}`);
+  }
+  groupInfo(groupId: string) {
+    return this.request<{ epoch: number; groupInfo: string }>("GET", `/v1/groups/${groupId}/group-info`);
+  }
+  tree(groupId: string, leaf?: number) {
+    return this.request<Record<string, unknown>>("GET", `/v1/groups/${groupId}/tree${leaf === undefined ? "" : `?leaf=${leaf}`}`);
+  }
+  commitLog(groupId: string, afterEpoch?: number) {
+    return this.request<{ entries: { epoch: number; seq: number; sender: string; sha256: string }[] }>(
+      "GET",
+      `/v1/groups/${groupId}/commit-log${afterEpoch === undefined ? "" : `?after=${afterEpoch}`}`,
+    );
+  }
+  inbox(after = 0, opts: { limit?: number; waitMs?: number } = {}) {
+    const q = [`after=${after}`, opts.limit ? `limit=${opts.limit}` : "", opts.waitMs ? `waitMs=${opts.waitMs}` : ""].filter(Boolean).join("&");
+    return this.request<{ messages: InboxEntry[]; next: number }>("GET", `/v1/inbox?${q}`);
+  }
+  ack(upTo: number) {
+    return this.request<void>("POST", "/v1/inbox/ack", { upTo });
+  }
+}

@@ -1,0 +1,336 @@
+import {
+  acceptAll,
+  createApplicationMessage,
+  createCommit,
+  createGroup,
+  createGroupInfoWithExternalPubAndRatchetTree,
+  decodeMlsMessage,
+  defaultCapabilities,
+  emptyPskIndex,
+  encodeMlsMessage,
+  generateKeyPackage,
+  getCiphersuiteFromName,
+  getCiphersuiteImpl,
+  joinGroup,
+  joinGroupExternal,
+  mlsExporter,
+  processMessage,
+  ciphersuites,
+} from "ts-mls";
+import type { ClientState } from "ts-mls/clientState.js";
+import type { CiphersuiteImpl, CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
+import type { KeyPackage, PrivateKeyPackage } from "ts-mls/keyPackage.js";
+import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
+import type { MLSMessage } from "ts-mls/message.js";
+import type { Proposal } from "ts-mls/proposal.js";
+import { FedgateApi, FedgateError, type ClaimAnswer, type InboxEntry } from "./api.js";
+import { fromB64u, toB64u } from "./b64.js";
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+const LAST_RESORT = 0x000a;
+const MAX_COMMIT_ATTEMPTS = 8;
+
+export type MlsEvent =
+  | { kind: "joined"; groupId: string; sender: string }
+  | { kind: "message"; groupId: string; sender: string; text: string; seq: number }
+  | { kind: "commit"; groupId: string; sender: string; epoch: number; seq: number }
+  | { kind: "proposal"; groupId: string; sender: string; seq: number }
+  | { kind: "removed"; groupId: string; sender: string }
+  | { kind: "device_update"; user: string; version: number; devices: { client: string }[] }
+  | { kind: "commit_conflict"; groupId: string; epoch: number; [k: string]: unknown }
+  | { kind: "error"; groupId?: string; seq?: number; error: string };
+
+interface GroupSlot {
+  state: ClientState;
+  /** Highest seq processed; earlier entries are history. */
+  lastSeq: number;
+}
+
+function suiteNameOf(id: number): CiphersuiteName {
+  const name = Object.entries(ciphersuites).find(([, v]) => v === id)?.[0];
+  if (!name) throw new Error(`unknown cipher suite ${id}`);
+  return name as CiphersuiteName;
+}
+
+function wire(message: MLSMessage): string {
+  return toB64u(encodeMlsMessage(message));
+}
+
+/**
+ * A real MLS client (ts-mls) driving an mls-fedgate DS: the common flows of server fan-out —
+ * publish KeyPackages, claim, create, add users, commit with a bundle, send, receive, join from
+ * Welcome or externally, and recover from `stale_epoch` by catching up and committing again.
+ */
+export class MlsClient {
+  private keyPackages = new Map<string, { publicPackage: KeyPackage; privatePackage: PrivateKeyPackage; lastResort: boolean }>();
+  private groups = new Map<string, GroupSlot>();
+  private cursor = 0;
+
+  private constructor(
+    readonly api: FedgateApi,
+    readonly cipherSuite: number,
+    readonly cs: CiphersuiteImpl,
+  ) {}
+
+  get id(): string {
+    return this.api.client;
+  }
+
+  get user(): string {
+    return this.id.slice(0, this.id.indexOf("/"));
+  }
+
+  static async connect(baseUrl: string, client: string, opts: { cipherSuite?: number; token?: string } = {}): Promise<MlsClient> {
+    const api = new FedgateApi(baseUrl, client, opts.token);
+    if (!opts.token) await api.login();
+    const suite = opts.cipherSuite ?? 1;
+    const cs = await getCiphersuiteImpl(getCiphersuiteFromName(suiteNameOf(suite)));
+    return new MlsClient(api, suite, cs);
+  }
+
+  /** Generates and uploads `count` KeyPackages (and a last-resort one if asked). */
+  async publishKeyPackages(count: number, opts: { lastResort?: boolean; lifetimeSeconds?: number } = {}) {
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    const lifetime = { notBefore: now - 60n, notAfter: now + BigInt(opts.lifetimeSeconds ?? 30 * 24 * 3600) };
+    const make = async (lastResort: boolean) => {
+      const credential = { credentialType: "basic" as const, identity: utf8.encode(this.id) };
+      const extensions = lastResort ? [{ extensionType: LAST_RESORT, extensionData: new Uint8Array() }] : [];
+      const kp = await generateKeyPackage(credential, defaultCapabilities(), lifetime, extensions, this.cs);
+      const ref = toB64u(await makeKeyPackageRef(kp.publicPackage, this.cs.hash));
+      this.keyPackages.set(ref, { ...kp, lastResort });
+      return wire({ version: "mls10", wireformat: "mls_key_package", keyPackage: kp.publicPackage });
+    };
+    const packages = await Promise.all(Array.from({ length: count }, () => make(false)));
+    const lastResort = opts.lastResort ? await make(true) : undefined;
+    return this.api.uploadKeyPackages(packages, lastResort);
+  }
+
+  groupIds(): string[] {
+    return [...this.groups.keys()];
+  }
+
+  state(groupId: string): ClientState {
+    const slot = this.groups.get(groupId);
+    if (!slot) throw new Error(`${this.id} is not in group ${groupId}`);
+    return slot.state;
+  }
+
+  epoch(groupId: string): number {
+    return Number(this.state(groupId).groupContext.epoch);
+  }
+
+  /** Client ids in this client's view of the tree. */
+  members(groupId: string): string[] {
+    return leafIdentities(this.state(groupId)).filter((m): m is string => m !== null);
+  }
+
+  async createGroup(opts: { groupId?: string; mode?: "ordered" | "send-group"; replyTo?: string } = {}): Promise<string> {
+    const groupId = opts.groupId ?? toB64u(crypto.getRandomValues(new Uint8Array(16)));
+    const kp = await this.freshKeyPackage();
+    const state = await createGroup(fromB64u(groupId), kp.publicPackage, kp.privatePackage, [], this.cs);
+    const groupInfo = wire({
+      version: "mls10",
+      wireformat: "mls_group_info",
+      groupInfo: await createGroupInfoWithExternalPubAndRatchetTree(state, [], this.cs),
+    });
+    await this.api.createGroup({ groupId, cipherSuite: this.cipherSuite, mode: opts.mode ?? "ordered", groupInfo, ...(opts.replyTo ? { replyTo: opts.replyTo } : {}) });
+    this.groups.set(groupId, { state, lastSeq: 0 });
+    return groupId;
+  }
+
+  private async freshKeyPackage() {
+    const credential = { credentialType: "basic" as const, identity: utf8.encode(this.id) };
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    return generateKeyPackage(credential, defaultCapabilities(), { notBefore: now - 60n, notAfter: now + 86400n }, [], this.cs);
+  }
+
+  /** Claims every device of each user (server fan-out for remote users). */
+  async claimUsers(users: string[]): Promise<ClaimAnswer[]> {
+    return Promise.all(users.map((u) => this.api.claim(u, [this.cipherSuite])));
+  }
+
+  /** Adds all devices of the given users in ONE commit (retrying on stale_epoch). */
+  async addUsers(groupId: string, users: string[], opts: { leaseToken?: string } = {}) {
+    const claims = await this.claimUsers(users);
+    const bundles = claims.flatMap((c) => c.bundles);
+    await this.addKeyPackages(groupId, bundles, opts);
+    return { added: bundles.map((b) => b.client), missing: claims.flatMap((c) => c.missing) };
+  }
+
+  async addKeyPackages(groupId: string, bundles: ClaimAnswer["bundles"], opts: { leaseToken?: string } = {}) {
+    const proposals: Proposal[] = bundles.map((b) => {
+      const m = decodeMlsMessage(fromB64u(b.keyPackage), 0)?.[0];
+      if (!m || m.wireformat !== "mls_key_package") throw new Error(`claim for ${b.client} returned no KeyPackage`);
+      return { proposalType: "add", add: { keyPackage: m.keyPackage } };
+    });
+    return this.commit(groupId, proposals, { added: bundles.map((b) => b.client), ...opts });
+  }
+
+  async removeClients(groupId: string, clients: string[], opts: { leaseToken?: string } = {}) {
+    return this.commit(groupId, (state) => {
+      const leaves = leafIdentities(state);
+      return clients.map((c) => {
+        const leaf = leaves.indexOf(c);
+        if (leaf < 0) throw new Error(`${c} is not in group ${groupId}`);
+        return { proposalType: "remove", remove: { removed: leaf } } as Proposal;
+      });
+    }, { removed: clients, ...opts });
+  }
+
+  /** An empty commit: a full-path update of this client's leaf. */
+  update(groupId: string, opts: { leaseToken?: string } = {}) {
+    return this.commit(groupId, [], opts);
+  }
+
+  /**
+   * Builds a commit on the current state, sends it with Welcome and GroupInfo, adopts the new
+   * state on 201; on `stale_epoch` catches up from the DS and rebuilds on the new epoch.
+   */
+  async commit(
+    groupId: string,
+    proposals: Proposal[] | ((state: ClientState) => Proposal[]),
+    meta: { added?: string[]; removed?: string[]; leaseToken?: string } = {},
+  ): Promise<{ seq: number; epoch: number; attempts: number }> {
+    for (let attempt = 1; ; attempt++) {
+      const slot = this.slot(groupId);
+      const extraProposals = typeof proposals === "function" ? proposals(slot.state) : proposals;
+      const result = await createCommit({ state: slot.state, cipherSuite: this.cs }, { extraProposals, ratchetTreeExtension: true });
+      const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(result.newState, [], this.cs);
+      try {
+        const answer = await this.api.commit(groupId, {
+          commit: wire(result.commit),
+          ...(result.welcome ? { welcome: wire({ version: "mls10", wireformat: "mls_welcome", welcome: result.welcome }) } : {}),
+          groupInfo: wire({ version: "mls10", wireformat: "mls_group_info", groupInfo }),
+          ...(meta.added?.length ? { added: meta.added } : {}),
+          ...(meta.removed?.length ? { removed: meta.removed } : {}),
+          ...(meta.leaseToken ? { leaseToken: meta.leaseToken } : {}),
+        });
+        slot.state = result.newState;
+        slot.lastSeq = Math.max(slot.lastSeq, answer.seq);
+        return { ...answer, attempts: attempt };
+      } catch (e) {
+        if (!(e instanceof FedgateError) || e.code !== "stale_epoch" || attempt >= MAX_COMMIT_ATTEMPTS) throw e;
+        await this.catchUp(groupId);
+      }
+    }
+  }
+
+  async send(groupId: string, text: string): Promise<{ seq: number }> {
+    const slot = this.slot(groupId);
+    const { newState, privateMessage } = await createApplicationMessage(slot.state, utf8.encode(text), this.cs);
+    slot.state = newState;
+    return this.api.send(groupId, wire({ version: "mls10", wireformat: "mls_private_message", privateMessage }));
+  }
+
+  /** Joins a group through an external commit from the DS's stored GroupInfo (a new device of a member's user). */
+  async joinExternal(groupId: string): Promise<{ seq: number; epoch: number }> {
+    const { groupInfo } = await this.api.groupInfo(groupId);
+    const gi = decodeMlsMessage(fromB64u(groupInfo), 0)?.[0];
+    if (!gi || gi.wireformat !== "mls_group_info") throw new Error("DS returned no GroupInfo");
+    const kp = await this.freshKeyPackage();
+    const { publicMessage, newState } = await joinGroupExternal(gi.groupInfo, kp.publicPackage, kp.privatePackage, false, this.cs);
+    const newInfo = await createGroupInfoWithExternalPubAndRatchetTree(newState, [], this.cs);
+    const answer = await this.api.commit(groupId, {
+      commit: wire({ version: "mls10", wireformat: "mls_public_message", publicMessage }),
+      groupInfo: wire({ version: "mls10", wireformat: "mls_group_info", groupInfo: newInfo }),
+    });
+    this.groups.set(groupId, { state: newState, lastSeq: answer.seq });
+    return answer;
+  }
+
+  /** RFC 9420 exporter on the current epoch (e.g. the reply-all seed of a send group). */
+  exportSecret(groupId: string, label: string, context: Uint8Array, length = 32): Promise<Uint8Array> {
+    return mlsExporter(this.state(groupId).keySchedule.exporterSecret, label, context, length, this.cs);
+  }
+
+  /** Reads the inbox (long-poll up to waitMs), processes every entry in order, acknowledges, returns events. */
+  async sync(opts: { waitMs?: number } = {}): Promise<MlsEvent[]> {
+    const events: MlsEvent[] = [];
+    for (;;) {
+      const { messages, next } = await this.api.inbox(this.cursor, { waitMs: events.length === 0 ? (opts.waitMs ?? 0) : 0 });
+      for (const entry of messages) events.push(...(await this.handle(entry)));
+      if (messages.length === 0) break;
+      this.cursor = next;
+      await this.api.ack(next);
+    }
+    return events;
+  }
+
+  /** Catch-up after `stale_epoch`: processes the group's log entries this client has not seen. */
+  async catchUp(groupId: string): Promise<MlsEvent[]> {
+    const slot = this.slot(groupId);
+    const { messages } = await this.api.messages(groupId, slot.lastSeq);
+    const events: MlsEvent[] = [];
+    for (const m of messages) events.push(...(await this.handle({ cursor: 0, groupId, ...m })));
+    return events;
+  }
+
+  private slot(groupId: string): GroupSlot {
+    const slot = this.groups.get(groupId);
+    if (!slot) throw new Error(`${this.id} is not in group ${groupId}`);
+    return slot;
+  }
+
+  private async handle(entry: InboxEntry): Promise<MlsEvent[]> {
+    if (entry.kind === "device_update") {
+      return [{ kind: "device_update", user: String(entry.user), version: Number(entry.version), devices: entry.devices as { client: string }[] }];
+    }
+    if (entry.kind === "commit_conflict") return [{ ...(entry as object), kind: "commit_conflict" } as MlsEvent];
+    const { groupId, seq, message } = entry;
+    if (!groupId || seq === undefined || !message) return [];
+    try {
+      if (entry.kind === "welcome") return await this.handleWelcome(groupId, seq, entry.sender ?? "", message);
+      const slot = this.groups.get(groupId);
+      if (!slot || seq <= slot.lastSeq) return [];
+      const decoded = decodeMlsMessage(fromB64u(message), 0)?.[0];
+      if (!decoded || (decoded.wireformat !== "mls_private_message" && decoded.wireformat !== "mls_public_message")) return [];
+      const epoch = Number(decoded.wireformat === "mls_private_message" ? decoded.privateMessage.epoch : decoded.publicMessage.content.epoch);
+      if (epoch > Number(slot.state.groupContext.epoch) && entry.cursor !== 0) {
+        // We missed something (e.g. a commit delivered out of order): catch up first.
+        const before = await this.catchUp(groupId);
+        if (seq <= slot.lastSeq) return before;
+      }
+      const result = await processMessage(decoded, slot.state, emptyPskIndex, acceptAll, this.cs);
+      slot.state = result.newState;
+      slot.lastSeq = seq;
+      const sender = entry.sender ?? "";
+      if (result.kind === "applicationMessage") return [{ kind: "message", groupId, sender, text: fromUtf8.decode(result.message), seq }];
+      if (entry.kind === "proposal") return [{ kind: "proposal", groupId, sender, seq }];
+      if (slot.state.groupActiveState.kind === "removedFromGroup") {
+        this.groups.delete(groupId);
+        return [{ kind: "removed", groupId, sender }];
+      }
+      return [{ kind: "commit", groupId, sender, epoch: Number(slot.state.groupContext.epoch), seq }];
+    } catch (e) {
+      return [{ kind: "error", groupId, seq, error: (e as Error).message }];
+    }
+  }
+
+  private async handleWelcome(groupId: string, seq: number, sender: string, message: string): Promise<MlsEvent[]> {
+    if (this.groups.has(groupId)) return [];
+    const decoded = decodeMlsMessage(fromB64u(message), 0)?.[0];
+    if (!decoded || decoded.wireformat !== "mls_welcome") return [];
+    for (const secret of decoded.welcome.secrets) {
+      const ref = toB64u(secret.newMember);
+      const kp = this.keyPackages.get(ref);
+      if (!kp) continue;
+      const state = await joinGroup(decoded.welcome, kp.publicPackage, kp.privatePackage, emptyPskIndex, this.cs);
+      if (!kp.lastResort) this.keyPackages.delete(ref);
+      this.groups.set(groupId, { state, lastSeq: seq });
+      return [{ kind: "joined", groupId, sender }];
+    }
+    return [];
+  }
+}
+
+function leafIdentities(state: ClientState): (string | null)[] {
+  const out: (string | null)[] = [];
+  for (let i = 0; i < state.ratchetTree.length; i += 2) {
+    const node = state.ratchetTree[i];
+    if (node?.nodeType === "leaf" && node.leaf.credential.credentialType === "basic") {
+      out.push(fromUtf8.decode(node.leaf.credential.identity));
+    } else out.push(null);
+  }
+  return out;
+}

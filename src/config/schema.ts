@@ -1,0 +1,73 @@
+import { z } from "zod";
+
+const domain = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, "must be a lower-case DNS-style domain");
+
+const peer = z.strictObject({
+  url: z.url(),
+});
+
+export const configSchema = z.strictObject({
+  domain,
+  host: z.string().min(1),
+  port: z.number().int().min(0).max(65535),
+  /** The URL peers and clients use to reach this DS; defaults to http://host:port. */
+  publicUrl: z.url().optional(),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+  cipherSuites: z.array(z.number().int().min(1).max(0xffff)).min(1),
+  store: z.strictObject({
+    kind: z.enum(["memory", "redis"]),
+    redisUrl: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL"),
+    prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only"),
+  }),
+  auth: z.strictObject({
+    mode: z.enum(["dev", "jwt"]),
+    issuer: z.string().optional(),
+    audience: z.string().optional(),
+    jwksUrl: z.url().optional(),
+    /** SPKI PEM public key, or a path to one. */
+    publicKey: z.string().optional(),
+    algorithms: z.array(z.string()).min(1),
+    devTokenTtlSeconds: z.number().int().positive(),
+  }),
+  federation: z.strictObject({
+    /** Path of the JWK file (private key) that signs this DS's federation requests. */
+    signingKeyFile: z.string(),
+    /** Generate the key on first start when the file is missing (demo and dev setups). */
+    generateKeyIfMissing: z.boolean(),
+    /** Extra public JWKs still accepted from this DS during a key rotation (published in discovery). */
+    previousPublicKeys: z.array(z.record(z.string(), z.unknown())),
+    peers: z.record(domain, peer),
+    tokenTtlSeconds: z.number().int().min(1).max(60),
+    requestTimeoutMs: z.number().int().positive(),
+    discoveryCacheSeconds: z.number().int().positive(),
+    outbox: z.strictObject({
+      batchSize: z.number().int().min(1).max(1000),
+      retryBaseMs: z.number().int().positive(),
+      retryMaxMs: z.number().int().positive(),
+      pollMs: z.number().int().positive(),
+    }),
+  }),
+  limits: z.strictObject({
+    bodyBytes: z.number().int().positive(),
+    messageBytes: z.number().int().positive(),
+    keyPackageBytes: z.number().int().positive(),
+    groupInfoBytes: z.number().int().positive(),
+    keyPackagesPerClient: z.number().int().positive(),
+    keyPackagesPerUpload: z.number().int().positive(),
+    maxKeyPackageLifetimeSeconds: z.number().int().positive(),
+    clockSkewSeconds: z.number().int().min(0),
+    inboxPageSize: z.number().int().positive(),
+    maxWaitMs: z.number().int().min(0),
+    leaseMaxTtlMs: z.number().int().positive(),
+    groupsLogPageSize: z.number().int().positive(),
+    rateLimit: z.strictObject({
+      clientRequestsPerSecond: z.number().int().positive(),
+      peerRequestsPerSecond: z.number().int().positive(),
+      claimsPerTargetPerHour: z.number().int().positive(),
+    }),
+  }),
+});
+
+export type Config = z.infer<typeof configSchema>;

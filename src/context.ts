@@ -1,0 +1,142 @@
+import { pino, type Logger } from "pino";
+import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from "rate-limiter-flexible";
+import type { Config } from "./config/schema.js";
+import { DeviceNotifier } from "./domain/devices.js";
+import { Dispatcher } from "./domain/fanout.js";
+import { Groups, type GroupHooks } from "./domain/groups.js";
+import { Inbox } from "./domain/inbox.js";
+import { KeyDirectory } from "./domain/key-directory.js";
+import { systemClock, type Clock, type PeerGateway } from "./domain/types.js";
+import { FederationGateway } from "./federation/gateway.js";
+import { loadSigningKey, type SigningKey } from "./federation/keys.js";
+import { OutboxWorker } from "./federation/outbox.js";
+import { PeerClient } from "./federation/peer-client.js";
+import { ClientAuth } from "./http/client-auth.js";
+import { Metrics } from "./metrics.js";
+import { MemoryStore } from "./store/memory.js";
+import type { Store } from "./store/port.js";
+import type { RedisStore } from "./store/redis.js";
+
+export interface ContextOverrides {
+  store?: Store;
+  clock?: Clock;
+  logger?: Logger;
+  signingKey?: SigningKey;
+  hooks?: GroupHooks;
+  /** Register default process metrics (off when several DSs share a process). */
+  processMetrics?: boolean;
+}
+
+export interface RateLimiters {
+  client: RateLimiterAbstract;
+  peer: RateLimiterAbstract;
+  claims: RateLimiterAbstract;
+}
+
+/** The one composition root: builds every adapter and domain service from the config. */
+export class AppContext {
+  private constructor(
+    readonly config: Readonly<Config>,
+    readonly store: Store,
+    readonly ownsStore: boolean,
+    readonly clock: Clock,
+    readonly log: Logger,
+    readonly metrics: Metrics,
+    readonly signingKey: SigningKey,
+    readonly peerClient: PeerClient,
+    readonly peers: PeerGateway,
+    readonly auth: ClientAuth,
+    readonly keys: KeyDirectory,
+    readonly groups: Groups,
+    readonly inbox: Inbox,
+    readonly dispatcher: Dispatcher,
+    readonly outbox: OutboxWorker,
+    readonly devices: DeviceNotifier,
+    readonly limiters: RateLimiters,
+  ) {}
+
+  static async fromConfig(config: Readonly<Config>, overrides: ContextOverrides = {}): Promise<AppContext> {
+    const log = overrides.logger ?? pino({ level: config.logLevel, base: { domain: config.domain } });
+    const clock = overrides.clock ?? systemClock;
+    const metrics = new Metrics(overrides.processMetrics ?? false);
+    const signingKey = overrides.signingKey ?? (await loadSigningKey(config.federation.signingKeyFile, config.federation.generateKeyIfMissing));
+    const ownsStore = !overrides.store;
+    const store: Store =
+      overrides.store ??
+      (config.store.kind === "redis"
+        ? await (await import("./store/redis.js")).createRedisStore({ url: config.store.redisUrl, prefix: config.store.prefix })
+        : new MemoryStore());
+    const peerClient = new PeerClient({
+      domain: config.domain,
+      peers: config.federation.peers,
+      key: signingKey,
+      tokenTtlSeconds: config.federation.tokenTtlSeconds,
+      timeoutMs: config.federation.requestTimeoutMs,
+      discoveryCacheSeconds: config.federation.discoveryCacheSeconds,
+      maxResponseBytes: Math.max(config.limits.bodyBytes, 64 * 1024 * 1024),
+      onRequest: (peer, path) => metrics.s2sRequests.inc({ peer, path: path.replace(/\/groups\/[^/?]+/, "/groups/:id").split("?")[0] }),
+    });
+    const peers = new FederationGateway(peerClient);
+    const auth = await ClientAuth.create(config);
+    const outbox = new OutboxWorker(store, peerClient, config.federation.outbox, log.child({ part: "outbox" }), (peer, count, lagMs) => {
+      metrics.delivered.inc({ peer }, count);
+      metrics.deliveryLag.observe({ peer }, lagMs / 1000);
+    });
+    const dispatcher = new Dispatcher(config.domain, store, peers, outbox, log.child({ part: "fanout" }));
+    const devices = new DeviceNotifier(config.domain, store, peers, log.child({ part: "devices" }));
+    const { limits } = config;
+    const keys = new KeyDirectory(
+      config.domain,
+      store,
+      {
+        allowedSuites: config.cipherSuites,
+        maxLifetimeSeconds: limits.maxKeyPackageLifetimeSeconds,
+        maxBytes: limits.keyPackageBytes,
+        clockSkewSeconds: limits.clockSkewSeconds,
+        perClient: limits.keyPackagesPerClient,
+        perUpload: limits.keyPackagesPerUpload,
+      },
+      clock,
+      peers,
+      (list, changed) => devices.localChange(list, changed),
+    );
+    const groups = new Groups(
+      config.domain,
+      store,
+      {
+        messageBytes: limits.messageBytes,
+        groupInfoBytes: limits.groupInfoBytes,
+        leaseMaxTtlMs: limits.leaseMaxTtlMs,
+        logPageSize: limits.groupsLogPageSize,
+        allowedSuites: config.cipherSuites,
+      },
+      clock,
+      peers,
+      dispatcher,
+      overrides.hooks,
+    );
+    const inbox = new Inbox(store, limits.inboxPageSize, limits.maxWaitMs);
+    const limiters = makeLimiters(config, store);
+    return new AppContext(config, store, ownsStore, clock, log, metrics, signingKey, peerClient, peers, auth, keys, groups, inbox, dispatcher, outbox, devices, limiters);
+  }
+
+  async close(): Promise<void> {
+    await this.outbox.stop();
+    await this.peerClient.close();
+    if (this.ownsStore) await this.store.close();
+  }
+}
+
+function makeLimiters(config: Readonly<Config>, store: Store): RateLimiters {
+  const rl = config.limits.rateLimit;
+  const redis = store.kind === "redis" ? (store as RedisStore).client : undefined;
+  const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract =>
+    redis
+      ? new RateLimiterRedis({ storeClient: redis, useRedisPackage: true, keyPrefix: `${config.store.prefix}:rl:${keyPrefix}`, points, duration })
+      : new RateLimiterMemory({ keyPrefix, points, duration });
+  return {
+    client: make("client", rl.clientRequestsPerSecond, 1),
+    peer: make("peer", rl.peerRequestsPerSecond, 1),
+    claims: make("claims", rl.claimsPerTargetPerHour, 3600),
+  };
+}

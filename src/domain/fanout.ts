@@ -1,0 +1,157 @@
+import type { Logger } from "pino";
+import { domainOf, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
+import type { GroupView, PeerGateway } from "./types.js";
+
+export interface DeliveredMessage {
+  groupId: string;
+  seq: number;
+  kind: LogEntry["kind"];
+  epoch: number;
+  sender: string;
+  message: string;
+  sha256: string;
+  recipients: string[];
+}
+
+export interface OutboxNotifier {
+  notify(peer: string): void;
+}
+
+export interface FanoutObserver {
+  /** Called for every entry put into local inboxes (metrics, commit gossip). */
+  onLocalDelivery?(groupId: string, entries: LogEntry[]): void;
+}
+
+/**
+ * Fan-out: one payload in the group log, a small reference per local recipient's inbox, and one
+ * outbox item per remote provider (the outbox worker batches them into `deliver` calls).
+ * Per group, dispatches run one after another so inbox order follows seq order on this replica.
+ */
+export class Dispatcher {
+  private chains = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly domain: string,
+    private readonly store: Store,
+    private readonly peers: PeerGateway,
+    private readonly outbox: OutboxNotifier,
+    private readonly log: Logger,
+    private readonly observer: FanoutObserver = {},
+  ) {}
+
+  private serial<T>(groupId: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.chains.get(groupId) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const tail = next.catch(() => undefined);
+    this.chains.set(groupId, tail);
+    void tail.then(() => {
+      if (this.chains.get(groupId) === tail) this.chains.delete(groupId);
+    });
+    return next;
+  }
+
+  /** Hub side: fan out freshly accepted entries. */
+  dispatch(groupId: string, entries: LogEntry[]): Promise<void> {
+    if (entries.length === 0) return Promise.resolve();
+    return this.serial(groupId, async () => {
+      const group = await this.store.getGroup(groupId);
+      const peers = new Set<string>();
+      for (const e of entries) {
+        await this.inboxLocal(groupId, e);
+        for (const c of [...e.recipients, e.sender, ...(group?.members ?? [])]) {
+          const d = domainOf(c);
+          if (d !== this.domain) peers.add(d);
+        }
+      }
+      for (const peer of peers) {
+        await this.store.enqueueOutbox(
+          peer,
+          entries.map((e) => ({ id: `${groupId}:${e.seq}`, groupId, seq: e.seq })),
+        );
+        this.outbox.notify(peer);
+      }
+      await this.store.markDispatched(groupId, Math.max(...entries.map((e) => e.seq)));
+      this.observer.onLocalDelivery?.(groupId, entries);
+    });
+  }
+
+  private async inboxLocal(groupId: string, e: LogEntry): Promise<void> {
+    const item: InboxItem = { kind: "ref", groupId, seq: e.seq };
+    await Promise.all(e.recipients.filter((c) => domainOf(c) === this.domain).map((c) => this.store.appendInbox(c, [item])));
+  }
+
+  /** Crash recovery: entries accepted but never fanned out (the process died in between). */
+  async recover(): Promise<number> {
+    let count = 0;
+    for (const { groupId, fromSeq } of await this.store.undispatched()) {
+      const entries = await this.store.readLog(groupId, fromSeq - 1, 10_000);
+      count += entries.length;
+      await this.dispatch(groupId, entries);
+    }
+    if (count > 0) this.log.warn({ count }, "re-dispatched entries left by an interrupted fan-out");
+    return count;
+  }
+
+  /** Follower side: entries the hub delivered; stored in the replica, inboxed in seq order without gaps. */
+  ingest(hub: string, view: GroupView, messages: DeliveredMessage[], requestId?: string): Promise<void> {
+    return this.serial(view.groupId, async () => {
+      const before = await this.store.contiguousSeq(view.groupId);
+      await this.store.putReplicaEntries(replicaRecord(view), messages.map(toEntry));
+      let after = await this.store.contiguousSeq(view.groupId);
+      const highest = Math.max(0, ...messages.map((m) => m.seq));
+      if (highest > after) {
+        // A gap: fetch the missing range from the hub (the outbox of another hub replica, or lost ordering).
+        try {
+          await this.pull(hub, view.groupId, requestId);
+          after = await this.store.contiguousSeq(view.groupId);
+        } catch (e) {
+          this.log.warn({ err: e, groupId: view.groupId, hub }, "gap fill from hub failed; will retry on next delivery");
+        }
+      }
+      await this.inboxRange(view.groupId, before, after);
+    });
+  }
+
+  /** Brings the replica up to the hub's log (used by catch-up on a follower). */
+  syncReplica(hub: string, groupId: string, requestId?: string): Promise<void> {
+    return this.serial(groupId, async () => {
+      const before = await this.store.contiguousSeq(groupId);
+      await this.pull(hub, groupId, requestId);
+      await this.inboxRange(groupId, before, await this.store.contiguousSeq(groupId));
+    });
+  }
+
+  private async pull(hub: string, groupId: string, requestId?: string): Promise<void> {
+    for (;;) {
+      const from = await this.store.contiguousSeq(groupId);
+      const { group, entries } = await this.peers.messages(hub, groupId, from, 1000, requestId);
+      await this.store.putReplicaEntries(replicaRecord(group), entries);
+      if (entries.length < 1000) return;
+    }
+  }
+
+  private async inboxRange(groupId: string, before: number, after: number): Promise<void> {
+    if (after <= before) return;
+    const entries = await this.store.readLog(groupId, before, after - before);
+    for (const e of entries) await this.inboxLocal(groupId, e);
+    this.observer.onLocalDelivery?.(groupId, entries);
+  }
+}
+
+function toEntry(m: DeliveredMessage): LogEntry {
+  return { seq: m.seq, kind: m.kind, epoch: m.epoch, sender: m.sender, message: m.message, sha256: m.sha256, recipients: m.recipients };
+}
+
+export function replicaRecord(view: GroupView): Omit<GroupRecord, "nextSeq"> {
+  return {
+    groupId: view.groupId,
+    hub: view.hub,
+    mode: view.mode,
+    cipherSuite: view.cipherSuite,
+    epoch: view.epoch,
+    members: view.members,
+    owner: view.owner,
+    createdAt: 0,
+    ...(view.replyTo ? { replyTo: view.replyTo } : {}),
+  };
+}

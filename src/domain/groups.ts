@@ -1,0 +1,302 @@
+import { randomBytes } from "node:crypto";
+import { DsError } from "../errors.js";
+import { fromB64u, sha256Hex } from "../encoding.js";
+import { decodeMlsField } from "../mls/codec.js";
+import { readFraming, welcomeRefs } from "../mls/framing.js";
+import { checkGroupInfo } from "../mls/group-info.js";
+import { type GroupMode, type GroupRecord, type LogEntry, type Store, type Submission, type SubmitOutcome } from "../store/port.js";
+import type { Dispatcher } from "./fanout.js";
+import type { Clock, CommitBundle, GroupView, PeerGateway, SubmitBody } from "./types.js";
+
+export interface GroupLimits {
+  messageBytes: number;
+  groupInfoBytes: number;
+  leaseMaxTtlMs: number;
+  logPageSize: number;
+  allowedSuites: readonly number[];
+}
+
+export interface CreateGroupRequest {
+  groupId: string;
+  cipherSuite: number;
+  mode: GroupMode;
+  groupInfo?: string;
+  replyTo?: string;
+}
+
+export interface WireLogEntry {
+  seq: number;
+  kind: LogEntry["kind"];
+  epoch: number;
+  sender: string;
+  message: string;
+}
+
+/** Test-only hooks (equivocation tests); never set in production configs. */
+export interface GroupHooks {
+  beforeDispatch?: (groupId: string, entries: LogEntry[]) => LogEntry[];
+}
+
+function outcomeError(outcome: Exclude<SubmitOutcome, { ok: true }>): DsError {
+  switch (outcome.code) {
+    case "unknown_group":
+      return new DsError("unknown_group", "no such group");
+    case "not_a_member":
+      return new DsError("not_a_member", "the sender is not a member of this group");
+    case "not_designated_sender":
+      return new DsError("not_designated_sender", "only the designated sender may commit or send in a send group");
+    case "stale_epoch":
+      return new DsError("stale_epoch", `the group is at epoch ${outcome.expectedEpoch}`, {
+        expectedEpoch: outcome.expectedEpoch,
+        ...(outcome.winner ? { winner: outcome.winner } : {}),
+      });
+    case "group_locked":
+      return new DsError("group_locked", "another client holds the group lease", { leaseExpiresAt: outcome.leaseExpiresAt });
+  }
+}
+
+export function viewOf(g: GroupRecord): GroupView {
+  return {
+    groupId: g.groupId,
+    hub: g.hub,
+    epoch: g.epoch,
+    mode: g.mode,
+    cipherSuite: g.cipherSuite,
+    members: [...g.members],
+    owner: g.owner,
+    ...(g.replyTo ? { replyTo: g.replyTo } : {}),
+  };
+}
+
+export function wireEntry(e: LogEntry): WireLogEntry {
+  return { seq: e.seq, kind: e.kind, epoch: e.epoch, sender: e.sender, message: e.message };
+}
+
+const CLIENT_ID = /^[^\s/@]+@[a-z0-9.-]+\/[^\s/]+$/;
+
+/**
+ * Groups: creation, the ordering step, leases and catch-up. The hub (this DS) decides; a follower
+ * forwards its clients' submissions to the hub and hands the hub's answer back unchanged.
+ */
+export class Groups {
+  constructor(
+    private readonly domain: string,
+    private readonly store: Store,
+    private readonly limits: GroupLimits,
+    private readonly clock: Clock,
+    private readonly peers: PeerGateway,
+    private readonly dispatcher: Dispatcher,
+    private readonly hooks: GroupHooks = {},
+  ) {}
+
+  private checkGroupId(groupId: string): void {
+    const bytes = fromB64u(groupId);
+    if (!bytes || bytes.byteLength === 0 || bytes.byteLength > 255) {
+      throw new DsError("bad_request", "groupId must be 1..255 bytes, base64url without padding");
+    }
+  }
+
+  async create(client: string, req: CreateGroupRequest): Promise<GroupView> {
+    this.checkGroupId(req.groupId);
+    if (!this.limits.allowedSuites.includes(req.cipherSuite)) {
+      throw new DsError("unsupported_cipher_suite", `cipher suite ${req.cipherSuite} is not allowed here`, { allowed: this.limits.allowedSuites });
+    }
+    let groupInfo: { epoch: number; groupInfo: string } | undefined;
+    if (req.groupInfo) {
+      const { message } = decodeMlsField(req.groupInfo, "groupInfo", this.limits.groupInfoBytes);
+      const checked = await checkGroupInfo(message, { groupId: req.groupId, epoch: 0, cipherSuite: req.cipherSuite });
+      if (checked.leaves.filter((l) => l !== null).join() !== client) {
+        throw new DsError("invalid_group_info", "a new group's tree must hold only its creator");
+      }
+      groupInfo = { epoch: 0, groupInfo: req.groupInfo };
+    }
+    if (req.replyTo) {
+      const parent = await this.store.getGroup(req.replyTo);
+      if (!parent || !parent.members.includes(client)) throw new DsError("unknown_group", "replyTo names no group of yours");
+    }
+    const record: GroupRecord = {
+      groupId: req.groupId,
+      hub: this.domain,
+      mode: req.mode,
+      cipherSuite: req.cipherSuite,
+      epoch: 0,
+      nextSeq: 1,
+      members: [client],
+      owner: client,
+      createdAt: this.clock.nowMs(),
+      ...(req.replyTo ? { replyTo: req.replyTo } : {}),
+    };
+    if (!(await this.store.createGroup(record, groupInfo))) throw new DsError("group_exists", "a group with this id exists");
+    return viewOf(record);
+  }
+
+  /** The group as this DS knows it; members only. Followers ask the hub, falling back to their replica. */
+  async get(client: string, groupId: string, requestId?: string): Promise<GroupView> {
+    const g = await this.requireKnown(groupId);
+    if (g.hub !== this.domain) {
+      try {
+        return await this.peers.group(g.hub, groupId, client, requestId);
+      } catch (e) {
+        if (e instanceof DsError && e.code !== "peer_unreachable") throw e;
+      }
+    }
+    if (!g.members.includes(client)) throw new DsError("not_a_member", "you are not a member of this group");
+    return viewOf(g);
+  }
+
+  private async requireKnown(groupId: string): Promise<GroupRecord> {
+    this.checkGroupId(groupId);
+    const g = await this.store.getGroup(groupId);
+    if (!g) throw new DsError("unknown_group", "no such group");
+    return g;
+  }
+
+  async submitCommit(client: string, groupId: string, bundle: CommitBundle, requestId?: string): Promise<{ seq: number; epoch: number }> {
+    const g = await this.requireKnown(groupId);
+    const { message } = decodeMlsField(bundle.commit, "commit", this.limits.messageBytes);
+    const framing = readFraming(message);
+    if (framing.contentType !== "commit") throw new DsError("bad_request", "commit must carry a Commit (send other content to /messages)");
+    if (framing.groupId !== groupId) throw new DsError("bad_request", "the commit belongs to another group");
+    for (const c of [...(bundle.added ?? []), ...(bundle.removed ?? [])]) {
+      if (!CLIENT_ID.test(c)) throw new DsError("bad_request", `${JSON.stringify(c)} is not a client id (user@domain/device)`);
+    }
+    if (bundle.welcome) {
+      // Route the Welcome by what the DS can check: each KeyPackageRef must belong to an added client.
+      const { message: welcome } = decodeMlsField(bundle.welcome, "welcome", this.limits.messageBytes);
+      const added = new Set(bundle.added ?? []);
+      for (const ref of welcomeRefs(welcome)) {
+        const owner = await this.store.resolveRef(ref);
+        if (!owner || !added.has(owner)) {
+          throw new DsError("invalid_welcome", `the Welcome names KeyPackage ${ref}, which belongs to no added client`);
+        }
+      }
+    } else if ((bundle.added ?? []).length > 0 && framing.senderType !== "new_member_commit") {
+      throw new DsError("invalid_welcome", "a commit that adds clients needs their Welcome");
+    }
+    if (g.hub !== this.domain) {
+      return this.peers.submit(g.hub, groupId, client, { kind: "commit", bundle }, requestId);
+    }
+    return this.acceptCommit(client, g, bundle);
+  }
+
+  /** Hub side of a commit (from a local client or a follower). */
+  async acceptCommit(sender: string, g: GroupRecord, bundle: CommitBundle): Promise<{ seq: number; epoch: number }> {
+    const { bytes, message } = decodeMlsField(bundle.commit, "commit", this.limits.messageBytes);
+    const framing = readFraming(message);
+    if (framing.contentType !== "commit" || framing.groupId !== g.groupId) throw new DsError("bad_request", "not a commit of this group");
+    let welcome: { message: string; sha256: string } | undefined;
+    if (bundle.welcome) {
+      const w = decodeMlsField(bundle.welcome, "welcome", this.limits.messageBytes);
+      if (w.message.wireformat !== "mls_welcome") throw new DsError("invalid_mls", "welcome must be a Welcome");
+      welcome = { message: bundle.welcome, sha256: sha256Hex(w.bytes) };
+    }
+    if (bundle.groupInfo) {
+      const gi = decodeMlsField(bundle.groupInfo, "groupInfo", this.limits.groupInfoBytes);
+      await checkGroupInfo(gi.message, { groupId: g.groupId, epoch: framing.epoch + 1, cipherSuite: g.cipherSuite });
+    }
+    const sub: Submission = {
+      kind: "commit",
+      sender,
+      epoch: framing.epoch,
+      sha256: sha256Hex(bytes),
+      message: bundle.commit,
+      ...(welcome ? { welcome } : {}),
+      added: bundle.added ?? [],
+      removed: bundle.removed ?? [],
+      ...(bundle.groupInfo ? { groupInfo: bundle.groupInfo } : {}),
+      ...(bundle.leaseToken ? { leaseToken: bundle.leaseToken } : {}),
+      ...(framing.senderType === "new_member_commit" ? { external: true } : {}),
+    };
+    return this.applySubmission(g.groupId, sub);
+  }
+
+  async submitMessage(client: string, groupId: string, text: string, requestId?: string): Promise<{ seq: number }> {
+    const g = await this.requireKnown(groupId);
+    if (g.hub !== this.domain) {
+      const answer = await this.peers.submit(g.hub, groupId, client, { kind: "message", message: text }, requestId);
+      return { seq: answer.seq };
+    }
+    return this.acceptMessage(client, g, text);
+  }
+
+  async acceptMessage(sender: string, g: GroupRecord, text: string): Promise<{ seq: number; epoch: number }> {
+    const { bytes, message } = decodeMlsField(text, "message", this.limits.messageBytes);
+    const framing = readFraming(message);
+    if (framing.groupId !== g.groupId) throw new DsError("bad_request", "the message belongs to another group");
+    if (framing.contentType === "commit") throw new DsError("bad_request", "commits go to /commits as a bundle");
+    return this.applySubmission(g.groupId, {
+      kind: framing.contentType,
+      sender,
+      epoch: framing.epoch,
+      sha256: sha256Hex(bytes),
+      message: text,
+    });
+  }
+
+  private async applySubmission(groupId: string, sub: Submission): Promise<{ seq: number; epoch: number }> {
+    const outcome = await this.store.submit(groupId, sub, this.clock.nowMs());
+    if (!outcome.ok) throw outcomeError(outcome);
+    if (!outcome.duplicate) {
+      const entries = this.hooks.beforeDispatch ? this.hooks.beforeDispatch(groupId, outcome.entries) : outcome.entries;
+      await this.dispatcher.dispatch(groupId, entries);
+    }
+    return { seq: outcome.seq, epoch: outcome.epoch };
+  }
+
+  async acquireLease(client: string, groupId: string, ttlMs: number, requestId?: string): Promise<{ leaseToken: string; expiresAt: number }> {
+    const g = await this.requireKnown(groupId);
+    if (!Number.isInteger(ttlMs) || ttlMs <= 0 || ttlMs > this.limits.leaseMaxTtlMs) {
+      throw new DsError("bad_request", `ttlMs must be an integer in 1..${this.limits.leaseMaxTtlMs}`);
+    }
+    if (g.hub !== this.domain) return this.peers.lease(g.hub, groupId, client, ttlMs, requestId);
+    if (g.mode === "send-group") throw new DsError("bad_request", "send groups need no lease: only the designated sender commits");
+    const token = randomBytes(18).toString("base64url");
+    const r = await this.store.acquireLease(groupId, client, ttlMs, token, this.clock.nowMs());
+    if (!r.ok) throw outcomeError(r);
+    return { leaseToken: r.token, expiresAt: r.expiresAt };
+  }
+
+  async releaseLease(client: string, groupId: string, token: string, requestId?: string): Promise<void> {
+    const g = await this.requireKnown(groupId);
+    if (g.hub !== this.domain) return this.peers.releaseLease(g.hub, groupId, client, token, requestId);
+    if (!g.members.includes(client)) throw new DsError("not_a_member", "you are not a member of this group");
+    if (!(await this.store.releaseLease(groupId, token))) throw new DsError("not_found", "no such lease");
+  }
+
+  /** Catch-up: the log entries addressed to (or sent by) the client after `after`. */
+  async messages(client: string, groupId: string, after: number, limit: number, requestId?: string): Promise<WireLogEntry[]> {
+    let g = await this.requireKnown(groupId);
+    const page = Math.min(Math.max(1, limit), this.limits.logPageSize);
+    if (g.hub !== this.domain) {
+      // Pull what the hub has beyond our replica first, so catch-up after stale_epoch sees the winner.
+      await this.dispatcher.syncReplica(g.hub, groupId, requestId).catch(() => undefined);
+      g = (await this.store.getGroup(groupId)) ?? g;
+    }
+    if (!g.members.includes(client)) throw new DsError("not_a_member", "you are not a member of this group");
+    const entries = await this.store.readLog(groupId, after, page);
+    return entries.filter((e) => e.recipients.includes(client) || e.sender === client).map(wireEntry);
+  }
+
+  async groupInfo(client: string, groupId: string, requestId?: string): Promise<{ epoch: number; groupInfo: string }> {
+    const g = await this.requireKnown(groupId);
+    if (g.hub !== this.domain) return this.peers.groupInfo(g.hub, groupId, client, requestId);
+    this.requireMemberOrSameUser(g, client);
+    const gi = await this.store.getGroupInfo(groupId);
+    if (!gi) throw new DsError("not_found", "no GroupInfo has been uploaded for this group");
+    return gi;
+  }
+
+  /** Members, and other devices of a member's user (they need the GroupInfo to join externally). */
+  requireMemberOrSameUser(g: GroupRecord, client: string): void {
+    const user = client.slice(0, client.indexOf("/"));
+    if (!g.members.some((m) => m === client || m.startsWith(`${user}/`))) {
+      throw new DsError("not_a_member", "you are not a member of this group");
+    }
+  }
+
+  async commitLog(client: string, groupId: string, afterEpoch: number) {
+    const g = await this.requireKnown(groupId);
+    if (!g.members.includes(client)) throw new DsError("not_a_member", "you are not a member of this group");
+    return this.store.commitLog(groupId, afterEpoch);
+  }
+}

@@ -1,0 +1,50 @@
+import type { ClaimAnswer, ClaimRequest } from "./key-directory.js";
+import type { DeviceList, GroupRecord, LogEntry } from "../store/port.js";
+
+export interface Clock {
+  nowMs(): number;
+  nowSeconds(): number;
+}
+
+export const systemClock: Clock = {
+  nowMs: () => Date.now(),
+  nowSeconds: () => Math.floor(Date.now() / 1000),
+};
+
+/** A submission forwarded from a follower to the hub, or answered locally. */
+export type SubmitBody =
+  | { kind: "commit"; bundle: CommitBundle; leaseToken?: string }
+  | { kind: "message"; message: string };
+
+export interface CommitBundle {
+  commit: string;
+  welcome?: string;
+  groupInfo?: string;
+  added?: string[];
+  removed?: string[];
+  leaseToken?: string;
+}
+
+export interface GroupView {
+  groupId: string;
+  hub: string;
+  epoch: number;
+  mode: GroupRecord["mode"];
+  cipherSuite: number;
+  members: string[];
+  owner: string;
+  replyTo?: string;
+}
+
+/** What the domain needs from other providers; federation/ implements it over HTTP. */
+export interface PeerGateway {
+  claim(domain: string, req: ClaimRequest, requestId?: string): Promise<ClaimAnswer>;
+  devices(domain: string, user: string, requestId?: string): Promise<DeviceList>;
+  submit(hub: string, groupId: string, sender: string, body: SubmitBody, requestId?: string): Promise<{ seq: number; epoch: number }>;
+  lease(hub: string, groupId: string, holder: string, ttlMs: number, requestId?: string): Promise<{ leaseToken: string; expiresAt: number }>;
+  releaseLease(hub: string, groupId: string, holder: string, token: string, requestId?: string): Promise<void>;
+  group(hub: string, groupId: string, member: string, requestId?: string): Promise<GroupView>;
+  groupInfo(hub: string, groupId: string, member: string, requestId?: string): Promise<{ epoch: number; groupInfo: string }>;
+  messages(hub: string, groupId: string, afterSeq: number, limit: number, requestId?: string): Promise<{ group: GroupView; entries: LogEntry[] }>;
+  deviceUpdate(domain: string, list: DeviceList, requestId?: string): Promise<void>;
+}

@@ -1,0 +1,142 @@
+import { Agent, request } from "undici";
+import type { JWK } from "jose";
+import { z } from "zod";
+import { DsError, isErrorCode } from "../errors.js";
+import type { SigningKey } from "./keys.js";
+import { signRequest, type PeerKeySource } from "./service-auth.js";
+
+export const discoverySchema = z.object({
+  domain: z.string(),
+  federationApi: z.string(),
+  protocolVersions: z.array(z.string()),
+  cipherSuites: z.array(z.number()),
+  jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }),
+  limits: z.record(z.string(), z.unknown()),
+});
+export type Discovery = z.infer<typeof discoverySchema>;
+
+export interface PeerClientOptions {
+  domain: string;
+  peers: Readonly<Record<string, { url: string }>>;
+  key: SigningKey;
+  tokenTtlSeconds: number;
+  timeoutMs: number;
+  discoveryCacheSeconds: number;
+  /** Largest answer body accepted from a peer. */
+  maxResponseBytes: number;
+  onRequest?: (peer: string, path: string) => void;
+}
+
+/**
+ * Outbound server-to-server calls: one keep-alive undici Agent, every request signed, timeouts on
+ * connect/headers/body, answers capped in size, and a peer's DS errors passed through unchanged.
+ */
+export class PeerClient implements PeerKeySource {
+  private agent: Agent;
+  private discoveries = new Map<string, { at: number; doc: Discovery }>();
+
+  constructor(private readonly opts: PeerClientOptions) {
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connections: 64,
+      connect: { timeout: opts.timeoutMs },
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
+    });
+  }
+
+  isPeer(domain: string): boolean {
+    return Object.hasOwn(this.opts.peers, domain);
+  }
+
+  peerDomains(): string[] {
+    return Object.keys(this.opts.peers);
+  }
+
+  private baseUrl(domain: string): string {
+    const peer = this.opts.peers[domain];
+    if (!peer) throw new DsError("peer_unknown", `${domain} is not a configured peer of ${this.opts.domain}`);
+    return peer.url.replace(/\/$/, "");
+  }
+
+  async discovery(domain: string, refresh = false): Promise<Discovery> {
+    const cached = this.discoveries.get(domain);
+    if (cached && !refresh && Date.now() - cached.at < this.opts.discoveryCacheSeconds * 1000) return cached.doc;
+    const raw = await this.send(domain, "GET", "/.well-known/mls-federation", undefined, false);
+    const parsed = discoverySchema.safeParse(raw);
+    if (!parsed.success || parsed.data.domain !== domain) {
+      throw new DsError("peer_error", `${domain} serves an invalid discovery document`);
+    }
+    this.discoveries.set(domain, { at: Date.now(), doc: parsed.data });
+    return parsed.data;
+  }
+
+  async keysOf(domain: string, refresh: boolean): Promise<JWK[]> {
+    return (await this.discovery(domain, refresh)).jwks.keys as JWK[];
+  }
+
+  /** A signed federation call; resolves to the parsed JSON answer (undefined for 204). */
+  call<T = unknown>(domain: string, method: "GET" | "POST" | "DELETE", path: string, body?: unknown, requestId?: string): Promise<T> {
+    return this.send(domain, method, path, body, true, requestId) as Promise<T>;
+  }
+
+  private async send(domain: string, method: string, path: string, body: unknown, sign: boolean, requestId?: string): Promise<unknown> {
+    const url = this.baseUrl(domain) + path;
+    const bytes = body === undefined ? new Uint8Array() : Buffer.from(JSON.stringify(body));
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (requestId) headers["x-request-id"] = requestId;
+    if (sign) {
+      const token = await signRequest(this.opts.key, this.opts.domain, domain, { method, path, body: bytes }, this.opts.tokenTtlSeconds);
+      headers.authorization = `Bearer ${token}`;
+    }
+    this.opts.onRequest?.(domain, path);
+    let res;
+    try {
+      res = await request(url, {
+        method: method as "GET",
+        headers,
+        body: body === undefined ? null : bytes,
+        dispatcher: this.agent,
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+      });
+    } catch (e) {
+      throw new DsError("peer_unreachable", `${domain} did not answer: ${(e as Error).message}`, { peer: domain });
+    }
+    let text: string;
+    try {
+      text = await readCapped(res.body, this.opts.maxResponseBytes);
+    } catch (e) {
+      throw new DsError("peer_unreachable", `${domain} answer failed: ${(e as Error).message}`, { peer: domain });
+    }
+    if (res.statusCode === 204) return undefined;
+    let json: unknown;
+    try {
+      json = text.length ? JSON.parse(text) : undefined;
+    } catch {
+      throw new DsError("peer_error", `${domain} answered ${res.statusCode} with non-JSON`, { peer: domain });
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return json;
+    const err = (json as { error?: Record<string, unknown> } | undefined)?.error;
+    if (err && isErrorCode(err.code) && err.code !== "internal") {
+      const { code, message, ...details } = err;
+      throw new DsError(code, typeof message === "string" ? message : code, details);
+    }
+    throw new DsError("peer_error", `${domain} answered ${res.statusCode}`, { peer: domain, status: res.statusCode });
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+async function readCapped(body: AsyncIterable<Buffer>, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > max) throw new Error(`answer exceeds ${max} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}

@@ -1,0 +1,101 @@
+import { randomUUID } from "node:crypto";
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type JWK } from "jose";
+import { DsError } from "../errors.js";
+import { sha256B64u } from "../encoding.js";
+import type { ReplayStore } from "../store/port.js";
+import type { SigningKey } from "./keys.js";
+
+export const MAX_TOKEN_LIFETIME_S = 60;
+const TOKEN_TYPE = "mls-fedgate+jwt";
+
+export interface RequestFacts {
+  method: string;
+  /** Path and query as sent on the wire, e.g. /federation/v1/deliver. */
+  path: string;
+  body: Uint8Array;
+}
+
+/** Signs one federation request: the token binds issuer, audience, method, path and body. */
+export async function signRequest(key: SigningKey, iss: string, aud: string, req: RequestFacts, ttlSeconds: number): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ htm: req.method.toUpperCase(), htu: req.path, bdh: sha256B64u(req.body) })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: TOKEN_TYPE })
+    .setIssuer(iss)
+    .setAudience(aud)
+    .setIssuedAt(now)
+    .setExpirationTime(now + Math.min(ttlSeconds, MAX_TOKEN_LIFETIME_S))
+    .setJti(randomUUID())
+    .sign(key.privateKey);
+}
+
+export interface PeerKeySource {
+  isPeer(domain: string): boolean;
+  /** The peer's published keys; `refresh` bypasses the cache (key rotation). */
+  keysOf(domain: string, refresh: boolean): Promise<JWK[]>;
+}
+
+function refuse(reason: string, message: string): DsError {
+  return new DsError("unauthenticated", message, { reason });
+}
+
+/**
+ * Verifies a federation request: a configured peer signed it with a published key, for us, for
+ * this method, path and body, within 60 s, and never before (jti kept in the shared store).
+ */
+export async function verifyRequest(
+  authorization: string | undefined,
+  myDomain: string,
+  req: RequestFacts,
+  peers: PeerKeySource,
+  replay: ReplayStore,
+): Promise<string> {
+  const token = authorization?.startsWith("Bearer ") ? authorization.slice(7) : undefined;
+  if (!token) throw refuse("missing_token", "federation request without a bearer token");
+  let iss: string | undefined;
+  try {
+    decodeProtectedHeader(token);
+    iss = decodeJwt(token).iss;
+  } catch {
+    throw refuse("malformed_token", "federation token does not decode");
+  }
+  if (!iss || !peers.isPeer(iss)) throw new DsError("forbidden", `${String(iss)} is not a configured peer`, { reason: "unknown_peer" });
+
+  const verify = async (refresh: boolean) =>
+    jwtVerify(token, createLocalJWKSet({ keys: await peers.keysOf(iss, refresh) }), {
+      issuer: iss,
+      audience: myDomain,
+      algorithms: ["EdDSA", "ES256"],
+      typ: TOKEN_TYPE,
+      requiredClaims: ["iat", "exp", "jti", "htm", "htu", "bdh"],
+    });
+  let payload;
+  try {
+    try {
+      payload = (await verify(false)).payload;
+    } catch (e) {
+      // An unknown kid or a bad signature may mean the peer rotated its key: refetch once.
+      if (!(e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWSSignatureVerificationFailed)) throw e;
+      payload = (await verify(true)).payload;
+    }
+  } catch (e) {
+    if (e instanceof DsError) throw e;
+    if (e instanceof joseErrors.JWTExpired) throw refuse("expired", "federation token has expired");
+    if (e instanceof joseErrors.JWTClaimValidationFailed) throw refuse(`bad_${e.claim}`, `federation token claim ${e.claim} is wrong`);
+    if (e instanceof joseErrors.JWSSignatureVerificationFailed) throw refuse("bad_signature", "federation token signature does not verify");
+    if (e instanceof joseErrors.JWKSNoMatchingKey) throw refuse("unknown_key", "federation token names a key the peer does not publish");
+    throw refuse("invalid_token", `federation token rejected: ${(e as Error).message}`);
+  }
+  const { iat, exp, jti, htm, htu, bdh } = payload as Record<string, unknown>;
+  if (typeof iat !== "number" || typeof exp !== "number" || exp - iat > MAX_TOKEN_LIFETIME_S) {
+    throw refuse("bad_lifetime", `federation token must expire within ${MAX_TOKEN_LIFETIME_S} s of issue`);
+  }
+  if (iat > Date.now() / 1000 + 30) throw refuse("bad_iat", "federation token is issued in the future");
+  if (htm !== req.method.toUpperCase()) throw refuse("bad_htm", "federation token is for another method");
+  if (htu !== req.path) throw refuse("bad_htu", "federation token is for another path");
+  if (bdh !== sha256B64u(req.body)) throw refuse("bad_bdh", "request body does not match the signed hash");
+  if (typeof jti !== "string" || jti.length === 0 || jti.length > 128) throw refuse("bad_jti", "federation token needs a jti");
+  if (!(await replay.rememberOnce(`jti:${iss}:${jti}`, exp * 1000 + 1000))) {
+    throw new DsError("replayed_request", "this federation token was already used");
+  }
+  return iss;
+}

@@ -1,0 +1,55 @@
+import express, { type Express } from "express";
+import type { AppContext } from "../context.js";
+import { DsError } from "../errors.js";
+import { clientRoutes } from "./client-routes.js";
+import { discoveryDocument, federationRoutes } from "./federation-routes.js";
+import { errorHandler, locals, requestContext } from "./middleware.js";
+
+/** Builds the express app (client API, federation API, discovery, health, metrics); listening is the caller's job. */
+export function buildApp(ctx: AppContext, state: { ready: () => Promise<void> }): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.set("query parser", "simple");
+  app.use(requestContext(ctx));
+  app.use(
+    express.json({
+      limit: ctx.config.limits.bodyBytes,
+      // The exact body bytes are signed in federation tokens (bdh).
+      verify: (_req, res, buf) => {
+        locals(res as unknown as express.Response).rawBody = buf;
+      },
+    }),
+  );
+
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  app.get("/readyz", async (_req, res) => {
+    try {
+      await state.ready();
+      res.json({ status: "ready" });
+    } catch (e) {
+      res.status(503).json(new DsError("unavailable", `not ready: ${(e as Error).message}`).toBody());
+    }
+  });
+  app.get("/metrics", async (_req, res) => {
+    for (const peer of ctx.peerClient.peerDomains()) {
+      const stats = await ctx.store.outboxStats(peer);
+      ctx.metrics.outboxDepth.set({ peer }, stats.depth);
+      ctx.metrics.outboxAge.set({ peer }, stats.oldestMs ? (Date.now() - stats.oldestMs) / 1000 : 0);
+    }
+    res.setHeader("content-type", ctx.metrics.registry.contentType);
+    res.send(await ctx.metrics.registry.metrics());
+  });
+  app.get("/.well-known/mls-federation", (_req, res) => {
+    res.setHeader("cache-control", "public, max-age=300");
+    res.json(discoveryDocument(ctx));
+  });
+
+  app.use("/v1", clientRoutes(ctx));
+  app.use("/federation/v1", federationRoutes(ctx));
+  app.use((_req, _res, next) => next(new DsError("not_found", "no such endpoint")));
+  app.use(errorHandler(ctx));
+  return app;
+}

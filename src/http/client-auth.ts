@@ -1,0 +1,79 @@
+import { createHash } from "node:crypto";
+import { readFileSync, existsSync } from "node:fs";
+import { createRemoteJWKSet, importSPKI, jwtVerify, SignJWT, type JWTVerifyGetKey, type CryptoKey } from "jose";
+import type { Config } from "../config/schema.js";
+import { DsError } from "../errors.js";
+
+const CLIENT_ID = /^[^\s/@]+@([a-z0-9.-]+)\/[^\s/]+$/;
+
+/**
+ * Client authentication: bearer JWTs whose `sub` is the client id (`user@domain/device`) of this
+ * DS's domain. `dev` mode signs its own tokens (HS256, secret derived from the domain so replicas
+ * agree — insecure by design, for development only); `jwt` mode trusts the configured issuer.
+ */
+export class ClientAuth {
+  private constructor(
+    private readonly config: Readonly<Config>,
+    private readonly key: Uint8Array | CryptoKey | JWTVerifyGetKey,
+    private readonly devSecret?: Uint8Array,
+  ) {}
+
+  static async create(config: Readonly<Config>): Promise<ClientAuth> {
+    if (config.auth.mode === "dev") {
+      const secret = createHash("sha256").update(`mls-fedgate-dev-token:${config.domain}`).digest();
+      return new ClientAuth(config, secret, secret);
+    }
+    if (config.auth.jwksUrl) return new ClientAuth(config, createRemoteJWKSet(new URL(config.auth.jwksUrl)));
+    const pem = config.auth.publicKey!;
+    const text = pem.includes("BEGIN PUBLIC KEY") ? pem : existsSync(pem) ? readFileSync(pem, "utf8") : pem;
+    const alg = config.auth.algorithms[0]!;
+    return new ClientAuth(config, await importSPKI(text, alg));
+  }
+
+  get devMode(): boolean {
+    return this.devSecret !== undefined;
+  }
+
+  async issueDevToken(client: string): Promise<string> {
+    if (!this.devSecret) throw new DsError("not_found", "dev tokens are disabled (auth.mode is jwt)");
+    this.checkClient(client);
+    return new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject(client)
+      .setIssuer(`dev:${this.config.domain}`)
+      .setAudience(this.config.domain)
+      .setIssuedAt()
+      .setExpirationTime(`${this.config.auth.devTokenTtlSeconds}s`)
+      .sign(this.devSecret);
+  }
+
+  checkClient(client: string): void {
+    const m = CLIENT_ID.exec(client);
+    if (!m) throw new DsError("bad_request", "client must be user@domain/device");
+    if (m[1] !== this.config.domain) throw new DsError("forbidden", `client ${client} does not belong to ${this.config.domain}`);
+  }
+
+  /** The authenticated client id of a request. */
+  async authenticate(header: string | undefined): Promise<string> {
+    const token = header?.startsWith("Bearer ") ? header.slice(7) : undefined;
+    if (!token) throw new DsError("unauthenticated", "missing bearer token");
+    let sub: string | undefined;
+    try {
+      const opts = this.devSecret
+        ? { issuer: `dev:${this.config.domain}`, audience: this.config.domain, algorithms: ["HS256"] }
+        : { issuer: this.config.auth.issuer!, audience: this.config.auth.audience!, algorithms: this.config.auth.algorithms };
+      const { payload } =
+        typeof this.key === "function" ? await jwtVerify(token, this.key, opts) : await jwtVerify(token, this.key, opts);
+      sub = payload.sub;
+    } catch (e) {
+      throw new DsError("unauthenticated", `invalid token: ${(e as Error).message}`);
+    }
+    if (!sub) throw new DsError("unauthenticated", "token has no sub");
+    try {
+      this.checkClient(sub);
+    } catch (e) {
+      throw new DsError("unauthenticated", `token subject rejected: ${(e as Error).message}`);
+    }
+    return sub;
+  }
+}

@@ -1,0 +1,195 @@
+import { Router, type Request, type Response } from "express";
+import type { AppContext } from "../context.js";
+import { DsError } from "../errors.js";
+import { clientAuth, consume, locals } from "./middleware.js";
+import {
+  ackBody,
+  claimBody,
+  commitBody,
+  createGroupBody,
+  devTokenBody,
+  intParam,
+  leaseBody,
+  messageBody,
+  parse,
+  uploadBody,
+} from "./schemas.js";
+import { treeView } from "../mls/tree.js";
+
+function me(res: Response): string {
+  return locals(res).client!;
+}
+
+function param(req: Request, name: string): string {
+  const v = req.params[name];
+  if (typeof v !== "string" || v.length === 0) throw new DsError("bad_request", `missing ${name}`);
+  return v;
+}
+
+/** The client API of DESIGN.md: thin handlers — parse, authorize, one domain call, serialize. */
+export function clientRoutes(ctx: AppContext): Router {
+  const r = Router();
+
+  r.post("/dev/token", async (req, res) => {
+    if (!ctx.auth.devMode) throw new DsError("not_found", "dev tokens are disabled (auth.mode is jwt)");
+    const { client } = parse(devTokenBody, req.body);
+    const token = await ctx.auth.issueDevToken(client);
+    await ctx.keys.touchDevice(client);
+    res.json({ token });
+  });
+
+  r.use(clientAuth(ctx));
+
+  r.post("/key-packages", async (req, res) => {
+    const body = parse(uploadBody, req.body);
+    res.status(201).json(await ctx.keys.upload(me(res), body.keyPackages, body.lastResort));
+  });
+
+  r.get("/key-packages", async (_req, res) => {
+    res.json({ keyPackages: await ctx.keys.list(me(res)) });
+  });
+
+  r.delete("/key-packages/:ref", async (req, res) => {
+    await ctx.keys.remove(me(res), param(req, "ref"));
+    res.status(204).end();
+  });
+
+  r.post("/key-packages/claim", async (req, res) => {
+    const body = parse(claimBody, req.body);
+    // KeyPackage-exhaustion protection: a requester may claim a given user only so often.
+    await consume(ctx.limiters.claims, `${me(res)}>${body.user}`);
+    try {
+      const answer = await ctx.keys.claim(
+        { user: body.user, requester: me(res), cipherSuites: body.cipherSuites, versions: body.versions ?? ["mls10"] },
+        locals(res).requestId,
+      );
+      ctx.metrics.claims.inc({ result: "ok" });
+      res.json(answer);
+    } catch (e) {
+      ctx.metrics.claims.inc({ result: e instanceof DsError ? e.code : "error" });
+      throw e;
+    }
+  });
+
+  r.get("/users/:user/devices", async (req, res) => {
+    res.json(await ctx.keys.devices(param(req, "user"), locals(res).requestId));
+  });
+
+  r.delete("/devices/:client", async (req, res) => {
+    await ctx.keys.removeDevice(me(res), param(req, "client"));
+    res.status(204).end();
+  });
+
+  r.get("/peers/:domain", async (req, res) => {
+    const domain = param(req, "domain");
+    if (domain === ctx.config.domain) throw new DsError("bad_request", "that is this DS; see /.well-known/mls-federation");
+    const doc = await ctx.peerClient.discovery(domain);
+    res.json({
+      domain: doc.domain,
+      federationApi: doc.federationApi,
+      protocolVersions: doc.protocolVersions,
+      cipherSuites: doc.cipherSuites,
+      commonCipherSuites: ctx.config.cipherSuites.filter((s) => doc.cipherSuites.includes(s)),
+      limits: doc.limits,
+    });
+  });
+
+  r.post("/groups", async (req, res) => {
+    const body = parse(createGroupBody, req.body);
+    res.status(201).json(
+      await ctx.groups.create(me(res), {
+        groupId: body.groupId,
+        cipherSuite: body.cipherSuite,
+        mode: body.mode,
+        ...(body.groupInfo ? { groupInfo: body.groupInfo } : {}),
+        ...(body.replyTo ? { replyTo: body.replyTo } : {}),
+      }),
+    );
+  });
+
+  r.get("/groups/:groupId", async (req, res) => {
+    res.json(await ctx.groups.get(me(res), param(req, "groupId"), locals(res).requestId));
+  });
+
+  r.post("/groups/:groupId/commits", async (req, res) => {
+    const body = parse(commitBody, req.body);
+    try {
+      const answer = await ctx.groups.submitCommit(me(res), param(req, "groupId"), body, locals(res).requestId);
+      ctx.metrics.commits.inc({ result: "accepted" });
+      res.status(201).json(answer);
+    } catch (e) {
+      ctx.metrics.commits.inc({ result: e instanceof DsError ? e.code : "error" });
+      throw e;
+    }
+  });
+
+  r.post("/groups/:groupId/messages", async (req, res) => {
+    const { message } = parse(messageBody, req.body);
+    const answer = await ctx.groups.submitMessage(me(res), param(req, "groupId"), message, locals(res).requestId);
+    ctx.metrics.messages.inc({ result: "accepted" });
+    res.status(202).json(answer);
+  });
+
+  r.get("/groups/:groupId/messages", async (req, res) => {
+    const after = intParam(req.query.after, "after", 0);
+    const limit = intParam(req.query.limit, "limit", ctx.config.limits.groupsLogPageSize);
+    res.json({ messages: await ctx.groups.messages(me(res), param(req, "groupId"), after, limit, locals(res).requestId) });
+  });
+
+  r.post("/groups/:groupId/lease", async (req, res) => {
+    const { ttlMs } = parse(leaseBody, req.body);
+    res.status(201).json(await ctx.groups.acquireLease(me(res), param(req, "groupId"), ttlMs, locals(res).requestId));
+  });
+
+  r.delete("/groups/:groupId/lease/:token", async (req, res) => {
+    await ctx.groups.releaseLease(me(res), param(req, "groupId"), param(req, "token"), locals(res).requestId);
+    res.status(204).end();
+  });
+
+  r.get("/groups/:groupId/group-info", async (req, res) => {
+    res.json(await ctx.groups.groupInfo(me(res), param(req, "groupId"), locals(res).requestId));
+  });
+
+  r.get("/groups/:groupId/tree", async (req, res) => {
+    const gi = await ctx.groups.groupInfo(me(res), param(req, "groupId"), locals(res).requestId);
+    const leaf = req.query.leaf === undefined ? undefined : intParam(req.query.leaf, "leaf", 0);
+    res.json(treeView(gi.groupInfo, gi.epoch, leaf));
+  });
+
+  r.get("/groups/:groupId/commit-log", async (req, res) => {
+    const after = req.query.after === undefined ? -1 : intParam(req.query.after, "after", 0);
+    res.json({ entries: await ctx.groups.commitLog(me(res), param(req, "groupId"), after) });
+  });
+
+  r.get("/inbox", async (req, res) => {
+    const after = intParam(req.query.after, "after", 0);
+    const limit = intParam(req.query.limit, "limit", ctx.config.limits.inboxPageSize);
+    const waitMs = intParam(req.query.waitMs, "waitMs", 0);
+    const abort = new AbortController();
+    res.on("close", () => abort.abort());
+    res.json(await ctx.inbox.read(me(res), after, limit, waitMs, abort.signal));
+  });
+
+  r.post("/inbox/ack", async (req, res) => {
+    const { upTo } = parse(ackBody, req.body);
+    await ctx.inbox.ack(me(res), upTo);
+    res.status(204).end();
+  });
+
+  r.get("/inbox/stream", async (req, res) => {
+    const client = me(res);
+    let after = intParam(req.query.after ?? req.header("last-event-id"), "after", 0);
+    const abort = new AbortController();
+    res.on("close", () => abort.abort());
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+    res.write(": mls-fedgate inbox\n\n");
+    while (!abort.signal.aborted) {
+      const { messages, next } = await ctx.inbox.read(client, after, ctx.config.limits.inboxPageSize, 15_000, abort.signal);
+      for (const m of messages) res.write(`id: ${m.cursor}\nevent: ${m.kind}\ndata: ${JSON.stringify(m)}\n\n`);
+      if (messages.length === 0 && !abort.signal.aborted) res.write(": keep-alive\n\n");
+      after = next;
+    }
+    res.end();
+  });
+  return r;
+}

@@ -1,0 +1,177 @@
+import { Router, type Request, type Response } from "express";
+import type { AppContext } from "../context.js";
+import { viewOf, wireEntry } from "../domain/groups.js";
+import { DsError } from "../errors.js";
+import { verifyRequest } from "../federation/service-auth.js";
+import { domainOf, userOf } from "../store/port.js";
+import { consume, locals } from "./middleware.js";
+import { deliverBody, deviceUpdateBody, fedClaimBody, fedLeaseBody, fedReleaseBody, fedSubmitBody, intParam, parse } from "./schemas.js";
+
+function peerOf(res: Response): string {
+  return locals(res).peer!;
+}
+
+function param(req: Request, name: string): string {
+  const v = req.params[name];
+  if (typeof v !== "string" || v.length === 0) throw new DsError("bad_request", `missing ${name}`);
+  return v;
+}
+
+/** A peer speaks only for its own clients. */
+function requireFrom(peer: string, client: string): void {
+  if (domainOf(client) !== peer) throw new DsError("forbidden", `${peer} cannot act for ${client}`);
+}
+
+export function discoveryDocument(ctx: AppContext) {
+  const { limits } = ctx.config;
+  return {
+    domain: ctx.config.domain,
+    federationApi: "1",
+    protocolVersions: ["mls10"],
+    cipherSuites: [...ctx.config.cipherSuites],
+    jwks: { keys: [ctx.signingKey.publicJwk, ...ctx.config.federation.previousPublicKeys] },
+    limits: {
+      bodyBytes: limits.bodyBytes,
+      messageBytes: limits.messageBytes,
+      keyPackageBytes: limits.keyPackageBytes,
+      maxTokenLifetimeSeconds: 60,
+    },
+  };
+}
+
+/** The Federation API (docs/FEDERATION.md): every call signed by a configured peer. */
+export function federationRoutes(ctx: AppContext): Router {
+  const r = Router();
+
+  r.use(async (req, res, next) => {
+    const raw = locals(res).rawBody ?? Buffer.alloc(0);
+    const peer = await verifyRequest(
+      req.header("authorization"),
+      ctx.config.domain,
+      { method: req.method, path: req.originalUrl, body: raw },
+      ctx.peerClient,
+      ctx.store,
+    );
+    locals(res).peer = peer;
+    await consume(ctx.limiters.peer, peer);
+    next();
+  });
+
+  r.post("/key-packages/claim", async (req, res) => {
+    const body = parse(fedClaimBody, req.body);
+    requireFrom(peerOf(res), body.requester);
+    if (domainOf(body.user) !== ctx.config.domain) throw new DsError("unknown_user", `${body.user} is not a user of ${ctx.config.domain}`);
+    await consume(ctx.limiters.claims, `${body.requester}>${body.user}`);
+    res.json(await ctx.keys.claimLocal({ user: body.user, requester: body.requester, cipherSuites: body.cipherSuites, versions: body.versions }));
+  });
+
+  r.get("/users/:user/devices", async (req, res) => {
+    const user = param(req, "user");
+    if (domainOf(user) !== ctx.config.domain) throw new DsError("unknown_user", `${user} is not a user of ${ctx.config.domain}`);
+    res.json(await ctx.keys.devices(user));
+  });
+
+  /** Loads a group this DS hubs; followers never answer for groups they only replicate. */
+  const hubbed = async (groupId: string) => {
+    const g = await ctx.store.getGroup(groupId);
+    if (!g || g.hub !== ctx.config.domain) throw new DsError("unknown_group", "no such group at this hub");
+    return g;
+  };
+
+  r.post("/groups/:groupId/submit", async (req, res) => {
+    const body = parse(fedSubmitBody, req.body);
+    requireFrom(peerOf(res), body.sender);
+    const g = await hubbed(param(req, "groupId"));
+    if (body.kind === "commit") {
+      const bundle = { ...body.bundle, ...(body.leaseToken ? { leaseToken: body.leaseToken } : {}) };
+      try {
+        const answer = await ctx.groups.acceptCommit(body.sender, g, bundle);
+        ctx.metrics.commits.inc({ result: "accepted" });
+        res.status(201).json(answer);
+      } catch (e) {
+        ctx.metrics.commits.inc({ result: e instanceof DsError ? e.code : "error" });
+        throw e;
+      }
+      return;
+    }
+    res.status(202).json(await ctx.groups.acceptMessage(body.sender, g, body.message));
+  });
+
+  r.post("/groups/:groupId/lease", async (req, res) => {
+    const body = parse(fedLeaseBody, req.body);
+    requireFrom(peerOf(res), body.holder);
+    const g = await hubbed(param(req, "groupId"));
+    res.status(201).json(await ctx.groups.acquireLease(body.holder, g.groupId, body.ttlMs));
+  });
+
+  r.post("/groups/:groupId/lease/release", async (req, res) => {
+    const body = parse(fedReleaseBody, req.body);
+    requireFrom(peerOf(res), body.holder);
+    const g = await hubbed(param(req, "groupId"));
+    await ctx.groups.releaseLease(body.holder, g.groupId, body.leaseToken);
+    res.status(204).end();
+  });
+
+  r.get("/groups/:groupId", async (req, res) => {
+    const member = String(req.query.member ?? "");
+    requireFrom(peerOf(res), member);
+    const g = await hubbed(param(req, "groupId"));
+    if (!g.members.includes(member)) throw new DsError("not_a_member", "you are not a member of this group");
+    res.json(viewOf(g));
+  });
+
+  r.get("/groups/:groupId/group-info", async (req, res) => {
+    const member = String(req.query.member ?? "");
+    requireFrom(peerOf(res), member);
+    const g = await hubbed(param(req, "groupId"));
+    res.json(await ctx.groups.groupInfo(member, g.groupId));
+  });
+
+  r.get("/groups/:groupId/messages", async (req, res) => {
+    const peer = peerOf(res);
+    const g = await hubbed(param(req, "groupId"));
+    const hosts = (c: string) => domainOf(c) === peer;
+    const after = intParam(req.query.after, "after", 0);
+    const limit = Math.min(intParam(req.query.limit, "limit", 1000), 1000);
+    const entries = await ctx.store.readLog(g.groupId, after, limit);
+    // A peer that never hosted a member has no business reading the log.
+    if (!g.members.some(hosts) && !entries.some((e) => e.recipients.some(hosts) || hosts(e.sender))) {
+      throw new DsError("forbidden", `${peer} hosts no member of this group`);
+    }
+    res.json({
+      group: viewOf(g),
+      entries: entries.map((e) => ({ ...wireEntry(e), sha256: e.sha256, recipients: e.recipients.filter(hosts) })),
+    });
+  });
+
+  r.post("/deliver", async (req, res) => {
+    const peer = peerOf(res);
+    const body = parse(deliverBody, req.body);
+    const byGroup = new Map<string, typeof body.messages>();
+    for (const m of body.messages) byGroup.set(m.groupId, [...(byGroup.get(m.groupId) ?? []), m]);
+    for (const [groupId, messages] of byGroup) {
+      const view = body.groups[groupId];
+      if (!view || view.hub !== peer || view.groupId !== groupId) throw new DsError("forbidden", `${peer} is not the hub of ${groupId}`);
+      const local = await ctx.store.getGroup(groupId);
+      if (local && local.hub !== peer) throw new DsError("forbidden", `${groupId} is ordered by ${local.hub}, not ${peer}`);
+      for (const m of messages) {
+        if (m.recipients.some((c) => domainOf(c) !== ctx.config.domain)) throw new DsError("bad_request", "recipients must be clients of this DS");
+      }
+    }
+    for (const [groupId, messages] of byGroup) {
+      await ctx.dispatcher.ingest(peer, body.groups[groupId]!, messages, locals(res).requestId);
+    }
+    res.json({ accepted: body.messages.length });
+  });
+
+  r.post("/device-updates", async (req, res) => {
+    const peer = peerOf(res);
+    const body = parse(deviceUpdateBody, req.body);
+    if (domainOf(body.user) !== peer || body.devices.some((d) => userOf(d.client) !== body.user)) {
+      throw new DsError("forbidden", `${peer} cannot speak for ${body.user}`);
+    }
+    res.json({ notified: await ctx.devices.remoteChange(body) });
+  });
+
+  return r;
+}

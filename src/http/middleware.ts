@@ -1,0 +1,76 @@
+import { randomUUID } from "node:crypto";
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from "express";
+import { RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
+import type { AppContext } from "../context.js";
+import { DsError } from "../errors.js";
+
+export interface Locals {
+  requestId: string;
+  client?: string;
+  peer?: string;
+  rawBody?: Buffer;
+}
+
+export function locals(res: Response): Locals {
+  return res.locals as Locals;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Request ids travel across federation calls (x-request-id) so one conversation step greps as one. */
+export function requestContext(ctx: AppContext): RequestHandler {
+  return (req, res, next) => {
+    const incoming = req.header("x-request-id");
+    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    locals(res).requestId = requestId;
+    res.setHeader("x-request-id", requestId);
+    const end = ctx.metrics.httpDuration.startTimer();
+    res.on("finish", () => {
+      const route = (req.route as { path?: string } | undefined)?.path ?? "unmatched";
+      end({ method: req.method, route: `${req.baseUrl}${route}`, status: String(res.statusCode) });
+    });
+    next();
+  };
+}
+
+export async function consume(limiter: RateLimiterAbstract, key: string): Promise<void> {
+  try {
+    await limiter.consume(key);
+  } catch (e) {
+    if (e instanceof RateLimiterRes) {
+      const retryAfter = Math.max(1, Math.ceil(e.msBeforeNext / 1000));
+      throw new DsError("rate_limited", "too many requests", { retryAfter });
+    }
+    throw e;
+  }
+}
+
+/** Bearer JWT → client id, then the per-client rate limit. */
+export function clientAuth(ctx: AppContext): RequestHandler {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const client = await ctx.auth.authenticate(req.header("authorization"));
+    locals(res).client = client;
+    await consume(ctx.limiters.client, client);
+    next();
+  };
+}
+
+export function errorHandler(ctx: AppContext): ErrorRequestHandler {
+  return (err: unknown, _req, res, _next) => {
+    let error: DsError;
+    const type = (err as { type?: string }).type;
+    if (err instanceof DsError) error = err;
+    else if (type === "entity.too.large") error = new DsError("payload_too_large", `body exceeds ${ctx.config.limits.bodyBytes} bytes`);
+    else if (type === "entity.parse.failed" || type === "encoding.unsupported" || type === "charset.unsupported") {
+      error = new DsError("bad_request", "body is not valid JSON");
+    } else {
+      ctx.log.error({ err, requestId: locals(res).requestId }, "unhandled error");
+      error = new DsError("internal", "internal error");
+    }
+    ctx.metrics.errors.inc({ code: error.code });
+    if (error.code === "rate_limited") res.setHeader("Retry-After", String(error.details.retryAfter ?? 1));
+    if (error.status >= 500 && error.code !== "internal") ctx.log.warn({ code: error.code, msg: error.message, requestId: locals(res).requestId });
+    if (res.headersSent) return;
+    res.status(error.status).json(error.toBody());
+  };
+}

@@ -1,0 +1,73 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { loadConfig, type LoadOptions } from "./config/load.js";
+import type { Config } from "./config/schema.js";
+import { AppContext, type ContextOverrides } from "./context.js";
+import { buildApp } from "./http/app.js";
+
+export { loadConfig, ConfigError } from "./config/load.js";
+export type { Config } from "./config/schema.js";
+export { DsError, type ErrorCode } from "./errors.js";
+export type { ContextOverrides } from "./context.js";
+
+/** The library: a DeliveryService is created from a config, started (listens), and closed gracefully. */
+export class DeliveryService {
+  private server?: Server;
+  private recovery?: NodeJS.Timeout;
+
+  private constructor(readonly ctx: AppContext) {}
+
+  static async create(config: Readonly<Config> | LoadOptions = {}, overrides: ContextOverrides = {}): Promise<DeliveryService> {
+    const cfg = "domain" in config ? (config as Readonly<Config>) : loadConfig(config as LoadOptions);
+    return new DeliveryService(await AppContext.fromConfig(cfg, overrides));
+  }
+
+  get config(): Readonly<Config> {
+    return this.ctx.config;
+  }
+
+  /** The base URL this DS listens on (after start). */
+  get url(): string {
+    const addr = this.server?.address() as AddressInfo | null | undefined;
+    if (!addr) throw new Error("DeliveryService is not listening");
+    return `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  }
+
+  async start(): Promise<this> {
+    const app = buildApp(this.ctx, { ready: () => this.ctx.store.ping() });
+    await new Promise<void>((resolve, reject) => {
+      const server = app.listen(this.ctx.config.port, this.ctx.config.host, () => resolve());
+      server.once("error", reject);
+      server.keepAliveTimeout = 65_000;
+      server.requestTimeout = this.ctx.config.limits.maxWaitMs + 30_000;
+      this.server = server;
+    });
+    this.ctx.outbox.start();
+    await this.ctx.dispatcher.recover().catch((err: unknown) => this.ctx.log.error({ err }, "fan-out recovery failed"));
+    this.recovery = setInterval(() => {
+      void this.ctx.dispatcher.recover().catch((err: unknown) => this.ctx.log.error({ err }, "fan-out recovery failed"));
+    }, 30_000);
+    this.recovery.unref();
+    return this;
+  }
+
+  /** Graceful: stop accepting, let in-flight requests finish, stop the outbox, close the store. */
+  async close(): Promise<void> {
+    if (this.recovery) clearInterval(this.recovery);
+    if (this.server) {
+      const server = this.server;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        // Long-polls and SSE streams would hold the close open; end them after a grace period.
+        setTimeout(() => server.closeAllConnections(), 2000).unref();
+      });
+      this.server = undefined;
+    }
+    await this.ctx.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

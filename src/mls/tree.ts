@@ -1,0 +1,40 @@
+import { ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
+import { encodeNode, filteredDirectPathAndCopathResolution } from "ts-mls/ratchetTree.js";
+import { toLeafIndex } from "ts-mls/treemath.js";
+import { DsError } from "../errors.js";
+import { toB64u } from "../encoding.js";
+import { decodeMlsField } from "./codec.js";
+
+export interface TreeNodeView {
+  index: number;
+  /** base64url TLS-encoded Node (RFC 9420 §7.8), or null for a blank node. */
+  node: string | null;
+}
+
+/**
+ * The public ratchet tree from the latest GroupInfo (seed 002 metadata assistance). With `leaf`,
+ * only what that member needs (draft "part of the tree"): its filtered direct path, the copath
+ * resolutions, and every leaf — so large groups need not download every parent node.
+ */
+export function treeView(groupInfo: string, epoch: number, leaf?: number) {
+  const { message } = decodeMlsField(groupInfo, "groupInfo", Number.MAX_SAFE_INTEGER);
+  if (message.wireformat !== "mls_group_info") throw new DsError("internal", "stored GroupInfo is not a GroupInfo");
+  const tree = ratchetTreeFromExtension(message.groupInfo);
+  if (!tree) throw new DsError("not_found", "the stored GroupInfo carries no ratchet tree");
+  const view = (index: number): TreeNodeView => {
+    const n = tree[index];
+    return { index, node: n ? toB64u(encodeNode(n)) : null };
+  };
+  const leafCount = Math.ceil(tree.length / 2);
+  if (leaf === undefined) return { epoch, nodeCount: tree.length, nodes: tree.map((_, i) => view(i)) };
+  if (leaf >= leafCount || !tree[2 * leaf]) throw new DsError("not_found", `leaf ${leaf} is blank or outside the tree`);
+  const path = filteredDirectPathAndCopathResolution(toLeafIndex(leaf), tree);
+  const leaves = Array.from({ length: leafCount }, (_, i) => view(2 * i));
+  return {
+    epoch,
+    nodeCount: tree.length,
+    leaf,
+    directPath: path.map((p) => ({ ...view(p.nodeIndex), copathResolution: p.resolution.map((i) => view(i)) })),
+    leaves,
+  };
+}

@@ -1,0 +1,126 @@
+import { LUA_HELPERS, luaScript } from "./script.js";
+
+/** The other group scripts; all over keys of one group ({g:<groupId>}). See submit.ts for the ordering step. */
+
+/**
+ * KEYS: record, groupInfo. ARGV: hasGroupInfo, giEpoch, giInfo, then field/value pairs of the record.
+ * Returns 1 if created, 0 if the id is taken (by a group or a replica).
+ */
+export const CREATE_GROUP = luaScript(
+  "createGroup",
+  `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ARGV[1] == '1' then redis.call('HSET', KEYS[2], 'epoch', ARGV[2], 'info', ARGV[3]) end
+return 1
+`,
+);
+
+/**
+ * KEYS: record. ARGV: holder, token, expiresAt, nowMs.
+ * Returns JSON LeaseOutcome minus the token ({"ok":true} when granted).
+ */
+export const ACQUIRE_LEASE = luaScript(
+  "acquireLease",
+  `${LUA_HELPERS}
+local f = redis.call('HMGET', KEYS[1], 'replica', 'members', 'leaseHolder', 'leaseExpiresAt')
+if f[1] ~= '0' then return '{"ok":false,"code":"unknown_group"}' end
+if not contains(cjson.decode(f[2]), ARGV[1]) then return '{"ok":false,"code":"not_a_member"}' end
+-- Same rule as the memory store: a live lease of another holder blocks; the holder may renew.
+if f[4] and tonumber(f[4]) > tonumber(ARGV[4]) and f[3] ~= ARGV[1] then
+  return '{"ok":false,"code":"group_locked","leaseExpiresAt":' .. istr(tonumber(f[4])) .. '}'
+end
+redis.call('HSET', KEYS[1], 'leaseToken', ARGV[2], 'leaseHolder', ARGV[1], 'leaseExpiresAt', ARGV[3])
+return '{"ok":true}'
+`,
+);
+
+/** KEYS: record. ARGV: token. Compare-and-delete so only the token's holder releases. */
+export const RELEASE_LEASE = luaScript(
+  "releaseLease",
+  `
+if redis.call('HGET', KEYS[1], 'leaseToken') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'leaseToken', 'leaseHolder', 'leaseExpiresAt')
+return 1
+`,
+);
+
+/** KEYS: record. ARGV: seq. Monotonic: dispatch progress never moves back. */
+export const MARK_DISPATCHED = luaScript(
+  "markDispatched",
+  `
+local d = redis.call('HGET', KEYS[1], 'dispatched')
+if d and tonumber(ARGV[1]) > tonumber(d) then redis.call('HSET', KEYS[1], 'dispatched', ARGV[1]) end
+return 0
+`,
+);
+
+/**
+ * Follower copy of a remote hub's log. KEYS: record, log, seqs, commitLog.
+ * ARGV: 1 number of record field/value pairs n, 2..2n+1 the pairs (the whole record replaces the
+ * previous one, as in the memory store), then 4 per entry, in seq order: seq, isCommit, entry JSON,
+ * commit-log JSON. Returns {} when the group is ordered here (not a replica), else {1, fresh indices…}.
+ */
+export const PUT_REPLICA = luaScript(
+  "putReplicaEntries",
+  `${LUA_HELPERS}
+local recK, logK, seqsK, clogK = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local replica = redis.call('HGET', recK, 'replica')
+if replica == '0' then return {} end
+local nextSeq, contig = 1, 0
+if replica then
+  local f = redis.call('HMGET', recK, 'nextSeq', 'contig')
+  nextSeq, contig = tonumber(f[1]), tonumber(f[2]) or 0
+else
+  redis.call('HSET', recK, 'replica', '1', 'dispatched', '0')
+end
+redis.call('HDEL', recK, 'replyTo', 'leaseToken', 'leaseHolder', 'leaseExpiresAt')
+local n = tonumber(ARGV[1])
+redis.call('HSET', recK, unpack(ARGV, 2, 1 + 2 * n))
+local out = { 1 }
+local index = 0
+for i = 2 + 2 * n, #ARGV, 4 do
+  index = index + 1
+  local seqS = ARGV[i]
+  if redis.call('HSETNX', logK, seqS, ARGV[i + 2]) == 1 then
+    redis.call('ZADD', seqsK, seqS, seqS)
+    if ARGV[i + 1] == '1' then
+      local e = cjson.decode(ARGV[i + 3])
+      redis.call('ZADD', clogK, istr(e.epoch), ARGV[i + 3])
+    end
+    out[#out + 1] = index
+    local seq = tonumber(seqS)
+    if seq + 1 > nextSeq then nextSeq = seq + 1 end
+  end
+end
+while redis.call('HEXISTS', logK, istr(contig + 1)) == 1 do contig = contig + 1 end
+redis.call('HSET', recK, 'nextSeq', istr(nextSeq), 'contig', istr(contig))
+return out
+`,
+);
+
+/** KEYS: record, log. Highest seq held contiguously from 1 (read-only; writers keep 'contig' current). */
+export const CONTIGUOUS_SEQ = luaScript(
+  "contiguousSeq",
+  `${LUA_HELPERS}
+local c = redis.call('HGET', KEYS[1], 'contig')
+if not c then return 0 end
+c = tonumber(c)
+while redis.call('HEXISTS', KEYS[2], istr(c + 1)) == 1 do c = c + 1 end
+return c
+`,
+);
+
+/** KEYS: seqs, log. ARGV: afterSeq, limit. Entry JSONs after afterSeq in seq order (gaps skipped). */
+export const READ_LOG = luaScript(
+  "readLog",
+  `
+local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
+local out = {}
+for i = 1, #seqs do
+  local e = redis.call('HGET', KEYS[2], seqs[i])
+  if e then out[#out + 1] = e end
+end
+return out
+`,
+);

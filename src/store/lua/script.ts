@@ -1,0 +1,57 @@
+import { createHash } from "node:crypto";
+
+/**
+ * Lua sources live in TypeScript constants (no .lua files to locate at runtime from dist/).
+ * Scripts run by EVALSHA; on NOSCRIPT (server restarted, SCRIPT FLUSH, failover) the runner falls
+ * back to EVAL, which also caches the script again.
+ */
+export interface LuaScript {
+  readonly name: string;
+  readonly source: string;
+  readonly sha: string;
+}
+
+export function luaScript(name: string, source: string): LuaScript {
+  return { name, source, sha: createHash("sha1").update(source).digest("hex") };
+}
+
+/** The two node-redis calls the runner needs (kept structural so any client flavour fits). */
+export interface EvalCapable {
+  evalSha(sha: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+}
+
+export async function runScript(client: EvalCapable, script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
+  try {
+    return await client.evalSha(script.sha, { keys, arguments: args });
+  } catch (err) {
+    if (!(err instanceof Error && err.message.startsWith("NOSCRIPT"))) throw err;
+    return client.eval(script.source, { keys, arguments: args });
+  }
+}
+
+/**
+ * Helpers prepended to scripts. Lua numbers are doubles and both tostring() and cjson print them
+ * with 14 significant digits, so integers (epochs, seqs, cursors: anything up to 2^53) are always
+ * formatted with %d before they reach a Redis command or a JSON text. cjson also encodes an empty
+ * table as {} — arrays are therefore assembled by hand.
+ */
+export const LUA_HELPERS = `
+local function istr(n) return string.format('%d', n) end
+local function jstr(s) return cjson.encode(s) end
+local function jarr(t)
+  if #t == 0 then return '[]' end
+  local parts = {}
+  for i = 1, #t do parts[i] = cjson.encode(t[i]) end
+  return '[' .. table.concat(parts, ',') .. ']'
+end
+local function userOf(c)
+  local slash = string.find(c, '/', 1, true)
+  if slash then return string.sub(c, 1, slash - 1) end
+  return c
+end
+local function contains(t, v)
+  for i = 1, #t do if t[i] == v then return true end end
+  return false
+end
+`;
