@@ -282,7 +282,8 @@ export class MlsClient {
     try {
       if (entry.kind === "welcome") return await this.handleWelcome(groupId, seq, entry.sender ?? "", message);
       const slot = this.groups.get(groupId);
-      if (!slot || seq <= slot.lastSeq) return [];
+      // Our own commits and messages are already applied (MLS cannot process its own messages).
+      if (!slot || seq <= slot.lastSeq || entry.sender === this.id) return [];
       const decoded = decodeMlsMessage(fromB64u(message), 0)?.[0];
       if (!decoded || (decoded.wireformat !== "mls_private_message" && decoded.wireformat !== "mls_public_message")) return [];
       const epoch = Number(decoded.wireformat === "mls_private_message" ? decoded.privateMessage.epoch : decoded.publicMessage.content.epoch);

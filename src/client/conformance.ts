@@ -1,0 +1,194 @@
+import { FedgateError } from "./api.js";
+import { MlsClient, type MlsEvent } from "./mls-client.js";
+
+/**
+ * Cross-provider conformance checks, runnable against ANY two deployments (`mls-fedgate
+ * conformance --a URL --b URL`). Every run uses fresh client ids, so it can be repeated against
+ * long-lived providers. Needs dev-token endpoints, or tokens passed in.
+ */
+export interface ConformanceOptions {
+  a: string;
+  b: string;
+  /** client id → bearer token; the first is used as alice (A); for B the first two as bob and carol. */
+  tokensA?: Record<string, string>;
+  tokensB?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export interface CheckResult {
+  name: string;
+  ok: boolean;
+  ms: number;
+  detail: string;
+}
+
+interface Discovery {
+  domain: string;
+  federationApi: string;
+  protocolVersions: string[];
+  cipherSuites: number[];
+  jwks: { keys: unknown[] };
+}
+
+async function discover(url: string): Promise<Discovery> {
+  const res = await fetch(url.replace(/\/$/, "") + "/.well-known/mls-federation");
+  if (!res.ok) throw new Error(`discovery answered ${res.status}`);
+  return (await res.json()) as Discovery;
+}
+
+async function until(client: MlsClient, want: (e: MlsEvent[]) => boolean, timeoutMs: number): Promise<MlsEvent[]> {
+  const events: MlsEvent[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (!want(events)) {
+    if (Date.now() > deadline) throw new Error(`${client.id} timed out (events: ${events.map((e) => e.kind).join(",") || "none"})`);
+    events.push(...(await client.sync({ waitMs: 500 })));
+  }
+  return events;
+}
+
+const texts = (ev: MlsEvent[]) => ev.flatMap((e) => (e.kind === "message" ? [e.text] : []));
+
+export async function runConformance(opts: ConformanceOptions): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  let failedHard = false;
+  const check = async (name: string, fn: () => Promise<string>): Promise<void> => {
+    const started = Date.now();
+    if (failedHard) {
+      results.push({ name, ok: false, ms: 0, detail: "skipped: an earlier check it depends on failed" });
+      return;
+    }
+    try {
+      const detail = await fn();
+      results.push({ name, ok: true, ms: Date.now() - started, detail });
+    } catch (e) {
+      results.push({ name, ok: false, ms: Date.now() - started, detail: e instanceof Error ? e.message : String(e) });
+    }
+  };
+  const essential = () => {
+    if (results.length && !results[results.length - 1]!.ok) failedHard = true;
+  };
+
+  let da!: Discovery, db!: Discovery;
+  await check("discovery documents are served and well-formed", async () => {
+    [da, db] = await Promise.all([discover(opts.a), discover(opts.b)]);
+    for (const d of [da, db]) {
+      if (d.federationApi !== "1" || !d.protocolVersions.includes("mls10") || d.jwks.keys.length === 0) throw new Error(`${d.domain}: incomplete document`);
+    }
+    if (da.domain === db.domain) throw new Error("both URLs are the same provider");
+    return `${da.domain} and ${db.domain}`;
+  });
+  essential();
+
+  const run = Math.random().toString(36).slice(2, 8);
+  const idsA = opts.tokensA ? Object.keys(opts.tokensA) : [`alice-${run}@${da?.domain}/c1`];
+  const idsB = opts.tokensB ? Object.keys(opts.tokensB) : [`bob-${run}@${db?.domain}/c1`, `carol-${run}@${db?.domain}/c1`];
+  const suite = da && db ? (da.cipherSuites.find((s) => db.cipherSuites.includes(s)) ?? 1) : 1;
+  let alice!: MlsClient, bob!: MlsClient, carol!: MlsClient;
+  await check("clients authenticate and upload validated KeyPackages on their own DS", async () => {
+    const connect = (url: string, id: string, tokens?: Record<string, string>) =>
+      MlsClient.connect(url, id, { cipherSuite: suite, ...(tokens?.[id] ? { token: tokens[id] } : {}) });
+    alice = await connect(opts.a, idsA[0]!, opts.tokensA);
+    bob = await connect(opts.b, idsB[0]!, opts.tokensB);
+    carol = await connect(opts.b, idsB[1]!, opts.tokensB);
+    for (const c of [alice, bob, carol]) {
+      const up = await c.publishKeyPackages(4, { lastResort: true });
+      if (up.rejected.length || up.accepted.length !== 5) throw new Error(`${c.id}: ${JSON.stringify(up.rejected)}`);
+    }
+    return `suite ${suite}`;
+  });
+  essential();
+
+  await check("a claim for a remote user is proxied by the client's DS (A → B and B → A)", async () => {
+    const ab = await alice.api.claim(bob.user, [suite]);
+    const ba = await bob.api.claim(alice.user, [suite]);
+    if (ab.bundles[0]?.client !== bob.id || ba.bundles[0]?.client !== alice.id) throw new Error("wrong bundles");
+    return `suite ${ab.cipherSuite}, identity keys ${ab.bundles[0].identityKey.slice(0, 8)}…`;
+  });
+
+  await check("no common cipher suite is a 409 naming both sides", async () => {
+    const unsupported = [0xfafa];
+    const err = await alice.api.claim(bob.user, unsupported).then(() => undefined, (e: unknown) => e);
+    if (!(err instanceof FedgateError) || err.code !== "no_common_cipher_suite" || err.status !== 409) throw new Error(`got ${String(err)}`);
+    return "no_common_cipher_suite";
+  });
+
+  await check("a remote user's device list is served through the client's DS", async () => {
+    const list = await alice.api.devices(carol.user);
+    if (!list.devices.some((d) => d.client === carol.id)) throw new Error(JSON.stringify(list));
+    return `version ${list.version}`;
+  });
+
+  let groupId = "";
+  await check("a group hubbed on A adds users of B, who join from Welcomes delivered by B", async () => {
+    groupId = await alice.createGroup();
+    await alice.addUsers(groupId, [bob.user, carol.user]);
+    await Promise.all([bob, carol].map((c) => until(c, (ev) => ev.some((e) => e.kind === "joined"), timeoutMs)));
+    return `group ${groupId}`;
+  });
+  essential();
+
+  await check("application messages cross providers both ways and decrypt", async () => {
+    const t0 = Date.now();
+    await alice.send(groupId, "ping from A");
+    await until(bob, (ev) => texts(ev).includes("ping from A"), timeoutMs);
+    const ab = Date.now() - t0;
+    await bob.send(groupId, "pong from B");
+    await until(alice, (ev) => texts(ev).includes("pong from B"), timeoutMs);
+    await until(carol, (ev) => texts(ev).includes("pong from B") || texts(ev).includes("ping from A"), timeoutMs);
+    return `A→B ${ab} ms`;
+  });
+
+  await check("a follower's commit is ordered by the hub and reaches everyone", async () => {
+    const { epoch } = await bob.update(groupId);
+    await until(alice, (ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch), timeoutMs);
+    await until(carol, (ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch), timeoutMs);
+    return `epoch ${epoch}`;
+  });
+
+  await check("two commits for one epoch from A and B: exactly one accepted, the other stale_epoch and recovers", async () => {
+    // Both build on the same epoch before either is sent; the loser's library catches up and retries.
+    const [ra, rb] = await Promise.all([alice.update(groupId), bob.update(groupId)]);
+    const firstTry = [ra, rb].filter((r) => r.attempts === 1).length;
+    if (firstTry !== 1) throw new Error(`expected exactly one first-attempt winner, got ${firstTry}`);
+    for (const c of [alice, bob, carol]) await c.catchUp(groupId);
+    const epochs = [alice, bob, carol].map((c) => c.epoch(groupId));
+    if (new Set(epochs).size !== 1) throw new Error(`epochs diverged: ${epochs}`);
+    return `one winner per epoch; all at epoch ${epochs[0]}`;
+  });
+
+  await check("commit-log hashes are identical on hub and follower", async () => {
+    const [la, lb] = await Promise.all([alice.api.commitLog(groupId), bob.api.commitLog(groupId)]);
+    if (JSON.stringify(la.entries) !== JSON.stringify(lb.entries)) throw new Error("commit logs differ");
+    return `${la.entries.length} entries`;
+  });
+
+  await check("a group hubbed on B works for a client of A (reverse direction)", async () => {
+    const g2 = await carol.createGroup();
+    await carol.addUsers(g2, [alice.user]);
+    await until(alice, (ev) => ev.some((e) => e.kind === "joined" && e.groupId === g2), timeoutMs);
+    await alice.send(g2, "reverse hello");
+    await until(carol, (ev) => texts(ev).includes("reverse hello"), timeoutMs);
+    return `group ${g2}`;
+  });
+
+  await check("unsigned federation requests are refused", async () => {
+    const res = await fetch(opts.b.replace(/\/$/, "") + "/federation/v1/deliver", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ groups: {}, messages: [] }),
+    });
+    const body = (await res.json()) as { error?: { code?: string } };
+    if (res.status !== 401 || body.error?.code !== "unauthenticated") throw new Error(`got ${res.status} ${body.error?.code}`);
+    return "401 unauthenticated";
+  });
+
+  return results;
+}
+
+export function printTable(results: CheckResult[]): string {
+  const width = Math.max(...results.map((r) => r.name.length));
+  const lines = results.map((r) => `${r.ok ? "PASS" : "FAIL"}  ${r.name.padEnd(width)}  ${String(r.ms).padStart(5)} ms  ${r.detail}`);
+  const passed = results.filter((r) => r.ok).length;
+  return [...lines, "", `${passed} passed, ${results.length - passed} failed`].join("\n");
+}
