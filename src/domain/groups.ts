@@ -6,7 +6,7 @@ import { readFraming, welcomeRefs } from "../mls/framing.js";
 import { checkGroupInfo } from "../mls/group-info.js";
 import { type GroupMode, type GroupRecord, type LogEntry, type Store, type Submission, type SubmitOutcome } from "../store/port.js";
 import type { Dispatcher } from "./fanout.js";
-import type { Clock, CommitBundle, GroupView, PeerGateway, SubmitBody } from "./types.js";
+import type { Clock, CommitBundle, GroupView, PeerGateway } from "./types.js";
 
 export interface GroupLimits {
   messageBytes: number;

@@ -1,7 +1,7 @@
 import { createCommit, encodeMlsMessage } from "ts-mls";
 import { MlsClient, FedgateApi, FedgateError } from "../../src/client/index.js";
 import { toB64u } from "../../src/client/b64.js";
-import { redisUrl, startFederation, startProvider, stopAll, testKey, uniquePrefix, type Provider } from "../helpers/providers.js";
+import { redisUrl, startProvider, stopAll, testKey, uniquePrefix, type Provider } from "../helpers/providers.js";
 
 /** Two DS instances of one provider sharing one real Redis: ordering and claims hold across them. */
 describe("two replicas of one provider on a shared Redis", () => {
