@@ -78,11 +78,20 @@ export class AppContext {
     });
     const peers = new FederationGateway(peerClient);
     const auth = await ClientAuth.create(config);
-    const outbox = new OutboxWorker(store, peerClient, config.federation.outbox, log.child({ part: "outbox" }), (peer, count, lagMs) => {
-      metrics.delivered.inc({ peer }, count);
-      metrics.deliveryLag.observe({ peer }, lagMs / 1000);
+    const outbox = new OutboxWorker(
+      store,
+      peerClient,
+      config.federation.outbox,
+      log.child({ part: "outbox" }),
+      (peer, count, lagMs) => {
+        metrics.delivered.inc({ peer }, count);
+        metrics.deliveryLag.observe({ peer }, lagMs / 1000);
+      },
+      overrides.hooks?.tamperDelivery,
+    );
+    const dispatcher = new Dispatcher(config.domain, store, peers, outbox, log.child({ part: "fanout" }), {
+      onCommitConflict: () => metrics.commitConflicts.inc(),
     });
-    const dispatcher = new Dispatcher(config.domain, store, peers, outbox, log.child({ part: "fanout" }));
     const devices = new DeviceNotifier(config.domain, store, peers, log.child({ part: "devices" }));
     const { limits } = config;
     const keys = new KeyDirectory(

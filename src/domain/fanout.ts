@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
-import { domainOf, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
+import { sha256Hex } from "../encoding.js";
+import { domainOf, type CommitLogEntry, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
 import type { GroupView, PeerGateway } from "./types.js";
 
 export interface DeliveredMessage {
@@ -18,8 +19,19 @@ export interface OutboxNotifier {
 }
 
 export interface FanoutObserver {
-  /** Called for every entry put into local inboxes (metrics, commit gossip). */
+  /** Called for every entry put into local inboxes (metrics). */
   onLocalDelivery?(groupId: string, entries: LogEntry[]): void;
+  /** Commit gossip found two different commits for one epoch (equivocation). */
+  onCommitConflict?(groupId: string, epoch: number): void;
+}
+
+export interface CommitConflict {
+  groupId: string;
+  epoch: number;
+  /** SHA-256 of the commit this DS received for the epoch. */
+  delivered: string;
+  /** SHA-256 the hub's commit log names for the epoch (or a second delivered commit). */
+  hub: string;
 }
 
 /**
@@ -96,7 +108,8 @@ export class Dispatcher {
   ingest(hub: string, view: GroupView, messages: DeliveredMessage[], requestId?: string): Promise<void> {
     return this.serial(view.groupId, async () => {
       const before = await this.store.contiguousSeq(view.groupId);
-      await this.store.putReplicaEntries(replicaRecord(view), messages.map(toEntry));
+      // Hash what we actually received: the hub's sha256 field is not evidence.
+      await this.store.putReplicaEntries(replicaRecord(view), messages.map((m) => ({ ...toEntry(m), sha256: sha256Hex(Buffer.from(m.message, "base64url")) })));
       let after = await this.store.contiguousSeq(view.groupId);
       const highest = Math.max(0, ...messages.map((m) => m.seq));
       if (highest > after) {
@@ -109,7 +122,43 @@ export class Dispatcher {
         }
       }
       await this.inboxRange(view.groupId, before, after);
+      const commitEpochs = messages.filter((m) => m.kind === "commit").map((m) => m.epoch);
+      if (commitEpochs.length > 0) await this.gossip(hub, view.groupId, Math.min(...commitEpochs) - 1, requestId);
     });
+  }
+
+  /**
+   * Commit gossip (seed 000): compare the commits this DS delivered with the hub's commit log.
+   * A mismatch means the hub showed different commits for one epoch to different providers.
+   */
+  async gossip(hub: string, groupId: string, afterEpoch: number, requestId?: string): Promise<CommitConflict[]> {
+    const ours = await this.store.commitLog(groupId, afterEpoch);
+    let theirs: CommitLogEntry[];
+    try {
+      theirs = (await this.peers.commitLog(hub, groupId, afterEpoch, requestId)).entries;
+    } catch (err) {
+      this.log.warn({ err, groupId, hub }, "commit gossip: hub commit log unavailable");
+      return [];
+    }
+    const hubByEpoch = new Map(theirs.map((e) => [e.epoch, e.sha256]));
+    const seen = new Map<number, string>();
+    const conflicts: CommitConflict[] = [];
+    for (const e of ours) {
+      const other = seen.get(e.epoch) ?? hubByEpoch.get(e.epoch);
+      if (other !== undefined && other !== e.sha256) conflicts.push({ groupId, epoch: e.epoch, delivered: e.sha256, hub: other });
+      seen.set(e.epoch, e.sha256);
+    }
+    for (const c of conflicts) await this.reportConflict(c);
+    return conflicts;
+  }
+
+  private async reportConflict(c: CommitConflict): Promise<void> {
+    this.log.error({ ...c }, "commit conflict: two different commits for one epoch (hub equivocation)");
+    this.observer.onCommitConflict?.(c.groupId, c.epoch);
+    const group = await this.store.getGroup(c.groupId);
+    const local = (group?.members ?? []).filter((m) => domainOf(m) === this.domain);
+    const item: InboxItem = { kind: "notice", id: `cc:${c.groupId}:${c.epoch}`, type: "commit_conflict", body: { ...c } };
+    await Promise.all(local.map((m) => this.store.appendInbox(m, [item])));
   }
 
   /** Brings the replica up to the hub's log (used by catch-up on a follower). */

@@ -5,7 +5,7 @@ import { decodeMlsField } from "../mls/codec.js";
 import { readFraming, welcomeRefs } from "../mls/framing.js";
 import { checkGroupInfo } from "../mls/group-info.js";
 import { type GroupMode, type GroupRecord, type LogEntry, type Store, type Submission, type SubmitOutcome } from "../store/port.js";
-import type { Dispatcher } from "./fanout.js";
+import type { DeliveredMessage, Dispatcher } from "./fanout.js";
 import type { Clock, CommitBundle, GroupView, PeerGateway } from "./types.js";
 
 export interface GroupLimits {
@@ -35,6 +35,8 @@ export interface WireLogEntry {
 /** Test-only hooks (equivocation tests); never set in production configs. */
 export interface GroupHooks {
   beforeDispatch?: (groupId: string, entries: LogEntry[]) => LogEntry[];
+  /** Rewrites what the outbox sends to a peer: lets a test make the hub equivocate. */
+  tamperDelivery?: (peer: string, messages: DeliveredMessage[]) => DeliveredMessage[];
 }
 
 function outcomeError(outcome: Exclude<SubmitOutcome, { ok: true }>): DsError {

@@ -1,5 +1,5 @@
 import type { ClaimAnswer, ClaimRequest } from "./key-directory.js";
-import type { DeviceList, GroupRecord, LogEntry } from "../store/port.js";
+import type { CommitLogEntry, DeviceList, GroupRecord, LogEntry } from "../store/port.js";
 
 export interface Clock {
   nowMs(): number;
@@ -47,4 +47,5 @@ export interface PeerGateway {
   groupInfo(hub: string, groupId: string, member: string, requestId?: string): Promise<{ epoch: number; groupInfo: string }>;
   messages(hub: string, groupId: string, afterSeq: number, limit: number, requestId?: string): Promise<{ group: GroupView; entries: LogEntry[] }>;
   deviceUpdate(domain: string, list: DeviceList, requestId?: string): Promise<void>;
+  commitLog(hub: string, groupId: string, afterEpoch: number, requestId?: string): Promise<{ entries: CommitLogEntry[] }>;
 }

@@ -1,6 +1,6 @@
 import type { ClaimAnswer, ClaimRequest } from "../domain/key-directory.js";
 import type { GroupView, PeerGateway, SubmitBody } from "../domain/types.js";
-import type { DeviceList, LogEntry } from "../store/port.js";
+import type { CommitLogEntry, DeviceList, LogEntry } from "../store/port.js";
 import type { PeerClient } from "./peer-client.js";
 
 const enc = encodeURIComponent;
@@ -49,6 +49,10 @@ export class FederationGateway implements PeerGateway {
       undefined,
       requestId,
     );
+  }
+
+  commitLog(hub: string, groupId: string, afterEpoch: number, requestId?: string) {
+    return this.client.call<{ entries: CommitLogEntry[] }>(hub, "GET", `/federation/v1/groups/${groupId}/commit-log?after=${afterEpoch}`, undefined, requestId);
   }
 
   async deviceUpdate(domain: string, list: DeviceList, requestId?: string): Promise<void> {

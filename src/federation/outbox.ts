@@ -29,6 +29,7 @@ export class OutboxWorker implements OutboxNotifier {
     private readonly opts: OutboxOptions,
     private readonly log: Logger,
     private readonly onDelivered?: (peer: string, count: number, oldestAgeMs: number) => void,
+    private readonly tamper?: (peer: string, messages: DeliveredMessage[]) => DeliveredMessage[],
   ) {}
 
   start(): void {
@@ -89,7 +90,8 @@ export class OutboxWorker implements OutboxNotifier {
         messages.push({ groupId, ...e, recipients: e.recipients.filter((c) => domainOf(c) === peer) });
       }
     }
-    if (messages.length > 0) await this.peers.call(peer, "POST", "/federation/v1/deliver", { groups, messages });
+    const outgoing = this.tamper ? this.tamper(peer, messages) : messages;
+    if (outgoing.length > 0) await this.peers.call(peer, "POST", "/federation/v1/deliver", { groups, messages: outgoing });
     const oldest = (await this.store.outboxStats(peer)).oldestMs;
     await this.store.ackOutbox(peer, batch[batch.length - 1]!.cursor);
     this.onDelivered?.(peer, messages.length, oldest ? Date.now() - oldest : 0);

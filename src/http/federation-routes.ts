@@ -144,6 +144,14 @@ export function federationRoutes(ctx: AppContext): Router {
     });
   });
 
+  r.get("/groups/:groupId/commit-log", async (req, res) => {
+    const peer = peerOf(res);
+    const g = await hubbed(param(req, "groupId"));
+    if (!g.members.some((c) => domainOf(c) === peer)) throw new DsError("forbidden", `${peer} hosts no member of this group`);
+    const after = req.query.after === undefined ? -1 : intParam(req.query.after, "after", 0);
+    res.json({ entries: await ctx.store.commitLog(g.groupId, after) });
+  });
+
   r.post("/deliver", async (req, res) => {
     const peer = peerOf(res);
     const body = parse(deliverBody, req.body);

@@ -57,9 +57,10 @@ return 0
 
 /**
  * Follower copy of a remote hub's log. KEYS: record, log, seqs, commitLog.
- * ARGV: 1 number of record field/value pairs n, 2..2n+1 the pairs (the whole record replaces the
- * previous one, as in the memory store), then 4 per entry, in seq order: seq, isCommit, entry JSON,
- * commit-log JSON. Returns {} when the group is ordered here (not a replica), else {1, fresh indices…}.
+ * ARGV: 1 the record's epoch, 2 number of record field/value pairs n, 3..2n+2 the pairs (the whole
+ * record replaces the previous one unless it is older, as in the memory store), then 4 per entry, in
+ * seq order: seq, isCommit, entry JSON, commit-log JSON.
+ * Returns {} when the group is ordered here (not a replica), else {1, fresh indices…}.
  */
 export const PUT_REPLICA = luaScript(
   "putReplicaEntries",
@@ -67,19 +68,23 @@ export const PUT_REPLICA = luaScript(
 local recK, logK, seqsK, clogK = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local replica = redis.call('HGET', recK, 'replica')
 if replica == '0' then return {} end
-local nextSeq, contig = 1, 0
+local nextSeq, contig, replace = 1, 0, true
 if replica then
-  local f = redis.call('HMGET', recK, 'nextSeq', 'contig')
+  local f = redis.call('HMGET', recK, 'nextSeq', 'contig', 'epoch')
   nextSeq, contig = tonumber(f[1]), tonumber(f[2]) or 0
+  -- A late delivery may carry an older view of the group: never move the replica backwards.
+  replace = tonumber(ARGV[1]) >= tonumber(f[3])
 else
   redis.call('HSET', recK, 'replica', '1', 'dispatched', '0')
 end
-redis.call('HDEL', recK, 'replyTo', 'leaseToken', 'leaseHolder', 'leaseExpiresAt')
-local n = tonumber(ARGV[1])
-redis.call('HSET', recK, unpack(ARGV, 2, 1 + 2 * n))
+local n = tonumber(ARGV[2])
+if replace then
+  redis.call('HDEL', recK, 'replyTo', 'leaseToken', 'leaseHolder', 'leaseExpiresAt')
+  redis.call('HSET', recK, unpack(ARGV, 3, 2 + 2 * n))
+end
 local out = { 1 }
 local index = 0
-for i = 2 + 2 * n, #ARGV, 4 do
+for i = 3 + 2 * n, #ARGV, 4 do
   index = index + 1
   local seqS = ARGV[i]
   if redis.call('HSETNX', logK, seqS, ARGV[i + 2]) == 1 then
