@@ -88,6 +88,7 @@ export class AppContext {
         metrics.deliveryLag.observe({ peer }, lagMs / 1000);
       },
       overrides.hooks?.tamperDelivery,
+      (peer, count) => metrics.refused.inc({ peer }, count),
     );
     const dispatcher = new Dispatcher(config.domain, store, peers, outbox, log.child({ part: "fanout" }), {
       onCommitConflict: () => metrics.commitConflicts.inc(),
@@ -122,6 +123,7 @@ export class AppContext {
       clock,
       peers,
       dispatcher,
+      (domain) => peerClient.isPeer(domain),
       overrides.hooks,
     );
     const inbox = new Inbox(store, limits.inboxPageSize, limits.maxWaitMs);

@@ -16,6 +16,7 @@ export class Metrics {
   readonly errors = new Counter({ name: "mlsfg_errors_total", help: "Error answers by code", labelNames: ["code"] as const, registers: [this.registry] });
   readonly s2sRequests = new Counter({ name: "mlsfg_s2s_requests_total", help: "Outbound federation requests", labelNames: ["peer", "path"] as const, registers: [this.registry] });
   readonly delivered = new Counter({ name: "mlsfg_outbox_delivered_total", help: "Entries delivered to peers", labelNames: ["peer"] as const, registers: [this.registry] });
+  readonly refused = new Counter({ name: "mlsfg_outbox_refused_total", help: "Entries a peer refused permanently (set aside)", labelNames: ["peer"] as const, registers: [this.registry] });
   readonly deliveryLag = new Histogram({
     name: "mlsfg_outbox_delivery_lag_seconds",
     help: "Age of the oldest entry in a delivered outbox batch",

@@ -110,11 +110,11 @@ export class FedgateApi {
     return json as T;
   }
 
-  uploadKeyPackages(keyPackages: string[], lastResort?: string) {
+  uploadKeyPackages(keyPackages: string[], lastResort?: string, virtual?: boolean) {
     return this.request<{
       accepted: { ref: string; cipherSuite: number; notAfter: number; lastResort: boolean }[];
       rejected: { index: number; code: string; message: string }[];
-    }>("POST", "/v1/key-packages", { keyPackages, ...(lastResort ? { lastResort } : {}) });
+    }>("POST", "/v1/key-packages", { keyPackages, ...(lastResort ? { lastResort } : {}), ...(virtual ? { virtual } : {}) });
   }
   listKeyPackages() {
     return this.request<{ keyPackages: { ref: string; cipherSuite: number; notAfter: number; lastResort: boolean }[] }>("GET", "/v1/key-packages");

@@ -90,11 +90,13 @@ export class MlsClient {
   }
 
   /** Generates and uploads `count` KeyPackages (and a last-resort one if asked). */
-  async publishKeyPackages(count: number, opts: { lastResort?: boolean; lifetimeSeconds?: number } = {}) {
+  async publishKeyPackages(count: number, opts: { lastResort?: boolean; lifetimeSeconds?: number; virtual?: boolean } = {}) {
+    // Single-client mode: KeyPackages of the user's virtual client, shared by all its devices.
+    const identity = opts.virtual ? `${this.user}/*` : this.id;
     const now = BigInt(Math.floor(Date.now() / 1000));
     const lifetime = { notBefore: now - 60n, notAfter: now + BigInt(opts.lifetimeSeconds ?? 30 * 24 * 3600) };
     const make = async (lastResort: boolean) => {
-      const credential = { credentialType: "basic" as const, identity: utf8.encode(this.id) };
+      const credential = { credentialType: "basic" as const, identity: utf8.encode(identity) };
       const extensions = lastResort ? [{ extensionType: LAST_RESORT, extensionData: new Uint8Array() }] : [];
       const kp = await generateKeyPackage(credential, defaultCapabilities(), lifetime, extensions, this.cs);
       const ref = toB64u(await makeKeyPackageRef(kp.publicPackage, this.cs.hash));
@@ -103,7 +105,13 @@ export class MlsClient {
     };
     const packages = await Promise.all(Array.from({ length: count }, () => make(false)));
     const lastResort = opts.lastResort ? await make(true) : undefined;
-    return this.api.uploadKeyPackages(packages, lastResort);
+    return this.api.uploadKeyPackages(packages, lastResort, opts.virtual);
+  }
+
+  /** Single-client mode: hands this device's private KeyPackages to another device of the same user (out of band). */
+  shareKeyPackagesWith(other: MlsClient): void {
+    if (other.user !== this.user) throw new Error("KeyPackages are only shared between devices of one user");
+    for (const [ref, kp] of this.keyPackages) other.keyPackages.set(ref, kp);
   }
 
   groupIds(): string[] {
@@ -242,6 +250,25 @@ export class MlsClient {
   /** RFC 9420 exporter on the current epoch (e.g. the reply-all seed of a send group). */
   exportSecret(groupId: string, label: string, context: Uint8Array, length = 32): Promise<Uint8Array> {
     return mlsExporter(this.state(groupId).keySchedule.exporterSecret, label, context, length, this.cs);
+  }
+
+  /**
+   * Multi-MLS reply-all (seed 000): this member's own send group with the participants of send
+   * group `parentId`. Its id is derived from a secret exported from the parent's current epoch,
+   * so every participant can check the reply group really comes from a member of the parent.
+   */
+  async createReplyGroup(parentId: string): Promise<string> {
+    const groupId = await this.replyGroupId(parentId, this.id);
+    const users = [...new Set(this.members(parentId).map((m) => m.slice(0, m.indexOf("/"))))].filter((u) => u !== this.user);
+    await this.createGroup({ groupId, mode: "send-group", replyTo: parentId });
+    await this.addUsers(groupId, users);
+    return groupId;
+  }
+
+  /** The reply group id a member `creator` of `parentId` must use at the parent's current epoch. */
+  async replyGroupId(parentId: string, creator: string): Promise<string> {
+    const context = utf8.encode(`${creator}|${this.epoch(parentId)}`);
+    return toB64u(await this.exportSecret(parentId, "mls-fedgate reply-all", context, 16));
   }
 
   /** Reads the inbox (long-poll up to waitMs), processes every entry in order, acknowledges, returns events. */

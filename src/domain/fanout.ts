@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { sha256Hex } from "../encoding.js";
-import { domainOf, type CommitLogEntry, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
+import { domainOf, userOf, type CommitLogEntry, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
 import type { GroupView, PeerGateway } from "./types.js";
 
 export interface DeliveredMessage {
@@ -89,7 +89,18 @@ export class Dispatcher {
 
   private async inboxLocal(groupId: string, e: LogEntry): Promise<void> {
     const item: InboxItem = { kind: "ref", groupId, seq: e.seq };
-    await Promise.all(e.recipients.filter((c) => domainOf(c) === this.domain).map((c) => this.store.appendInbox(c, [item])));
+    const local = e.recipients.filter((c) => domainOf(c) === this.domain);
+    const targets = new Set<string>();
+    for (const c of local) {
+      if (!c.endsWith("/*")) {
+        targets.add(c);
+        continue;
+      }
+      // Single-client mode: what is sent to the virtual client goes to every device of its user.
+      const { devices } = await this.store.listDevices(userOf(c));
+      for (const d of devices) if (!d.client.endsWith("/*")) targets.add(d.client);
+    }
+    await Promise.all([...targets].map((c) => this.store.appendInbox(c, [item])));
   }
 
   /** Crash recovery: entries accepted but never fanned out (the process died in between). */

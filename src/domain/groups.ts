@@ -4,7 +4,7 @@ import { fromB64u, sha256Hex } from "../encoding.js";
 import { decodeMlsField } from "../mls/codec.js";
 import { readFraming, welcomeRefs } from "../mls/framing.js";
 import { checkGroupInfo } from "../mls/group-info.js";
-import { type GroupMode, type GroupRecord, type LogEntry, type Store, type Submission, type SubmitOutcome } from "../store/port.js";
+import { domainOf, type GroupMode, type GroupRecord, type LogEntry, type Store, type Submission, type SubmitOutcome } from "../store/port.js";
 import type { DeliveredMessage, Dispatcher } from "./fanout.js";
 import type { Clock, CommitBundle, GroupView, PeerGateway } from "./types.js";
 
@@ -77,6 +77,16 @@ export function wireEntry(e: LogEntry): WireLogEntry {
 const CLIENT_ID = /^[^\s/@]+@[a-z0-9.-]+\/[^\s/]+$/;
 
 /**
+ * Who a device acts as in a group: itself, or — in single-client mode — its user's virtual
+ * client `user@domain/*` when that is the member (seed 003).
+ */
+export function actorIn(g: GroupRecord, client: string): string {
+  if (g.members.includes(client)) return client;
+  const virtual = `${client.slice(0, client.indexOf("/"))}/*`;
+  return g.members.includes(virtual) ? virtual : client;
+}
+
+/**
  * Groups: creation, the ordering step, leases and catch-up. The hub (this DS) decides; a follower
  * forwards its clients' submissions to the hub and hands the hub's answer back unchanged.
  */
@@ -88,6 +98,7 @@ export class Groups {
     private readonly clock: Clock,
     private readonly peers: PeerGateway,
     private readonly dispatcher: Dispatcher,
+    private readonly isPeer: (domain: string) => boolean,
     private readonly hooks: GroupHooks = {},
   ) {}
 
@@ -114,7 +125,7 @@ export class Groups {
     }
     if (req.replyTo) {
       const parent = await this.store.getGroup(req.replyTo);
-      if (!parent || !parent.members.includes(client)) throw new DsError("unknown_group", "replyTo names no group of yours");
+      if (!parent || !parent.members.includes(actorIn(parent, client))) throw new DsError("unknown_group", "replyTo names no group of yours");
     }
     const record: GroupRecord = {
       groupId: req.groupId,
@@ -137,12 +148,12 @@ export class Groups {
     const g = await this.requireKnown(groupId);
     if (g.hub !== this.domain) {
       try {
-        return await this.peers.group(g.hub, groupId, client, requestId);
+        return await this.peers.group(g.hub, groupId, actorIn(g, client), requestId);
       } catch (e) {
         if (e instanceof DsError && e.code !== "peer_unreachable") throw e;
       }
     }
-    if (!g.members.includes(client)) throw new DsError("not_a_member", "you are not a member of this group");
+    if (!g.members.includes(actorIn(g, client))) throw new DsError("not_a_member", "you are not a member of this group");
     return viewOf(g);
   }
 
@@ -162,6 +173,8 @@ export class Groups {
     for (const c of [...(bundle.added ?? []), ...(bundle.removed ?? [])]) {
       if (!CLIENT_ID.test(c)) throw new DsError("bad_request", `${JSON.stringify(c)} is not a client id (user@domain/device)`);
     }
+    const unreachable = (bundle.added ?? []).map(domainOf).find((d) => d !== this.domain && !this.isPeer(d));
+    if (unreachable) throw new DsError("peer_unknown", `${unreachable} is not a peer of ${this.domain}: its clients cannot be added`);
     if (bundle.welcome) {
       // Route the Welcome by what the DS can check: each KeyPackageRef must belong to an added client.
       const { message: welcome } = decodeMlsField(bundle.welcome, "welcome", this.limits.messageBytes);
@@ -176,9 +189,9 @@ export class Groups {
       throw new DsError("invalid_welcome", "a commit that adds clients needs their Welcome");
     }
     if (g.hub !== this.domain) {
-      return this.peers.submit(g.hub, groupId, client, { kind: "commit", bundle }, requestId);
+      return this.peers.submit(g.hub, groupId, actorIn(g, client), { kind: "commit", bundle }, requestId);
     }
-    return this.acceptCommit(client, g, bundle);
+    return this.acceptCommit(actorIn(g, client), g, bundle);
   }
 
   /** Hub side of a commit (from a local client or a follower). */
@@ -215,10 +228,11 @@ export class Groups {
   async submitMessage(client: string, groupId: string, text: string, requestId?: string): Promise<{ seq: number }> {
     const g = await this.requireKnown(groupId);
     if (g.hub !== this.domain) {
-      const answer = await this.peers.submit(g.hub, groupId, client, { kind: "message", message: text }, requestId);
+      const answer = await this.peers.submit(g.hub, groupId, actorIn(g, client), { kind: "message", message: text }, requestId);
       return { seq: answer.seq };
     }
-    return this.acceptMessage(client, g, text);
+    const { seq } = await this.acceptMessage(actorIn(g, client), g, text);
+    return { seq };
   }
 
   async acceptMessage(sender: string, g: GroupRecord, text: string): Promise<{ seq: number; epoch: number }> {
@@ -250,18 +264,19 @@ export class Groups {
     if (!Number.isInteger(ttlMs) || ttlMs <= 0 || ttlMs > this.limits.leaseMaxTtlMs) {
       throw new DsError("bad_request", `ttlMs must be an integer in 1..${this.limits.leaseMaxTtlMs}`);
     }
-    if (g.hub !== this.domain) return this.peers.lease(g.hub, groupId, client, ttlMs, requestId);
+    const actor = actorIn(g, client);
+    if (g.hub !== this.domain) return this.peers.lease(g.hub, groupId, actor, ttlMs, requestId);
     if (g.mode === "send-group") throw new DsError("bad_request", "send groups need no lease: only the designated sender commits");
     const token = randomBytes(18).toString("base64url");
-    const r = await this.store.acquireLease(groupId, client, ttlMs, token, this.clock.nowMs());
+    const r = await this.store.acquireLease(groupId, actor, ttlMs, token, this.clock.nowMs());
     if (!r.ok) throw outcomeError(r);
     return { leaseToken: r.token, expiresAt: r.expiresAt };
   }
 
   async releaseLease(client: string, groupId: string, token: string, requestId?: string): Promise<void> {
     const g = await this.requireKnown(groupId);
-    if (g.hub !== this.domain) return this.peers.releaseLease(g.hub, groupId, client, token, requestId);
-    if (!g.members.includes(client)) throw new DsError("not_a_member", "you are not a member of this group");
+    if (g.hub !== this.domain) return this.peers.releaseLease(g.hub, groupId, actorIn(g, client), token, requestId);
+    if (!g.members.includes(actorIn(g, client))) throw new DsError("not_a_member", "you are not a member of this group");
     if (!(await this.store.releaseLease(groupId, token))) throw new DsError("not_found", "no such lease");
   }
 
@@ -274,14 +289,15 @@ export class Groups {
       await this.dispatcher.syncReplica(g.hub, groupId, requestId).catch(() => undefined);
       g = (await this.store.getGroup(groupId)) ?? g;
     }
-    if (!g.members.includes(client)) throw new DsError("not_a_member", "you are not a member of this group");
+    const actor = actorIn(g, client);
+    if (!g.members.includes(actor)) throw new DsError("not_a_member", "you are not a member of this group");
     const entries = await this.store.readLog(groupId, after, page);
-    return entries.filter((e) => e.recipients.includes(client) || e.sender === client).map(wireEntry);
+    return entries.filter((e) => e.recipients.includes(actor) || e.sender === actor).map(wireEntry);
   }
 
   async groupInfo(client: string, groupId: string, requestId?: string): Promise<{ epoch: number; groupInfo: string }> {
     const g = await this.requireKnown(groupId);
-    if (g.hub !== this.domain) return this.peers.groupInfo(g.hub, groupId, client, requestId);
+    if (g.hub !== this.domain) return this.peers.groupInfo(g.hub, groupId, actorIn(g, client), requestId);
     this.requireMemberOrSameUser(g, client);
     const gi = await this.store.getGroupInfo(groupId);
     if (!gi) throw new DsError("not_found", "no GroupInfo has been uploaded for this group");
@@ -298,7 +314,7 @@ export class Groups {
 
   async commitLog(client: string, groupId: string, afterEpoch: number) {
     const g = await this.requireKnown(groupId);
-    if (!g.members.includes(client)) throw new DsError("not_a_member", "you are not a member of this group");
+    if (!g.members.includes(actorIn(g, client))) throw new DsError("not_a_member", "you are not a member of this group");
     return this.store.commitLog(groupId, afterEpoch);
   }
 }

@@ -42,7 +42,12 @@ export class KeyDirectory {
     if (r.added) await this.onDevicesChanged(await this.store.listDevices(userOf(client)), client);
   }
 
-  async upload(client: string, keyPackages: string[], lastResort: string | undefined): Promise<UploadAnswer> {
+  /**
+   * Validates and stores KeyPackages. With `virtual`, a device uploads for its user's virtual
+   * client `user@domain/*` (single-client mode): the credential must name the virtual client.
+   */
+  async upload(device: string, keyPackages: string[], lastResort: string | undefined, virtual = false): Promise<UploadAnswer> {
+    const client = virtual ? `${userOf(device)}/*` : device;
     const items = [...keyPackages.map((kp) => ({ kp, lr: false })), ...(lastResort ? [{ kp: lastResort, lr: true }] : [])];
     if (items.length === 0) throw new DsError("bad_request", "no KeyPackages in the upload");
     if (items.length > this.policy.perUpload) {
@@ -68,7 +73,8 @@ export class KeyDirectory {
       }),
     );
     valid.sort((a, b) => a.index - b.index);
-    await this.touchDevice(client);
+    await this.touchDevice(device);
+    if (virtual) await this.touchDevice(client);
     const stored: StoredKeyPackage[] = valid.map((v) => v.kp);
     const result = await this.store.putKeyPackages(client, stored, this.policy.perClient);
     const over = new Set(result.overLimit);

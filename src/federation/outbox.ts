@@ -2,7 +2,10 @@ import type { Logger } from "pino";
 import { viewOf } from "../domain/groups.js";
 import type { DeliveredMessage, OutboxNotifier } from "../domain/fanout.js";
 import type { GroupView } from "../domain/types.js";
+import { DsError } from "../errors.js";
 import { domainOf, type Store } from "../store/port.js";
+
+const DEFAULT_PEER_BODY_LIMIT = 1 << 20;
 import type { PeerClient } from "./peer-client.js";
 
 export interface OutboxOptions {
@@ -30,6 +33,7 @@ export class OutboxWorker implements OutboxNotifier {
     private readonly log: Logger,
     private readonly onDelivered?: (peer: string, count: number, oldestAgeMs: number) => void,
     private readonly tamper?: (peer: string, messages: DeliveredMessage[]) => DeliveredMessage[],
+    private readonly onRefused?: (peer: string, count: number) => void,
   ) {}
 
   start(): void {
@@ -71,31 +75,60 @@ export class OutboxWorker implements OutboxNotifier {
     }
   }
 
-  /** Sends one batch to the peer; resolves to the number of entries acknowledged. */
+  /**
+   * Sends one batch to the peer; resolves to the number of outbox items settled. A batch stays
+   * within the peer's advertised body limit; an answer the peer will never change its mind about
+   * (a 4xx other than 401/429) is logged and set aside, so one bad entry cannot block the queue.
+   */
   async flushOnce(peer: string): Promise<number> {
     const batch = await this.store.peekOutbox(peer, this.opts.batchSize);
     if (batch.length === 0) return 0;
-    const byGroup = new Map<string, number[]>();
-    for (const { item } of batch) byGroup.set(item.groupId, [...(byGroup.get(item.groupId) ?? []), item.seq]);
+    const budget = Math.floor((await this.peerBodyLimit(peer)) * 0.75);
     const groups: Record<string, GroupView> = {};
     const messages: DeliveredMessage[] = [];
-    for (const [groupId, seqs] of byGroup) {
-      const record = await this.store.getGroup(groupId);
-      if (!record) continue;
-      const { lease: _lease, ...rest } = record;
-      groups[groupId] = viewOf(rest);
-      const entries = await this.store.readEntries(groupId, seqs);
-      for (const e of entries) {
-        if (!e) continue;
-        messages.push({ groupId, ...e, recipients: e.recipients.filter((c) => domainOf(c) === peer) });
+    let size = 0;
+    let lastCursor = batch[0]!.cursor;
+    for (const { cursor, item } of batch) {
+      if (!groups[item.groupId]) {
+        const record = await this.store.getGroup(item.groupId);
+        if (record) groups[item.groupId] = viewOf(record);
       }
+      const [entry] = await this.store.readEntries(item.groupId, [item.seq]);
+      if (entry && groups[item.groupId]) {
+        const cost = entry.message.length + 512 + entry.recipients.length * 64;
+        if (messages.length > 0 && size + cost > budget) break;
+        size += cost;
+        messages.push({ groupId: item.groupId, ...entry, recipients: entry.recipients.filter((c) => domainOf(c) === peer) });
+      }
+      lastCursor = cursor;
     }
     const outgoing = this.tamper ? this.tamper(peer, messages) : messages;
-    if (outgoing.length > 0) await this.peers.call(peer, "POST", "/federation/v1/deliver", { groups, messages: outgoing });
+    const used = new Set(outgoing.map((m) => m.groupId));
+    try {
+      if (outgoing.length > 0) {
+        await this.peers.call(peer, "POST", "/federation/v1/deliver", {
+          groups: Object.fromEntries(Object.entries(groups).filter(([id]) => used.has(id))),
+          messages: outgoing,
+        });
+      }
+    } catch (e) {
+      if (!(e instanceof DsError) || e.status >= 500 || e.status === 401 || e.status === 429) throw e;
+      this.log.error({ err: e, peer, entries: outgoing.map((m) => `${m.groupId}:${m.seq}`) }, "peer refused a delivery permanently; entries set aside");
+      this.onRefused?.(peer, outgoing.length);
+    }
     const oldest = (await this.store.outboxStats(peer)).oldestMs;
-    await this.store.ackOutbox(peer, batch[batch.length - 1]!.cursor);
+    await this.store.ackOutbox(peer, lastCursor);
     this.onDelivered?.(peer, messages.length, oldest ? Date.now() - oldest : 0);
-    return batch.length;
+    return messages.length || 1;
+  }
+
+  private async peerBodyLimit(peer: string): Promise<number> {
+    try {
+      const limit = (await this.peers.discovery(peer)).limits.bodyBytes;
+      return typeof limit === "number" && limit > 0 ? limit : DEFAULT_PEER_BODY_LIMIT;
+    } catch {
+      return DEFAULT_PEER_BODY_LIMIT;
+    }
   }
 
   async stop(): Promise<void> {

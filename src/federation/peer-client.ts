@@ -15,6 +15,10 @@ export const discoverySchema = z.object({
 });
 export type Discovery = z.infer<typeof discoverySchema>;
 
+const MIN_REFRESH_INTERVAL_MS = 30_000;
+/** Codes about our own server-to-server credentials: the client did nothing wrong. */
+const PEER_AUTH_CODES = new Set(["unauthenticated", "replayed_request"]);
+
 export interface PeerClientOptions {
   domain: string;
   peers: Readonly<Record<string, { url: string }>>;
@@ -72,7 +76,10 @@ export class PeerClient implements PeerKeySource {
   }
 
   async keysOf(domain: string, refresh: boolean): Promise<JWK[]> {
-    return (await this.discovery(domain, refresh)).jwks.keys as JWK[];
+    // A forged token must not make us refetch on every request: at most one forced refresh per interval.
+    const cached = this.discoveries.get(domain);
+    const allowRefresh = refresh && (!cached || Date.now() - cached.at > MIN_REFRESH_INTERVAL_MS);
+    return (await this.discovery(domain, allowRefresh)).jwks.keys as JWK[];
   }
 
   /** A signed federation call; resolves to the parsed JSON answer (undefined for 204). */
@@ -118,6 +125,9 @@ export class PeerClient implements PeerKeySource {
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return json;
     const err = (json as { error?: Record<string, unknown> } | undefined)?.error;
+    if (err && PEER_AUTH_CODES.has(String(err.code))) {
+      throw new DsError("peer_error", `${domain} refused this DS's credentials: ${String(err.message)}`, { peer: domain, peerCode: err.code });
+    }
     if (err && isErrorCode(err.code) && err.code !== "internal") {
       const { code, message, ...details } = err;
       throw new DsError(code, typeof message === "string" ? message : code, details);

@@ -42,7 +42,7 @@ export function clientRoutes(ctx: AppContext): Router {
 
   r.post("/key-packages", async (req, res) => {
     const body = parse(uploadBody, req.body);
-    res.status(201).json(await ctx.keys.upload(me(res), body.keyPackages, body.lastResort));
+    res.status(201).json(await ctx.keys.upload(me(res), body.keyPackages, body.lastResort, body.virtual ?? false));
   });
 
   r.get("/key-packages", async (_req, res) => {

@@ -94,7 +94,8 @@ export function federationRoutes(ctx: AppContext): Router {
       }
       return;
     }
-    res.status(202).json(await ctx.groups.acceptMessage(body.sender, g, body.message));
+    const { seq } = await ctx.groups.acceptMessage(body.sender, g, body.message);
+    res.status(202).json({ seq });
   });
 
   r.post("/groups/:groupId/lease", async (req, res) => {
@@ -134,13 +135,14 @@ export function federationRoutes(ctx: AppContext): Router {
     const after = intParam(req.query.after, "after", 0);
     const limit = Math.min(intParam(req.query.limit, "limit", 1000), 1000);
     const entries = await ctx.store.readLog(g.groupId, after, limit);
-    // A peer that never hosted a member has no business reading the log.
-    if (!g.members.some(hosts) && !entries.some((e) => e.recipients.some(hosts) || hosts(e.sender))) {
-      throw new DsError("forbidden", `${peer} hosts no member of this group`);
-    }
+    // A peer hosting members reads the whole log (to keep its replica gap-free); a peer whose
+    // clients were all removed reads only what was addressed to them (e.g. their removal).
+    const current = g.members.some(hosts);
+    const visible = current ? entries : entries.filter((e) => e.recipients.some(hosts));
+    if (!current && visible.length === 0 && entries.length > 0) throw new DsError("forbidden", `${peer} hosts no member of this group`);
     res.json({
       group: viewOf(g),
-      entries: entries.map((e) => ({ ...wireEntry(e), sha256: e.sha256, recipients: e.recipients.filter(hosts) })),
+      entries: visible.map((e) => ({ ...wireEntry(e), sha256: e.sha256, recipients: e.recipients.filter(hosts) })),
     });
   });
 

@@ -45,12 +45,21 @@ export async function consume(limiter: RateLimiterAbstract, key: string): Promis
   }
 }
 
-/** Bearer JWT → client id, then the per-client rate limit. */
+const KNOWN_CLIENTS_MAX = 100_000;
+
+/** Bearer JWT → client id, then the per-client rate limit; a client's first request registers its device. */
 export function clientAuth(ctx: AppContext): RequestHandler {
+  // Remembered per process so registration costs one store call per client, not per request.
+  const known = new Set<string>();
   return async (req: Request, res: Response, next: NextFunction) => {
     const client = await ctx.auth.authenticate(req.header("authorization"));
     locals(res).client = client;
     await consume(ctx.limiters.client, client);
+    if (!known.has(client)) {
+      if (known.size >= KNOWN_CLIENTS_MAX) known.clear();
+      await ctx.keys.touchDevice(client);
+      known.add(client);
+    }
     next();
   };
 }

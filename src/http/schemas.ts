@@ -8,7 +8,7 @@ const userId = z.string().regex(/^[^\s/@]+@[a-z0-9.-]+$/, "must be user@domain")
 const suiteList = z.array(z.number().int().min(1).max(0xffff)).min(1).max(64);
 
 export const devTokenBody = z.strictObject({ client: clientId });
-export const uploadBody = z.strictObject({ keyPackages: z.array(b64).max(10_000), lastResort: b64.optional() });
+export const uploadBody = z.strictObject({ keyPackages: z.array(b64).max(10_000), lastResort: b64.optional(), virtual: z.boolean().optional() });
 export const claimBody = z.strictObject({ user: userId, cipherSuites: suiteList, versions: z.array(z.string().max(16)).max(8).optional() });
 export const createGroupBody = z.strictObject({
   groupId: z.string().min(1).max(512),

@@ -131,7 +131,9 @@ export class MemoryStore implements Store {
   async claim(user: string, suites: number[], nowSeconds: number): Promise<ClaimOutcome> {
     const entry = this.devices.get(user);
     if (!entry || entry.clients.size === 0) return { kind: "unknown_user" };
-    const clients = [...entry.clients].sort();
+    // Single-client mode: a registered virtual client (user/*) stands for all the user's devices.
+    const virtual = `${user}/*`;
+    const clients = entry.clients.has(virtual) ? [virtual] : [...entry.clients].sort();
     const usable = (kp: StoredKeyPackage) => kp.notAfter >= nowSeconds;
     for (const c of clients) {
       const k = this.keys.get(c);
