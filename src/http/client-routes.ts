@@ -14,7 +14,7 @@ import {
   parse,
   uploadBody,
 } from "./schemas.js";
-import { treeView } from "../mls/tree.js";
+import { treeView, verifyTree } from "../mls/tree.js";
 
 function me(res: Response): string {
   return locals(res).client!;
@@ -153,7 +153,8 @@ export function clientRoutes(ctx: AppContext): Router {
   r.get("/groups/:groupId/tree", async (req, res) => {
     const gi = await ctx.groups.groupInfo(me(res), param(req, "groupId"), locals(res).requestId);
     const leaf = req.query.leaf === undefined ? undefined : intParam(req.query.leaf, "leaf", 0);
-    res.json(treeView(gi.groupInfo, gi.epoch, leaf));
+    const view = treeView(gi.groupInfo, gi.epoch, leaf);
+    res.json(req.query.verify === "true" ? { ...view, verification: await verifyTree(gi.groupInfo) } : view);
   });
 
   r.get("/groups/:groupId/commit-log", async (req, res) => {

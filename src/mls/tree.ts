@@ -4,6 +4,10 @@ import { toLeafIndex } from "ts-mls/treemath.js";
 import { DsError } from "../errors.js";
 import { toB64u } from "../encoding.js";
 import { decodeMlsField } from "./codec.js";
+import { suiteId, suiteImpl } from "./suites.js";
+import { validateRatchetTree } from "ts-mls/clientState.js";
+import { defaultLifetimeConfig } from "ts-mls/lifetimeConfig.js";
+import { defaultAuthenticationService } from "ts-mls/authenticationService.js";
 
 export interface TreeNodeView {
   index: number;
@@ -37,4 +41,22 @@ export function treeView(groupInfo: string, epoch: number, leaf?: number) {
     directPath: path.map((p) => ({ ...view(p.nodeIndex), copathResolution: p.resolution.map((i) => view(i)) })),
     leaves,
   };
+}
+
+/**
+ * Full ratchet-tree validation (leaf signatures, key uniqueness, parent hashes, tree hash).
+ * Quadratic in the group size, so the DS runs it only when asked (`/tree?verify=true`), never on
+ * the commit path; the commit path checks the GroupInfo signature only (see docs/).
+ */
+export async function verifyTree(groupInfo: string): Promise<{ valid: boolean; error?: string; ms: number }> {
+  const started = performance.now();
+  const { message } = decodeMlsField(groupInfo, "groupInfo", Number.MAX_SAFE_INTEGER);
+  if (message.wireformat !== "mls_group_info") throw new DsError("internal", "stored GroupInfo is not a GroupInfo");
+  const gi = message.groupInfo;
+  const tree = ratchetTreeFromExtension(gi);
+  if (!tree) throw new DsError("not_found", "the stored GroupInfo carries no ratchet tree");
+  const suite = suiteId(String(gi.groupContext.cipherSuite));
+  if (suite === undefined) throw new DsError("internal", "stored GroupInfo has an unknown suite");
+  const err = await validateRatchetTree(tree, gi.groupContext, defaultLifetimeConfig, defaultAuthenticationService, gi.groupContext.treeHash, await suiteImpl(suite));
+  return { valid: err === undefined, ...(err ? { error: err.message } : {}), ms: Math.round((performance.now() - started) * 100) / 100 };
 }
