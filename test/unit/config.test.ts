@@ -1,0 +1,71 @@
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { ConfigError, loadConfig } from "../../src/config/load.js";
+import { defaultConfig } from "../../src/config/defaults.js";
+
+describe("configuration", () => {
+  it("ships config/default.json equal to the built-in defaults", () => {
+    expect(JSON.parse(readFileSync("config/default.json", "utf8"))).toEqual(defaultConfig);
+  });
+
+  it("lets the environment override any key, with short aliases for the common ones", () => {
+    const config = loadConfig({
+      env: {
+        MLSFEDGATE_PORT: "7200",
+        MLSFEDGATE_HOST: "::1",
+        MLSFEDGATE_DOMAIN: "z.example",
+        MLSFEDGATE_STORE: "redis",
+        MLSFEDGATE_REDIS_URL: "redis://127.0.0.1:6390",
+        MLSFEDGATE_AUTH: "dev",
+        MLSFEDGATE_LIMITS__BODY_BYTES: "4096",
+        MLSFEDGATE_LIMITS__RATE_LIMIT__CLIENT_REQUESTS_PER_SECOND: "7",
+        MLSFEDGATE_PEERS: '{"y.example":{"url":"http://127.0.0.1:7201"}}',
+      },
+    });
+    expect(config).toMatchObject({
+      port: 7200,
+      host: "::1",
+      domain: "z.example",
+      store: { kind: "redis", redisUrl: "redis://127.0.0.1:6390" },
+      limits: { bodyBytes: 4096, rateLimit: { clientRequestsPerSecond: 7 } },
+      federation: { peers: { "y.example": { url: "http://127.0.0.1:7201" } } },
+    });
+    expect(Object.isFrozen(config.limits)).toBe(true);
+  });
+
+  it("reads a config file named by MLSFEDGATE_CONFIG and merges it over the defaults", () => {
+    const config = loadConfig({ env: { MLSFEDGATE_CONFIG: "config/demo-a.json" } });
+    expect(config.domain).toBe("a.example");
+    expect(config.port).toBe(7101);
+    expect(config.limits.bodyBytes).toBe(defaultConfig.limits.bodyBytes);
+  });
+
+  it.each([
+    [{ MLSFEDGATE_STORE: "postgres" }, "store.kind"],
+    [{ MLSFEDGATE_PORT: "http" }, "port"],
+    [{ MLSFEDGATE_DOMAIN: "Not A Domain" }, "domain"],
+    [{ MLSFEDGATE_LIMTS__BODY_BYTES: "1" }, "MLSFEDGATE_LIMTS__BODY_BYTES"],
+    [{ MLSFEDGATE_AUTH: "jwt" }, "auth"],
+    [{ MLSFEDGATE_FEDERATION__TOKEN_TTL_SECONDS: "300" }, "federation.tokenTtlSeconds"],
+  ])("refuses %j naming the key %s", (env, key) => {
+    let error: unknown;
+    try {
+      loadConfig({ env });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).key).toBe(key);
+  });
+
+  it("stops the process with one clear line on a bad config", () => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "serve"], {
+      env: { ...process.env, MLSFEDGATE_STORE: "postgres" },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(run.status).toBe(1);
+    const lines = run.stderr.split("\n").filter((l) => l.trim() && !l.includes("ExperimentalWarning") && !l.includes("--trace-warnings"));
+    expect(lines).toEqual([expect.stringMatching(/^config error: store\.kind: /)]);
+  });
+});
