@@ -62,15 +62,19 @@ export class Dispatcher {
     return next;
   }
 
-  /** Hub side: fan out freshly accepted entries. */
-  dispatch(groupId: string, entries: LogEntry[]): Promise<void> {
+  /**
+   * Hub side: fan out freshly accepted entries. `members` is the membership the caller saw when
+   * submitting: every peer hosting a member gets every entry (so its replica log has no gaps);
+   * recipients cover clients added or removed by the entries themselves.
+   */
+  dispatch(groupId: string, entries: LogEntry[], members?: string[]): Promise<void> {
     if (entries.length === 0) return Promise.resolve();
     return this.serial(groupId, async () => {
-      const group = await this.store.getGroup(groupId);
+      const known = members ?? (await this.store.getGroup(groupId))?.members ?? [];
       const peers = new Set<string>();
       for (const e of entries) {
         await this.inboxLocal(groupId, e);
-        for (const c of [...e.recipients, e.sender, ...(group?.members ?? [])]) {
+        for (const c of [...e.recipients, e.sender, ...known]) {
           const d = domainOf(c);
           if (d !== this.domain) peers.add(d);
         }

@@ -222,7 +222,7 @@ export class Groups {
       ...(bundle.leaseToken ? { leaseToken: bundle.leaseToken } : {}),
       ...(framing.senderType === "new_member_commit" ? { external: true } : {}),
     };
-    return this.applySubmission(g.groupId, sub);
+    return this.applySubmission(g.groupId, sub, g.members);
   }
 
   async submitMessage(client: string, groupId: string, text: string, requestId?: string): Promise<{ seq: number }> {
@@ -246,15 +246,15 @@ export class Groups {
       epoch: framing.epoch,
       sha256: sha256Hex(bytes),
       message: text,
-    });
+    }, g.members);
   }
 
-  private async applySubmission(groupId: string, sub: Submission): Promise<{ seq: number; epoch: number }> {
+  private async applySubmission(groupId: string, sub: Submission, members: string[]): Promise<{ seq: number; epoch: number }> {
     const outcome = await this.store.submit(groupId, sub, this.clock.nowMs());
     if (!outcome.ok) throw outcomeError(outcome);
     if (!outcome.duplicate) {
       const entries = this.hooks.beforeDispatch ? this.hooks.beforeDispatch(groupId, outcome.entries) : outcome.entries;
-      await this.dispatcher.dispatch(groupId, entries);
+      await this.dispatcher.dispatch(groupId, entries, members);
     }
     return { seq: outcome.seq, epoch: outcome.epoch };
   }
