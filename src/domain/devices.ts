@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { domainOf, userOf, type DeviceList, type Store } from "../store/port.js";
+import { domainOf, type DeviceList, type Store } from "../store/port.js";
 import type { PeerGateway } from "./types.js";
 
 /**
@@ -45,11 +45,11 @@ export class DeviceNotifier {
   }
 
   private async notifyLocal(list: DeviceList, audience: Set<string>): Promise<number> {
-    const local = [...audience].filter((c) => domainOf(c) === this.domain && userOf(c) !== list.user);
-    const sameUser = [...audience].filter((c) => domainOf(c) === this.domain && userOf(c) === list.user);
+    // Local clients only (the user's own other devices included); peers notify theirs.
+    const local = [...audience].filter((c) => domainOf(c) === this.domain && !c.endsWith("/*"));
     const body = { user: list.user, version: list.version, devices: list.devices };
     const item = { kind: "notice" as const, id: `du:${list.user}:${list.version}`, type: "device_update" as const, body };
-    await Promise.all([...local, ...sameUser].map((c) => this.store.appendInbox(c, [item])));
-    return local.length + sameUser.length;
+    await Promise.all(local.map((c) => this.store.appendInbox(c, [item])));
+    return local.length;
   }
 }
