@@ -5,6 +5,7 @@ export const errorStatus = {
   invalid_key_package: 400,
   invalid_group_info: 400,
   invalid_welcome: 400,
+  roster_mismatch: 400,
   credential_mismatch: 400,
   unsupported_cipher_suite: 400,
   key_package_limit: 409,

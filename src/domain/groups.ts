@@ -2,8 +2,9 @@ import { randomBytes } from "node:crypto";
 import { DsError } from "../errors.js";
 import { fromB64u, sha256Hex } from "../encoding.js";
 import { decodeMlsField } from "../mls/codec.js";
-import { readFraming, welcomeRefs } from "../mls/framing.js";
-import { checkGroupInfo } from "../mls/group-info.js";
+import { readFraming, rosterChange, welcomeRefs } from "../mls/framing.js";
+import { checkGroupInfo, storedLeaves } from "../mls/group-info.js";
+import type { MLSMessage } from "ts-mls/message.js";
 import { domainOf, type GroupMode, type GroupRecord, type LogEntry, type Store, type Submission, type SubmitOutcome } from "../store/port.js";
 import type { DeliveredMessage, Dispatcher } from "./fanout.js";
 import type { Clock, CommitBundle, GroupView, PeerGateway } from "./types.js";
@@ -205,6 +206,7 @@ export class Groups {
       if (w.message.wireformat !== "mls_welcome") throw new DsError("invalid_mls", "welcome must be a Welcome");
       welcome = { message: bundle.welcome, sha256: sha256Hex(w.bytes) };
     }
+    await this.crossCheckRoster(g, message, bundle);
     if (bundle.groupInfo) {
       const gi = decodeMlsField(bundle.groupInfo, "groupInfo", this.limits.groupInfoBytes);
       await checkGroupInfo(gi.message, { groupId: g.groupId, epoch: framing.epoch + 1, cipherSuite: g.cipherSuite });
@@ -223,6 +225,27 @@ export class Groups {
       ...(framing.senderType === "new_member_commit" ? { external: true } : {}),
     };
     return this.applySubmission(g.groupId, sub, g.members);
+  }
+
+  /**
+   * The DS cannot read an encrypted commit, so the committer states the roster change. Where the
+   * commit is a PublicMessage with proposals by value, the stated change must match them.
+   */
+  private async crossCheckRoster(g: GroupRecord, message: MLSMessage, bundle: CommitBundle): Promise<void> {
+    const change = rosterChange(message);
+    if (!change || change.byReference) return;
+    const same = (a: string[], b: string[]) => a.length === b.length && [...a].sort().join("\n") === [...b].sort().join("\n");
+    if (!same(change.added, bundle.added ?? [])) {
+      throw new DsError("roster_mismatch", "`added` does not match the commit's Add proposals", { proposed: change.added });
+    }
+    if (change.removed.length === 0 && (bundle.removed ?? []).length === 0) return;
+    const stored = await this.store.getGroupInfo(g.groupId);
+    const leaves = stored && stored.epoch === g.epoch ? storedLeaves(stored.groupInfo) : undefined;
+    if (!leaves) return;
+    const removed = change.removed.map((i) => leaves[i] ?? `leaf ${i}`);
+    if (!same(removed, bundle.removed ?? [])) {
+      throw new DsError("roster_mismatch", "`removed` does not match the commit's Remove proposals", { proposed: removed });
+    }
   }
 
   async submitMessage(client: string, groupId: string, text: string, requestId?: string): Promise<{ seq: number }> {

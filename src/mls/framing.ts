@@ -47,3 +47,33 @@ export function welcomeRefs(message: MLSMessage): string[] {
   if (message.wireformat !== "mls_welcome") throw new DsError("invalid_mls", `expected a Welcome, got ${message.wireformat}`);
   return message.welcome.secrets.map((s) => toB64u(s.newMember));
 }
+
+export interface RosterChange {
+  /** Credential identities of the KeyPackages added by value. */
+  added: string[];
+  /** Leaf indexes removed by value. */
+  removed: number[];
+  /** True when some proposals are by reference (the DS cannot see them). */
+  byReference: boolean;
+}
+
+/** The Add/Remove proposals a PublicMessage commit carries inline; undefined for PrivateMessages. */
+export function rosterChange(message: MLSMessage): RosterChange | undefined {
+  if (message.wireformat !== "mls_public_message") return undefined;
+  const content = message.publicMessage.content;
+  if (content.contentType !== "commit") return undefined;
+  const change: RosterChange = { added: [], removed: [], byReference: false };
+  for (const p of content.commit.proposals) {
+    if (p.proposalOrRefType === "reference") {
+      change.byReference = true;
+      continue;
+    }
+    if (p.proposal.proposalType === "add") {
+      const cred = p.proposal.add.keyPackage.leafNode.credential;
+      change.added.push(cred.credentialType === "basic" ? Buffer.from(cred.identity).toString("utf8") : "");
+    } else if (p.proposal.proposalType === "remove") {
+      change.removed.push(p.proposal.remove.removed);
+    }
+  }
+  return change;
+}

@@ -1,7 +1,9 @@
 import { ratchetTreeFromExtension, verifyGroupInfoSignature } from "ts-mls/groupInfo.js";
 import { getCredentialFromLeafIndex, getSignaturePublicKeyFromLeafIndex } from "ts-mls/ratchetTree.js";
 import { toLeafIndex } from "ts-mls/treemath.js";
+import { decodeMlsMessage } from "ts-mls";
 import type { MLSMessage } from "ts-mls/message.js";
+import type { RatchetTree } from "ts-mls/ratchetTree.js";
 import { DsError } from "../errors.js";
 import { toB64u } from "../encoding.js";
 import { suiteId, suiteImpl } from "./suites.js";
@@ -54,15 +56,28 @@ export async function checkGroupInfo(
   if (!(await verifyGroupInfoSignature(gi, signerKey, impl.signature))) {
     throw new DsError("invalid_group_info", "GroupInfo signature does not verify");
   }
+  return { groupId, epoch, cipherSuite: suite, leaves: leafIdentities(tree) };
+}
+
+/** Client ids (basic credentials) of a tree's leaves by leaf index; null for blank or non-basic leaves. */
+export function leafIdentities(tree: RatchetTree): (string | null)[] {
   const leaves: (string | null)[] = [];
   for (let i = 0; 2 * i < tree.length; i++) {
-    const node = tree[2 * i];
-    if (!node) {
+    if (!tree[2 * i]) {
       leaves.push(null);
       continue;
     }
     const cred = getCredentialFromLeafIndex(tree, toLeafIndex(i));
     leaves.push(cred.credentialType === "basic" ? Buffer.from(cred.identity).toString("utf8") : null);
   }
-  return { groupId, epoch, cipherSuite: suite, leaves };
+  return leaves;
+}
+
+/** Leaf identities of a stored (already checked) GroupInfo. */
+export function storedLeaves(groupInfo: string): (string | null)[] | undefined {
+  const bytes = Buffer.from(groupInfo, "base64url");
+  const decoded = decodeMlsMessage(bytes, 0)?.[0];
+  if (decoded?.wireformat !== "mls_group_info") return undefined;
+  const tree = ratchetTreeFromExtension(decoded.groupInfo);
+  return tree ? leafIdentities(tree) : undefined;
 }
