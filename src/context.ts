@@ -13,6 +13,7 @@ import { OutboxWorker } from "./federation/outbox.js";
 import { PeerClient } from "./federation/peer-client.js";
 import { ClientAuth } from "./http/client-auth.js";
 import { Metrics } from "./metrics.js";
+import { useMlsCrypto } from "./mls/suites.js";
 import { MemoryStore } from "./store/memory.js";
 import type { Store } from "./store/port.js";
 import type { RedisStore } from "./store/redis.js";
@@ -57,6 +58,7 @@ export class AppContext {
 
   static async fromConfig(config: Readonly<Config>, overrides: ContextOverrides = {}): Promise<AppContext> {
     const log = overrides.logger ?? pino({ level: config.logLevel, base: { domain: config.domain } });
+    useMlsCrypto(config.mlsCrypto);
     const clock = overrides.clock ?? systemClock;
     const metrics = new Metrics(overrides.processMetrics ?? false);
     const signingKey = overrides.signingKey ?? (await loadSigningKey(config.federation.signingKeyFile, config.federation.generateKeyIfMissing));

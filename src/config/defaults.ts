@@ -7,6 +7,7 @@ export const defaultConfig: Config = {
   port: 7100,
   logLevel: "info",
   cipherSuites: [1, 2, 3],
+  mlsCrypto: "node",
   store: { kind: "memory", redisUrl: "redis://127.0.0.1:6379", prefix: "mlsfg" },
   auth: {
     mode: "dev",

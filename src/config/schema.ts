@@ -16,6 +16,8 @@ export const configSchema = z.strictObject({
   publicUrl: z.url().optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
   cipherSuites: z.array(z.number().int().min(1).max(0xffff)).min(1),
+  /** CryptoProvider of the DS's own MLS checks: node:crypto ("node", faster) or ts-mls's WebCrypto default. */
+  mlsCrypto: z.enum(["node", "default"]),
   store: z.strictObject({
     kind: z.enum(["memory", "redis"]),
     redisUrl: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL"),

@@ -1,5 +1,6 @@
 import { ciphersuites, getCiphersuiteFromName, getCiphersuiteImpl } from "ts-mls";
 import type { CiphersuiteImpl, CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
+import { nodeCryptoProvider } from "./node-crypto.js";
 
 /** Cipher suites as RFC 9420 numbers on the wire; ts-mls speaks names. */
 export type SuiteId = number;
@@ -21,7 +22,26 @@ export function isKnownSuite(id: SuiteId): boolean {
   return nameById.has(id);
 }
 
+/** Which CryptoProvider the DS's own MLS work (KeyPackage and GroupInfo checks) runs on: config `mlsCrypto`. */
+export type MlsCryptoKind = "node" | "default";
+
+let cryptoKind: MlsCryptoKind = "node";
 const implCache = new Map<SuiteId, Promise<CiphersuiteImpl>>();
+
+/**
+ * Selects the provider for the whole process (several DSs in one process share it: both
+ * providers compute the same results, only the speed differs). `node` is node:crypto
+ * (src/mls/node-crypto.ts), `default` is ts-mls's WebCrypto provider.
+ */
+export function useMlsCrypto(kind: MlsCryptoKind): void {
+  if (kind === cryptoKind) return;
+  cryptoKind = kind;
+  implCache.clear();
+}
+
+export function mlsCryptoKind(): MlsCryptoKind {
+  return cryptoKind;
+}
 
 /** One CiphersuiteImpl per suite for the whole process: building one costs WebCrypto imports. */
 export function suiteImpl(id: SuiteId): Promise<CiphersuiteImpl> {
@@ -29,7 +49,11 @@ export function suiteImpl(id: SuiteId): Promise<CiphersuiteImpl> {
   if (!impl) {
     const name = nameById.get(id);
     if (!name) return Promise.reject(new Error(`unknown cipher suite ${id}`));
-    impl = getCiphersuiteImpl(getCiphersuiteFromName(name));
+    impl = getCiphersuiteImpl(getCiphersuiteFromName(name), cryptoKind === "node" ? nodeCryptoProvider : undefined);
+    // A failed build (e.g. a suite whose optional dependency is missing) is not cached.
+    impl.catch(() => {
+      if (implCache.get(id) === impl) implCache.delete(id);
+    });
     implCache.set(id, impl);
   }
   return impl;
