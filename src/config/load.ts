@@ -45,6 +45,14 @@ function snake(key: string): string {
 }
 
 /** Every leaf key path → its env name: limits.bodyBytes → MLSFEDGATE_LIMITS__BODY_BYTES. */
+/** Keys without a default value: settable from the environment all the same. */
+const OPTIONAL_PATHS = [
+  ["auth", "issuer"],
+  ["auth", "audience"],
+  ["auth", "jwksUrl"],
+  ["auth", "publicKey"],
+];
+
 function leafPaths(tree: Tree, prefix: string[] = []): string[][] {
   return Object.entries(tree).flatMap(([k, v]) =>
     isTree(v) && k !== "peers" ? leafPaths(v, [...prefix, k]) : [[...prefix, k]],
@@ -106,7 +114,7 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
     tree = merge(tree, parsed);
   }
   const names = new Map<string, string[]>();
-  for (const path of leafPaths(tree)) names.set(path.map(snake).join("__"), path);
+  for (const path of [...leafPaths(tree), ...OPTIONAL_PATHS]) names.set(path.map(snake).join("__"), path);
   for (const [alias, dotted] of Object.entries(ENV_ALIASES)) names.set(alias, dotted.split("."));
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || raw === undefined || name === `${ENV_PREFIX}CONFIG`) continue;

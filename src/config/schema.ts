@@ -12,8 +12,6 @@ export const configSchema = z.strictObject({
   domain,
   host: z.string().min(1),
   port: z.number().int().min(0).max(65535),
-  /** The URL peers and clients use to reach this DS; defaults to http://host:port. */
-  publicUrl: z.url().optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
   cipherSuites: z.array(z.number().int().min(1).max(0xffff)).min(1),
   /** CryptoProvider of the DS's own MLS checks: node:crypto ("node", faster) or ts-mls's WebCrypto default. */

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync, existsSync } from "node:fs";
 import { createRemoteJWKSet, importSPKI, jwtVerify, SignJWT, type JWTVerifyGetKey, type CryptoKey } from "jose";
+import { ConfigError } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { DsError } from "../errors.js";
 
@@ -26,8 +27,15 @@ export class ClientAuth {
     if (config.auth.jwksUrl) return new ClientAuth(config, createRemoteJWKSet(new URL(config.auth.jwksUrl)));
     const pem = config.auth.publicKey!;
     const text = pem.includes("BEGIN PUBLIC KEY") ? pem : existsSync(pem) ? readFileSync(pem, "utf8") : pem;
-    const alg = config.auth.algorithms[0]!;
-    return new ClientAuth(config, await importSPKI(text, alg));
+    // The key's type decides its algorithm: use the first configured one it imports under.
+    for (const alg of config.auth.algorithms) {
+      try {
+        return new ClientAuth(config, await importSPKI(text, alg));
+      } catch {
+        // not this algorithm
+      }
+    }
+    throw new ConfigError("auth.publicKey", `not an SPKI PEM public key (or a file holding one) for any of ${config.auth.algorithms.join(", ")}`);
   }
 
   get devMode(): boolean {

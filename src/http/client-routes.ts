@@ -158,7 +158,7 @@ export function clientRoutes(ctx: AppContext): Router {
   });
 
   r.get("/groups/:groupId/commit-log", async (req, res) => {
-    const after = req.query.after === undefined ? -1 : intParam(req.query.after, "after", 0);
+    const after = req.query.after === undefined || req.query.after === "-1" ? -1 : intParam(req.query.after, "after", 0);
     res.json({ entries: await ctx.groups.commitLog(me(res), param(req, "groupId"), after) });
   });
 

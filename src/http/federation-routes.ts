@@ -150,7 +150,8 @@ export function federationRoutes(ctx: AppContext): Router {
     const peer = peerOf(res);
     const g = await hubbed(param(req, "groupId"));
     if (!g.members.some((c) => domainOf(c) === peer)) throw new DsError("forbidden", `${peer} hosts no member of this group`);
-    const after = req.query.after === undefined ? -1 : intParam(req.query.after, "after", 0);
+    // after=-1 (or absent) includes the commit of epoch 0.
+    const after = req.query.after === undefined || req.query.after === "-1" ? -1 : intParam(req.query.after, "after", 0);
     res.json({ entries: await ctx.store.commitLog(g.groupId, after) });
   });
 
