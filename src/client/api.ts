@@ -154,7 +154,7 @@ export class FedgateApi {
   }
   messages(groupId: string, after = 0, limit?: number) {
     const q = `after=${after}${limit ? `&limit=${limit}` : ""}`;
-    return this.request<{ messages: LogMessage[] }>("GET", `/v1/groups/${groupId}/messages?${q}`);
+    return this.request<{ messages: LogMessage[]; next: number; more: boolean }>("GET", `/v1/groups/${groupId}/messages?${q}`);
   }
   lease(groupId: string, ttlMs: number) {
     return this.request<{ leaseToken: string; expiresAt: number }>("POST", `/v1/groups/${groupId}/lease`, { ttlMs });

@@ -287,10 +287,14 @@ export class MlsClient {
   /** Catch-up after `stale_epoch`: processes the group's log entries this client has not seen. */
   async catchUp(groupId: string): Promise<MlsEvent[]> {
     const slot = this.slot(groupId);
-    const { messages } = await this.api.messages(groupId, slot.lastSeq);
     const events: MlsEvent[] = [];
-    for (const m of messages) events.push(...(await this.handle({ cursor: 0, groupId, ...m })));
-    return events;
+    let after = slot.lastSeq;
+    for (;;) {
+      const page = await this.api.messages(groupId, after);
+      for (const m of page.messages) events.push(...(await this.handle({ cursor: 0, groupId, ...m })));
+      if (!page.more || page.next <= after) return events;
+      after = page.next;
+    }
   }
 
   private slot(groupId: string): GroupSlot {

@@ -303,11 +303,22 @@ export class Groups {
     if (!(await this.store.releaseLease(groupId, token))) throw new DsError("not_found", "no such lease");
   }
 
-  /** Catch-up: the log entries addressed to (or sent by) the client after `after`. */
-  async messages(client: string, groupId: string, after: number, limit: number, requestId?: string): Promise<WireLogEntry[]> {
+  /**
+   * Catch-up: the log entries addressed to (or sent by) the client after `after`. `next` is the
+   * last seq examined (continue from there); `more` says a full page was read.
+   */
+  async messages(
+    client: string,
+    groupId: string,
+    after: number,
+    limit: number,
+    requestId?: string,
+  ): Promise<{ messages: WireLogEntry[]; next: number; more: boolean }> {
     let g = await this.requireKnown(groupId);
     const page = Math.min(Math.max(1, limit), this.limits.logPageSize);
     if (g.hub !== this.domain) {
+      // Only a member (by the replica's view, which every delivery refreshes) makes this DS call the hub.
+      if (!g.members.includes(actorIn(g, client))) throw new DsError("not_a_member", "you are not a member of this group");
       // Pull what the hub has beyond our replica first, so catch-up after stale_epoch sees the winner.
       await this.dispatcher.syncReplica(g.hub, groupId, requestId).catch(() => undefined);
       g = (await this.store.getGroup(groupId)) ?? g;
@@ -315,7 +326,11 @@ export class Groups {
     const actor = actorIn(g, client);
     if (!g.members.includes(actor)) throw new DsError("not_a_member", "you are not a member of this group");
     const entries = await this.store.readLog(groupId, after, page);
-    return entries.filter((e) => e.recipients.includes(actor) || e.sender === actor).map(wireEntry);
+    return {
+      messages: entries.filter((e) => e.recipients.includes(actor) || e.sender === actor).map(wireEntry),
+      next: entries.at(-1)?.seq ?? after,
+      more: entries.length === page,
+    };
   }
 
   async groupInfo(client: string, groupId: string, requestId?: string): Promise<{ epoch: number; groupInfo: string }> {

@@ -16,6 +16,8 @@ import {
 } from "./schemas.js";
 import { treeView, verifyTree } from "../mls/tree.js";
 
+const SSE_WAIT_MS = 15_000;
+
 function me(res: Response): string {
   return locals(res).client!;
 }
@@ -133,7 +135,7 @@ export function clientRoutes(ctx: AppContext): Router {
   r.get("/groups/:groupId/messages", async (req, res) => {
     const after = intParam(req.query.after, "after", 0);
     const limit = intParam(req.query.limit, "limit", ctx.config.limits.groupsLogPageSize);
-    res.json({ messages: await ctx.groups.messages(me(res), param(req, "groupId"), after, limit, locals(res).requestId) });
+    res.json(await ctx.groups.messages(me(res), param(req, "groupId"), after, limit, locals(res).requestId));
   });
 
   r.post("/groups/:groupId/lease", async (req, res) => {
@@ -179,16 +181,25 @@ export function clientRoutes(ctx: AppContext): Router {
 
   r.get("/inbox/stream", async (req, res) => {
     const client = me(res);
-    let after = intParam(req.query.after ?? req.header("last-event-id"), "after", 0);
+    // On reconnect the browser's Last-Event-ID wins over the ?after= baked into the URL.
+    let after = intParam(req.header("last-event-id") ?? req.query.after, "after", 0);
     const abort = new AbortController();
     res.on("close", () => abort.abort());
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
     res.write(": mls-fedgate inbox\n\n");
-    while (!abort.signal.aborted) {
-      const { messages, next } = await ctx.inbox.read(client, after, ctx.config.limits.inboxPageSize, 15_000, abort.signal);
-      for (const m of messages) res.write(`id: ${m.cursor}\nevent: ${m.kind}\ndata: ${JSON.stringify(m)}\n\n`);
-      if (messages.length === 0 && !abort.signal.aborted) res.write(": keep-alive\n\n");
-      after = next;
+    try {
+      while (!abort.signal.aborted) {
+        const { messages, next } = await ctx.inbox.read(client, after, ctx.config.limits.inboxPageSize, SSE_WAIT_MS, abort.signal);
+        for (const m of messages) res.write(`id: ${m.cursor}\nevent: ${m.kind}\ndata: ${JSON.stringify(m)}\n\n`);
+        if (messages.length === 0 && !abort.signal.aborted) {
+          res.write(": keep-alive\n\n");
+          // maxWaitMs may be 0: never spin.
+          if (ctx.config.limits.maxWaitMs < SSE_WAIT_MS) await new Promise((r) => setTimeout(r, SSE_WAIT_MS - ctx.config.limits.maxWaitMs));
+        }
+        after = next;
+      }
+    } catch (err) {
+      ctx.log.warn({ err, requestId: locals(res).requestId }, "inbox stream ended by an error");
     }
     res.end();
   });

@@ -9,6 +9,7 @@ export interface Locals {
   client?: string;
   peer?: string;
   rawBody?: Buffer;
+  mount?: string;
 }
 
 export function locals(res: Response): Locals {
@@ -27,7 +28,8 @@ export function requestContext(ctx: AppContext): RequestHandler {
     const end = ctx.metrics.httpDuration.startTimer();
     res.on("finish", () => {
       const route = (req.route as { path?: string } | undefined)?.path ?? "unmatched";
-      end({ method: req.method, route: `${req.baseUrl}${route}`, status: String(res.statusCode) });
+      // express resets baseUrl once an error leaves the router: use the mount point recorded on the way in.
+      end({ method: req.method, route: `${locals(res).mount ?? req.baseUrl}${route}`, status: String(res.statusCode) });
     });
     next();
   };
@@ -64,6 +66,12 @@ export function clientAuth(ctx: AppContext): RequestHandler {
   };
 }
 
+/** An http-errors style error (body-parser, router) that names a 4xx status. */
+function clientFault(err: unknown): boolean {
+  const status = (err as { status?: unknown; statusCode?: unknown } | null)?.status ?? (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === "number" && status >= 400 && status < 500;
+}
+
 export function errorHandler(ctx: AppContext): ErrorRequestHandler {
   return (err: unknown, _req, res, _next) => {
     let error: DsError;
@@ -72,6 +80,10 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
     else if (type === "entity.too.large") error = new DsError("payload_too_large", `body exceeds ${ctx.config.limits.bodyBytes} bytes`);
     else if (type === "entity.parse.failed" || type === "encoding.unsupported" || type === "charset.unsupported") {
       error = new DsError("bad_request", "body is not valid JSON");
+    } else if (clientFault(err)) {
+      // Other client faults raised by express itself: a path parameter that is no valid
+      // percent-encoding (URIError, status 400), a compressed body that does not inflate, …
+      error = new DsError("bad_request", err instanceof URIError ? "malformed percent-encoding in the path" : "malformed request");
     } else {
       ctx.log.error({ err, requestId: locals(res).requestId }, "unhandled error");
       error = new DsError("internal", "internal error");
