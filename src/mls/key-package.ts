@@ -84,7 +84,13 @@ export async function validateKeyPackage(
   if (unsupported.length > 0) {
     throw new DsError("invalid_key_package", `leaf extensions ${unsupported.join(",")} are not in the capabilities`);
   }
-  const impl = await suiteImpl(suite);
+  // An allowed suite whose implementation cannot be built (e.g. an optional dependency is missing)
+  // must reject this one KeyPackage, not fail the whole upload with a 500.
+  const impl = await suiteImpl(suite).catch((e: unknown) => {
+    throw new DsError("unsupported_cipher_suite", `cipher suite ${suite} is not available on this DS: ${(e as Error).message}`, {
+      allowed: policy.allowedSuites,
+    });
+  });
   const [leafOk, kpOk] = await Promise.all([
     verifyLeafNodeSignatureKeyPackage(leaf as LeafNodeKeyPackage, impl.signature),
     verifyKeyPackage(kp, impl.signature),
