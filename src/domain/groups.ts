@@ -180,12 +180,17 @@ export class Groups {
       // Route the Welcome by what the DS can check: each KeyPackageRef must belong to an added client.
       const { message: welcome } = decodeMlsField(bundle.welcome, "welcome", this.limits.messageBytes);
       const added = new Set(bundle.added ?? []);
+      const welcomed = new Set<string>();
       for (const ref of welcomeRefs(welcome)) {
         const owner = await this.store.resolveRef(ref);
         if (!owner || !added.has(owner)) {
           throw new DsError("invalid_welcome", `the Welcome names KeyPackage ${ref}, which belongs to no added client`);
         }
+        welcomed.add(owner);
       }
+      // Every client stated as added must be able to join: the Welcome must be encrypted to it.
+      const unwelcomed = [...added].filter((c) => !welcomed.has(c));
+      if (unwelcomed.length > 0) throw new DsError("invalid_welcome", `the Welcome is not encrypted to ${unwelcomed.join(", ")}`);
     } else if ((bundle.added ?? []).length > 0 && framing.senderType !== "new_member_commit") {
       throw new DsError("invalid_welcome", "a commit that adds clients needs their Welcome");
     }

@@ -49,7 +49,7 @@ export async function verifyRequest(
   peers: PeerKeySource,
   replay: ReplayStore,
 ): Promise<string> {
-  const token = authorization?.startsWith("Bearer ") ? authorization.slice(7) : undefined;
+  const token = authorization && /^bearer /i.test(authorization) ? authorization.slice(7).trim() : undefined;
   if (!token) throw refuse("missing_token", "federation request without a bearer token");
   let iss: string | undefined;
   try {

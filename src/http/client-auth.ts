@@ -63,7 +63,8 @@ export class ClientAuth {
 
   /** The authenticated client id of a request. */
   async authenticate(header: string | undefined): Promise<string> {
-    const token = header?.startsWith("Bearer ") ? header.slice(7) : undefined;
+    // The auth scheme is case-insensitive (RFC 9110 §11.1).
+    const token = header && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
     if (!token) throw new DsError("unauthenticated", "missing bearer token");
     let sub: string | undefined;
     try {

@@ -52,7 +52,9 @@ export async function checkGroupInfo(
   } catch {
     throw new DsError("invalid_group_info", `GroupInfo signer ${gi.signer} is not a leaf of the tree`);
   }
-  const impl = await suiteImpl(suite);
+  const impl = await suiteImpl(suite).catch(() => {
+    throw new DsError("unsupported_cipher_suite", `cipher suite ${suite} is not available on this DS`);
+  });
   if (!(await verifyGroupInfoSignature(gi, signerKey, impl.signature))) {
     throw new DsError("invalid_group_info", "GroupInfo signature does not verify");
   }

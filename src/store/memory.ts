@@ -396,6 +396,10 @@ export class MemoryStore implements Store {
     if (added) this.events.emit(`inbox:${client}`);
   }
 
+  async appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void> {
+    for (const d of deliveries) await this.appendInbox(d.client, d.items);
+  }
+
   async readInbox(client: string, afterCursor: number, limit: number) {
     const q = this.inboxes.get(client);
     if (!q) return [];

@@ -11,7 +11,7 @@ import {
 } from "./lua/keys.js";
 import { ACQUIRE_LEASE, CONTIGUOUS_SEQ, CREATE_GROUP, MARK_DISPATCHED, PUT_REPLICA, READ_LOG, RELEASE_LEASE } from "./lua/group.js";
 import { CLAIM, DELETE_KEY_PACKAGE, LIST_DEVICES, LIST_KEY_PACKAGES, PUT_KEY_PACKAGES, REGISTER_DEVICE, REMOVE_DEVICE } from "./lua/keydir.js";
-import { QUEUE_ACK, QUEUE_APPEND, QUEUE_READ, QUEUE_STATS } from "./lua/queue.js";
+import { INBOX_APPEND, QUEUE_ACK, QUEUE_APPEND, QUEUE_READ, QUEUE_STATS } from "./lua/queue.js";
 import { runScript, type EvalCapable, type LuaScript } from "./lua/script.js";
 import { SUBMIT } from "./lua/submit.js";
 import {
@@ -420,13 +420,26 @@ export class RedisStore implements Store {
   }
 
   async appendInbox(client: string, items: InboxItem[]): Promise<void> {
-    if (items.length === 0) return;
-    const added = await this.append(
-      this.keys.inbox(client),
-      items.map((item) => [inboxItemId(item), JSON.stringify(item)]),
+    await this.appendInboxMany([{ client, items }]);
+  }
+
+  /**
+   * One EVALSHA per recipient (the script also PUBLISHes the wake-up that long-polls on every
+   * replica listen to), all issued in the same tick: node-redis writes them as one pipeline, so a
+   * fan-out to N clients is one round trip and N commands, not N round trips of two commands.
+   */
+  async appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void> {
+    const now = String(Date.now());
+    await Promise.all(
+      deliveries
+        .filter((d) => d.items.length > 0)
+        .map((d) => {
+          const q = this.keys.inbox(d.client);
+          const args = [now, String(QUEUE_DEDUPE_TTL_MS), this.keys.inboxChannel(d.client)];
+          for (const item of d.items) args.push(inboxItemId(item), JSON.stringify(item));
+          return this.run<number>(INBOX_APPEND, this.queueKeys(q), args);
+        }),
     );
-    // Wakes long-polls on every replica sharing this Redis.
-    if (added > 0) await this.client.publish(this.keys.inboxChannel(client), "1");
   }
 
   async readInbox(client: string, afterCursor: number, limit: number): Promise<{ cursor: number; item: InboxItem }[]> {

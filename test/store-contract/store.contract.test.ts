@@ -300,6 +300,32 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect((await store.readInbox("w/1", 0, 10))[0]?.item).toEqual({ kind: "notice", id: "n1", type: "device_update", body: { user: "x" } });
     });
 
+    it("appends to many inboxes at once, in order, idempotently, and wakes their readers", async () => {
+      const item = (seq: number) => ({ kind: "ref" as const, groupId: "g", seq });
+      const waiting = store.waitInbox("m/2", 0, 5000);
+      const started = Date.now();
+      await store.appendInboxMany([
+        { client: "m/1", items: [item(1), item(2)] },
+        { client: "m/2", items: [item(2)] },
+        { client: "m/3", items: [] },
+      ]);
+      await waiting;
+      expect(Date.now() - started).toBeLessThan(4000);
+      // A retried fan-out adds nothing twice; new items follow in order.
+      await store.appendInboxMany([
+        { client: "m/1", items: [item(2), item(3)] },
+        { client: "m/2", items: [item(2)] },
+      ]);
+      expect((await store.readInbox("m/1", 0, 10)).map((p) => p.item)).toEqual([item(1), item(2), item(3)]);
+      expect((await store.readInbox("m/2", 0, 10)).map((p) => p.item)).toEqual([item(2)]);
+      expect(await store.inboxDepth("m/3")).toBe(0);
+      const [first] = await store.readInbox("m/1", 0, 1);
+      expect(await store.ackInbox("m/1", first!.cursor)).toBe(1);
+      await store.appendInboxMany([{ client: "m/1", items: [item(1)] }]);
+      expect(await store.inboxDepth("m/1")).toBe(2);
+      await store.appendInboxMany([]);
+    });
+
     it("queues outbox items per peer in order, once", async () => {
       await store.enqueueOutbox("b.example", [
         { id: "g:1", groupId: "g", seq: 1 },
