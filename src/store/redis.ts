@@ -9,8 +9,24 @@ import {
   USER_KEYS,
   type QueueKeys,
 } from "./lua/keys.js";
-import { ACQUIRE_LEASE, CONTIGUOUS_SEQ, CREATE_GROUP, MARK_DISPATCHED, PUT_REPLICA, READ_LOG, RELEASE_LEASE } from "./lua/group.js";
-import { CLAIM, DELETE_KEY_PACKAGE, LIST_DEVICES, LIST_KEY_PACKAGES, PUT_KEY_PACKAGES, REGISTER_DEVICE, REMOVE_DEVICE } from "./lua/keydir.js";
+import {
+  ACQUIRE_LEASE,
+  CONTIGUOUS_SEQ,
+  CREATE_GROUP,
+  MARK_DISPATCHED,
+  PUT_REPLICA,
+  READ_LOG,
+  RELEASE_LEASE,
+} from "./lua/group.js";
+import {
+  CLAIM,
+  DELETE_KEY_PACKAGE,
+  LIST_DEVICES,
+  LIST_KEY_PACKAGES,
+  PUT_KEY_PACKAGES,
+  REGISTER_DEVICE,
+  REMOVE_DEVICE,
+} from "./lua/keydir.js";
 import { INBOX_APPEND, QUEUE_ACK, QUEUE_APPEND, QUEUE_READ, QUEUE_STATS } from "./lua/queue.js";
 import { runScript, type EvalCapable, type LuaScript } from "./lua/script.js";
 import { SUBMIT } from "./lua/submit.js";
@@ -62,15 +78,15 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<RedisSt
       },
     });
     client.on("error", onError);
-    await connectWithin(client, timeoutMs, opts.url);
+    await connectWithin(client, timeoutMs, redactUrl(opts.url));
     state.up = true;
   } else if (!client.isOpen) {
-    await connectWithin(client, timeoutMs, opts.url);
+    await connectWithin(client, timeoutMs, redactUrl(opts.url));
   }
   return new RedisStore(client, keys, owned, timeoutMs, onError);
 }
 
-async function connectWithin(client: RedisClientType, timeoutMs: number, url: string): Promise<void> {
+async function connectWithin(client: RedisClientType, timeoutMs: number, target: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const connecting = client.connect();
   connecting.catch(() => {}); // it may lose the race below and reject later
@@ -84,7 +100,7 @@ async function connectWithin(client: RedisClientType, timeoutMs: number, url: st
   } catch (err) {
     client.destroy();
     const reason = err instanceof Error ? err.message || err.name : String(err);
-    throw new Error(`Redis store: cannot connect to ${redactUrl(url)}: ${reason}`, { cause: err });
+    throw new Error(`Redis store: cannot connect to ${target}: ${reason}`, { cause: err });
   } finally {
     clearTimeout(timer);
   }
@@ -200,8 +216,17 @@ export class RedisStore implements Store {
 
   async listKeyPackages(client: string): Promise<KeyPackageMeta[]> {
     const base = this.userBase(client);
-    const rows = await this.run<[string, string, string, number][]>(LIST_KEY_PACKAGES, [base + USER_KEYS.kp + client], [base, client]);
-    return rows.map(([ref, suite, notAfter, lr]) => ({ ref, cipherSuite: Number(suite), notAfter: Number(notAfter), lastResort: lr === 1 }));
+    const rows = await this.run<[string, string, string, number][]>(
+      LIST_KEY_PACKAGES,
+      [base + USER_KEYS.kp + client],
+      [base, client],
+    );
+    return rows.map(([ref, suite, notAfter, lr]) => ({
+      ref,
+      cipherSuite: Number(suite),
+      notAfter: Number(notAfter),
+      lastResort: lr === 1,
+    }));
   }
 
   async deleteKeyPackage(client: string, ref: string): Promise<boolean> {
@@ -211,7 +236,11 @@ export class RedisStore implements Store {
 
   async claim(user: string, suites: number[], nowSeconds: number): Promise<ClaimOutcome> {
     const base = this.keys.userBase(user);
-    const reply = await this.run<[string, ...unknown[]]>(CLAIM, [base + USER_KEYS.devices], [base, String(nowSeconds), ...suites.map(String)]);
+    const reply = await this.run<[string, ...unknown[]]>(
+      CLAIM,
+      [base + USER_KEYS.devices],
+      [base, String(nowSeconds), ...suites.map(String)],
+    );
     switch (reply[0]) {
       case "unknown_user":
       case "no_key_package":
@@ -224,7 +253,12 @@ export class RedisStore implements Store {
         for (let i = 0; i < flatMissing.length; i += 2) {
           missing.push({ client: flatMissing[i]!, reason: flatMissing[i + 1] as "exhausted" | "no_compatible_suite" });
         }
-        return { kind: "ok", cipherSuite: Number(suite), bundles: bundles.map((b) => JSON.parse(b) as StoredKeyPackage), missing };
+        return {
+          kind: "ok",
+          cipherSuite: Number(suite),
+          bundles: bundles.map((b) => JSON.parse(b) as StoredKeyPackage),
+          missing,
+        };
       }
     }
   }
@@ -237,7 +271,9 @@ export class RedisStore implements Store {
     if (ttlSeconds <= 0) return; // already expired: nothing a lookup could see
     const ms = Math.ceil(ttlSeconds * 1000);
     await Promise.all(
-      entries.map((e) => this.client.set(this.keys.ref(e.ref), e.client, { condition: "NX", expiration: { type: "PX", value: ms } })),
+      entries.map((e) =>
+        this.client.set(this.keys.ref(e.ref), e.client, { condition: "NX", expiration: { type: "PX", value: ms } }),
+      ),
     );
   }
 
@@ -255,7 +291,11 @@ export class RedisStore implements Store {
 
   async listDevices(user: string): Promise<DeviceList> {
     const base = this.keys.userBase(user);
-    const [version, ...rows] = await this.run<[number, ...[string, number[]][]]>(LIST_DEVICES, [base + USER_KEYS.devices], [base]);
+    const [version, ...rows] = await this.run<[number, ...[string, number[]][]]>(
+      LIST_DEVICES,
+      [base + USER_KEYS.devices],
+      [base],
+    );
     return { user, version, devices: rows.map(([client, cipherSuites]) => ({ client, cipherSuites })) };
   }
 
@@ -296,7 +336,8 @@ export class RedisStore implements Store {
       createdAt: Number(h.createdAt),
     };
     if (h.replyTo !== undefined) record.replyTo = h.replyTo;
-    if (h.leaseToken !== undefined) record.lease = { token: h.leaseToken, holder: h.leaseHolder!, expiresAt: Number(h.leaseExpiresAt) };
+    if (h.leaseToken !== undefined)
+      record.lease = { token: h.leaseToken, holder: h.leaseHolder!, expiresAt: Number(h.leaseExpiresAt) };
     return record;
   }
 
@@ -313,11 +354,21 @@ export class RedisStore implements Store {
     if (!reply.ok) return reply;
     if (reply.duplicate) return { ok: true, ...reply.answer, duplicate: true, entries: [] };
     // The script returns entry metadata only; the payloads are the caller's own.
-    const payloads: { kind: LogKind; message: string; sha256: string }[] = [{ kind: sub.kind, message: sub.message, sha256: sub.sha256 }];
+    const payloads: { kind: LogKind; message: string; sha256: string }[] = [
+      { kind: sub.kind, message: sub.message, sha256: sub.sha256 },
+    ];
     if (c?.welcome) payloads.push({ kind: "welcome", message: c.welcome.message, sha256: c.welcome.sha256 });
     const entries: LogEntry[] = reply.entries.map((m, i) => {
       const p = payloads[i]!;
-      return { seq: m.seq, kind: p.kind, epoch: m.epoch, sender: sub.sender, message: p.message, sha256: p.sha256, recipients: m.recipients };
+      return {
+        seq: m.seq,
+        kind: p.kind,
+        epoch: m.epoch,
+        sender: sub.sender,
+        message: p.message,
+        sha256: p.sha256,
+        recipients: m.recipients,
+      };
     });
     if (reply.members) await this.index(groupId, reply.members, reply.removed);
     return { ok: true, ...reply.answer, duplicate: false, entries };
@@ -460,7 +511,7 @@ export class RedisStore implements Store {
     if (!this.subscriber) {
       const sub = this.client.duplicate();
       sub.on("error", this.onError);
-      const ready = connectWithin(sub, this.connectTimeoutMs, "(subscriber)").then(() => sub);
+      const ready = connectWithin(sub, this.connectTimeoutMs, "Redis (pub/sub connection)").then(() => sub);
       // A failed connect is retried by the next waiter instead of being cached.
       this.subscriber = ready.catch((err: unknown) => {
         this.subscriber = undefined;

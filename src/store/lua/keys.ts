@@ -91,7 +91,12 @@ export class KeySchema {
   }
 
   private queue(base: string): QueueKeys {
-    return { counter: base + QUEUE_KEYS.counter, queue: base + QUEUE_KEYS.queue, items: base + QUEUE_KEYS.items, seen: base + QUEUE_KEYS.seen };
+    return {
+      counter: base + QUEUE_KEYS.counter,
+      queue: base + QUEUE_KEYS.queue,
+      items: base + QUEUE_KEYS.items,
+      seen: base + QUEUE_KEYS.seen,
+    };
   }
   inbox(client: string): QueueKeys {
     return this.queue(`${this.prefix}:{c:${client}}:in:`);

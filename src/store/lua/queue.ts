@@ -33,6 +33,36 @@ return added
 );
 
 /**
+ * QUEUE_APPEND for inboxes, plus the wake-up: KEYS as QUEUE_APPEND; ARGV: nowMs, dedupeTtlMs,
+ * pub/sub channel, then id, JSON pairs. PUBLISHes "1" on the channel when something was added
+ * (from the script: one command per recipient instead of an append and a separate PUBLISH).
+ */
+export const INBOX_APPEND = luaScript(
+  "inboxAppend",
+  `${LUA_HELPERS}
+local ctrK, qK, itemsK, seenK = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local added = 0
+for i = 4, #ARGV, 2 do
+  local id = ARGV[i]
+  if not redis.call('ZSCORE', qK, id) and not redis.call('ZSCORE', seenK, id) then
+    local cursor = redis.call('INCR', ctrK)
+    redis.call('ZADD', qK, istr(cursor), id)
+    redis.call('HSET', itemsK, id, ARGV[i + 1])
+    redis.call('ZADD', seenK, ARGV[1], id)
+    added = added + 1
+  end
+end
+redis.call('ZREMRANGEBYSCORE', seenK, '-inf', '(' .. istr(now - ttl))
+if added > 0 then
+  redis.call('PEXPIRE', seenK, ARGV[2])
+  redis.call('PUBLISH', ARGV[3], '1')
+end
+return added
+`,
+);
+
+/**
  * KEYS: queue, items. ARGV: min score (e.g. "(12" or "-inf"), limit.
  * Returns flat {cursor, JSON, …} in cursor order.
  */
