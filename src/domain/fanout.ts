@@ -41,6 +41,8 @@ export interface CommitConflict {
  */
 export class Dispatcher {
   private chains = new Map<string, Promise<unknown>>();
+  /** Per group: dispatches waiting for the fan-out in progress to finish (they go out together as the next batch). */
+  private batches = new Map<string, { parts: { entries: LogEntry[]; members?: string[] }[]; done: Promise<void> }>();
 
   constructor(
     private readonly domain: string,
@@ -69,42 +71,83 @@ export class Dispatcher {
    */
   dispatch(groupId: string, entries: LogEntry[], members?: string[]): Promise<void> {
     if (entries.length === 0) return Promise.resolve();
-    return this.serial(groupId, async () => {
-      const known = members ?? (await this.store.getGroup(groupId))?.members ?? [];
-      const peers = new Set<string>();
-      for (const e of entries) {
-        await this.inboxLocal(groupId, e);
-        for (const c of [...e.recipients, e.sender, ...known]) {
-          const d = domainOf(c);
-          if (d !== this.domain) peers.add(d);
-        }
-      }
-      for (const peer of peers) {
-        await this.store.enqueueOutbox(
-          peer,
-          entries.map((e) => ({ id: `${groupId}:${e.seq}`, groupId, seq: e.seq })),
-        );
-        this.outbox.notify(peer);
-      }
-      await this.store.markDispatched(groupId, Math.max(...entries.map((e) => e.seq)));
-      this.observer.onLocalDelivery?.(groupId, entries);
+    // Entries accepted while the group's previous fan-out still runs are coalesced into the next
+    // one: one inbox pipeline, one outbox append per peer, one dispatch mark per batch, so a busy
+    // group costs round trips per batch, not per message. Batches run in order, sorted by seq.
+    const waiting = this.batches.get(groupId);
+    if (waiting) {
+      waiting.parts.push({ entries, ...(members ? { members } : {}) });
+      return waiting.done;
+    }
+    const batch = { parts: [{ entries, ...(members ? { members } : {}) }], done: Promise.resolve() };
+    this.batches.set(groupId, batch);
+    batch.done = this.serial(groupId, () => {
+      if (this.batches.get(groupId) === batch) this.batches.delete(groupId);
+      return this.fanOut(groupId, batch.parts);
     });
+    return batch.done;
   }
 
-  private async inboxLocal(groupId: string, e: LogEntry): Promise<void> {
-    const item: InboxItem = { kind: "ref", groupId, seq: e.seq };
-    const local = e.recipients.filter((c) => domainOf(c) === this.domain);
-    const targets = new Set<string>();
-    for (const c of local) {
-      if (!c.endsWith("/*")) {
-        targets.add(c);
-        continue;
+  private async fanOut(groupId: string, parts: { entries: LogEntry[]; members?: string[] }[]): Promise<void> {
+    const entries = parts.flatMap((p) => p.entries).sort((a, b) => a.seq - b.seq);
+    // Each dispatch goes to the peers of the membership its submitter saw (and its own recipients).
+    let current: string[] | undefined;
+    const toPeer = new Map<string, LogEntry[]>();
+    for (const part of parts) {
+      const known = part.members ?? (current ??= (await this.store.getGroup(groupId))?.members ?? []);
+      const peers = new Set<string>();
+      for (const c of known) peers.add(domainOf(c));
+      for (const e of part.entries) {
+        peers.add(domainOf(e.sender));
+        for (const c of e.recipients) peers.add(domainOf(c));
       }
-      // Single-client mode: what is sent to the virtual client goes to every device of its user.
-      const { devices } = await this.store.listDevices(userOf(c));
-      for (const d of devices) if (!d.client.endsWith("/*")) targets.add(d.client);
+      peers.delete(this.domain);
+      for (const peer of peers) {
+        const list = toPeer.get(peer);
+        if (list) list.push(...part.entries);
+        else toPeer.set(peer, [...part.entries]);
+      }
     }
-    await Promise.all([...targets].map((c) => this.store.appendInbox(c, [item])));
+    await this.inboxLocal(groupId, entries);
+    for (const [peer, list] of toPeer) {
+      await this.store.enqueueOutbox(
+        peer,
+        list.sort((a, b) => a.seq - b.seq).map((e) => ({ id: `${groupId}:${e.seq}`, groupId, seq: e.seq })),
+      );
+      this.outbox.notify(peer);
+    }
+    await this.store.markDispatched(groupId, Math.max(...entries.map((e) => e.seq)));
+    this.observer.onLocalDelivery?.(groupId, entries);
+  }
+
+  /** References to `entries` (seq order) into their local recipients' inboxes: one store call for the whole batch. */
+  private async inboxLocal(groupId: string, entries: LogEntry[]): Promise<void> {
+    const byClient = new Map<string, InboxItem[]>();
+    const devicesOf = new Map<string, string[]>();
+    for (const e of entries) {
+      const item: InboxItem = { kind: "ref", groupId, seq: e.seq };
+      const targets = new Set<string>();
+      for (const c of e.recipients) {
+        if (domainOf(c) !== this.domain) continue;
+        if (!c.endsWith("/*")) {
+          targets.add(c);
+          continue;
+        }
+        // Single-client mode: what is sent to the virtual client goes to every device of its user.
+        let devices = devicesOf.get(c);
+        if (!devices) {
+          devices = (await this.store.listDevices(userOf(c))).devices.map((d) => d.client).filter((d) => !d.endsWith("/*"));
+          devicesOf.set(c, devices);
+        }
+        for (const d of devices) targets.add(d);
+      }
+      for (const t of targets) {
+        const items = byClient.get(t);
+        if (items) items.push(item);
+        else byClient.set(t, [item]);
+      }
+    }
+    if (byClient.size > 0) await this.store.appendInboxMany([...byClient].map(([client, items]) => ({ client, items })));
   }
 
   /** Crash recovery: entries accepted but never fanned out (the process died in between). */
@@ -197,7 +240,7 @@ export class Dispatcher {
   private async inboxRange(groupId: string, before: number, after: number): Promise<void> {
     if (after <= before) return;
     const entries = await this.store.readLog(groupId, before, after - before);
-    for (const e of entries) await this.inboxLocal(groupId, e);
+    await this.inboxLocal(groupId, entries);
     this.observer.onLocalDelivery?.(groupId, entries);
   }
 }

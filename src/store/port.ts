@@ -176,6 +176,11 @@ export type InboxItem =
 export interface InboxStore {
   /** Idempotent: an item whose id (groupId:seq, or notice id) is already queued is not added again. */
   appendInbox(client: string, items: InboxItem[]): Promise<void>;
+  /**
+   * One fan-out: appendInbox for many clients at once (each its own items, idempotent likewise).
+   * The Redis adapter sends them all in one pipeline (one round trip), not one call per recipient.
+   */
+  appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void>;
   readInbox(client: string, afterCursor: number, limit: number): Promise<{ cursor: number; item: InboxItem }[]>;
   ackInbox(client: string, upToCursor: number): Promise<number>;
   inboxDepth(client: string): Promise<number>;

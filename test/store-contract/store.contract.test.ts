@@ -302,8 +302,9 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
 
     it("appends to many inboxes at once, in order, idempotently, and wakes their readers", async () => {
       const item = (seq: number) => ({ kind: "ref" as const, groupId: "g", seq });
-      const waiting = store.waitInbox("m/2", 0, 5000);
       const started = Date.now();
+      const waiting = store.waitInbox("m/2", 0, 5000);
+      await new Promise((r) => setTimeout(r, 50));
       await store.appendInboxMany([
         { client: "m/1", items: [item(1), item(2)] },
         { client: "m/2", items: [item(2)] },
