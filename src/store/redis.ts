@@ -60,6 +60,9 @@ export interface RedisStoreOptions {
   onError?: (err: Error) => void;
 }
 
+/** One fan-out's inbox appends must all be answered within this (the per-command default of node-redis). */
+const FANOUT_TIMEOUT_MS = 5000;
+
 /** Connects (failing fast at startup instead of retrying forever) and returns the store. */
 export async function createRedisStore(opts: RedisStoreOptions): Promise<RedisStore> {
   const keys = new KeySchema(opts.prefix);
@@ -149,6 +152,8 @@ export class RedisStore implements Store {
   readonly kind = "redis" as const;
   private subscriber?: Promise<RedisClientType>;
   private readonly waiters = new Set<() => void>();
+  /** The client without per-command timers, for large pipelines that share one (appendInboxMany). */
+  private untimed?: EvalCapable;
   private closed = false;
 
   constructor(
@@ -481,16 +486,31 @@ export class RedisStore implements Store {
    */
   async appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void> {
     const now = String(Date.now());
-    await Promise.all(
-      deliveries
-        .filter((d) => d.items.length > 0)
-        .map((d) => {
-          const q = this.keys.inbox(d.client);
-          const args = [now, String(QUEUE_DEDUPE_TTL_MS), this.keys.inboxChannel(d.client)];
-          for (const item of d.items) args.push(inboxItemId(item), JSON.stringify(item));
-          return this.run<number>(INBOX_APPEND, this.queueKeys(q), args);
+    // node-redis arms a timer (AbortSignal.timeout, its 5 s default) for every command, which cost
+    // more node CPU than the append itself (measured: 1000 appends 37 ms → 12 ms without). The
+    // appends of one fan-out share a single timer instead.
+    this.untimed ??= this.client.withCommandOptions({ timeout: 0 }) as unknown as EvalCapable;
+    const client = this.untimed;
+    const calls = deliveries
+      .filter((d) => d.items.length > 0)
+      .map((d) => {
+        const q = this.keys.inbox(d.client);
+        const args = [now, String(QUEUE_DEDUPE_TTL_MS), this.keys.inboxChannel(d.client)];
+        for (const item of d.items) args.push(inboxItemId(item), JSON.stringify(item));
+        return runScript(client, INBOX_APPEND, this.queueKeys(q), args);
+      });
+    if (calls.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        Promise.all(calls),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`Redis store: ${calls.length} inbox appends timed out`)), FANOUT_TIMEOUT_MS);
         }),
-    );
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async readInbox(client: string, afterCursor: number, limit: number): Promise<{ cursor: number; item: InboxItem }[]> {
