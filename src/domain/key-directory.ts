@@ -73,6 +73,11 @@ export class KeyDirectory {
       }),
     );
     valid.sort((a, b) => a.index - b.index);
+    if (valid.length === 0) {
+      // Nothing accepted: change nothing (a rejected virtual upload must not register user/*).
+      answer.rejected.sort((a, b) => a.index - b.index);
+      return answer;
+    }
     await this.touchDevice(device);
     if (virtual) await this.touchDevice(client);
     const stored: StoredKeyPackage[] = valid.map((v) => v.kp);

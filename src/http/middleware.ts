@@ -68,7 +68,8 @@ export function clientAuth(ctx: AppContext): RequestHandler {
 
 /** An http-errors style error (body-parser, router) that names a 4xx status. */
 function clientFault(err: unknown): boolean {
-  const status = (err as { status?: unknown; statusCode?: unknown } | null)?.status ?? (err as { statusCode?: unknown } | null)?.statusCode;
+  const e = err as { status?: unknown; statusCode?: unknown } | null;
+  const status = e?.status ?? e?.statusCode;
   return typeof status === "number" && status >= 400 && status < 500;
 }
 
@@ -83,7 +84,7 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
     } else if (clientFault(err)) {
       // Other client faults raised by express itself: a path parameter that is no valid
       // percent-encoding (URIError, status 400), a compressed body that does not inflate, …
-      error = new DsError("bad_request", err instanceof URIError ? "malformed percent-encoding in the path" : "malformed request");
+      error = new DsError("bad_request", err instanceof URIError ? "malformed percent-encoding in the path" : "malformed body");
     } else {
       ctx.log.error({ err, requestId: locals(res).requestId }, "unhandled error");
       error = new DsError("internal", "internal error");

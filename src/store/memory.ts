@@ -79,8 +79,9 @@ export class MemoryStore implements Store {
   }
 
   async putKeyPackages(client: string, items: StoredKeyPackage[], maxPerClient: number): Promise<PutKeyPackagesResult> {
-    const k = this.clientKeys(client);
     const result: PutKeyPackagesResult = { stored: [], overLimit: [] };
+    if (items.length === 0) return result;
+    const k = this.clientKeys(client);
     for (const item of items) {
       if (item.lastResort) {
         const previous = k.lastResort.get(item.cipherSuite);
@@ -274,13 +275,13 @@ export class MemoryStore implements Store {
     const g = this.groups.get(groupId);
     if (!g) return [];
     const out: LogEntry[] = [];
-    for (let s = afterSeq + 1; out.length < limit; s++) {
-      const e = g.log.get(s);
-      if (!e) {
-        if (s >= g.record.nextSeq) break;
-        continue;
-      }
-      out.push(structuredClone(e));
+    let s = afterSeq + 1;
+    // Walk densely (a hub's log has no gaps) …
+    for (let e = g.log.get(s); e && out.length < limit; e = g.log.get(++s)) out.push(structuredClone(e));
+    // … and past a gap (a replica) over the held seqs only: a far-off seq must not make this loop long.
+    if (out.length < limit && s < g.record.nextSeq) {
+      const rest = [...g.log.keys()].filter((k) => k > s).sort((a, b) => a - b);
+      for (const k of rest.slice(0, limit - out.length)) out.push(structuredClone(g.log.get(k)!));
     }
     return out;
   }
