@@ -34,6 +34,11 @@ export interface CommitConflict {
   hub: string;
 }
 
+/** Fan-outs to at most this many local recipients complete before the submitter is answered. */
+export const SYNC_FANOUT_MAX_RECIPIENTS = 100;
+/** A group whose background fan-out backlog reaches this many entries answers submitters after their fan-out again. */
+export const MAX_BACKGROUND_BACKLOG = 1000;
+
 /**
  * Fan-out: one payload in the group log, a small reference per local recipient's inbox, and one
  * outbox item per remote provider (the outbox worker batches them into `deliver` calls).
@@ -74,18 +79,29 @@ export class Dispatcher {
     // Entries accepted while the group's previous fan-out still runs are coalesced into the next
     // one: one inbox pipeline, one outbox append per peer, one dispatch mark per batch, so a busy
     // group costs round trips per batch, not per message. Batches run in order, sorted by seq.
-    const waiting = this.batches.get(groupId);
-    if (waiting) {
-      waiting.parts.push({ entries, ...(members ? { members } : {}) });
-      return waiting.done;
+    let batch = this.batches.get(groupId);
+    if (batch) {
+      batch.parts.push({ entries, ...(members ? { members } : {}) });
+    } else {
+      const fresh = { parts: [{ entries, ...(members ? { members } : {}) }], done: Promise.resolve() };
+      this.batches.set(groupId, fresh);
+      fresh.done = this.serial(groupId, () => {
+        if (this.batches.get(groupId) === fresh) this.batches.delete(groupId);
+        return this.fanOut(groupId, fresh.parts);
+      });
+      batch = fresh;
     }
-    const batch = { parts: [{ entries, ...(members ? { members } : {}) }], done: Promise.resolve() };
-    this.batches.set(groupId, batch);
-    batch.done = this.serial(groupId, () => {
-      if (this.batches.get(groupId) === batch) this.batches.delete(groupId);
-      return this.fanOut(groupId, batch.parts);
-    });
-    return batch.done;
+    // Up to SYNC_FANOUT_MAX_RECIPIENTS local recipients the submitter is answered after the fan-out
+    // (its fellow members can read the entry as soon as it has the answer). A larger fan-out costs
+    // one inbox append per recipient; the submitter is then answered once the entry is ordered and
+    // the fan-out completes in the background — still in seq order, and an interrupted one is
+    // redone by crash recovery (the group is marked dispatched only at the end) — unless that
+    // group's backlog is already MAX_BACKGROUND_BACKLOG entries long (backpressure).
+    const local = Math.max(...entries.map((e) => e.recipients.reduce((n, c) => (domainOf(c) === this.domain ? n + 1 : n), 0)));
+    const backlog = batch.parts.reduce((n, p) => n + p.entries.length, 0);
+    if (local <= SYNC_FANOUT_MAX_RECIPIENTS || backlog >= MAX_BACKGROUND_BACKLOG) return batch.done;
+    batch.done.catch((err: unknown) => this.log.error({ err, groupId }, "background fan-out failed; crash recovery will redo it"));
+    return Promise.resolve();
   }
 
   private async fanOut(groupId: string, parts: { entries: LogEntry[]; members?: string[] }[]): Promise<void> {
