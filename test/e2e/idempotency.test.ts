@@ -1,0 +1,208 @@
+/**
+ * Retries are safe (DESIGN.md "Retries are safe"): the same MLS bytes submitted again get the
+ * original answer — same seq, same epoch — and nothing is delivered twice; a commit retried after
+ * another commit won the next epoch still gets its original answer, not stale_epoch. Federation
+ * deliveries are idempotent by (groupId, seq), also after the recipient acknowledged them.
+ * Runs with the hub on the memory store and on Redis.
+ */
+import { MlsClient, type InboxEntry } from "../../src/client/index.js";
+import { signRequest } from "../../src/federation/service-auth.js";
+import type { SigningKey } from "../../src/federation/keys.js";
+import { viewOf } from "../../src/domain/groups.js";
+import { MemoryStore } from "../../src/store/memory.js";
+import { redisUrl, startFederation, stopAll, testKey, uniquePrefix, type Provider } from "../helpers/providers.js";
+
+const FAST_OUTBOX = { federation: { outbox: { batchSize: 100, retryBaseMs: 20, retryMaxMs: 200, pollMs: 50 } } };
+
+/** Records the JSON bodies a client sends, so a test can send the very same bytes again. */
+function recorder(client: MlsClient): Record<string, unknown>[] {
+  const bodies: Record<string, unknown>[] = [];
+  const original = client.api.request.bind(client.api);
+  client.api.request = (async (method: string, path: string, body?: unknown, auth?: boolean) => {
+    if (body !== undefined) bodies.push(body as Record<string, unknown>);
+    return original(method, path, body, auth);
+  }) as typeof client.api.request;
+  return bodies;
+}
+
+/** Every inbox entry of a client (without acknowledging), optionally waiting until `until` holds. */
+async function inbox(client: MlsClient, until: (m: InboxEntry[]) => boolean = () => true, timeoutMs = 5000): Promise<InboxEntry[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const all: InboxEntry[] = [];
+    let after = 0;
+    for (let page = 0; page < 100; page++) {
+      const { messages, next } = await client.api.inbox(after, { limit: 500 });
+      all.push(...messages);
+      if (messages.length === 0) break;
+      after = next;
+    }
+    if (until(all) || Date.now() > deadline) return all;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const copiesOf = (entries: InboxEntry[], groupId: string, seq: number) => entries.filter((e) => e.groupId === groupId && e.seq === seq).length;
+
+async function drained(hub: Provider, peer: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while ((await hub.ds.ctx.store.outboxStats(peer)).depth > 0) {
+    if (Date.now() > deadline) throw new Error(`outbox to ${peer} did not drain`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.each(["memory", "redis"] as const)("idempotent submission and delivery (hub on the %s store)", (kind) => {
+  let a: Provider;
+  let b: Provider;
+  let bKey: SigningKey;
+  let alice: MlsClient;
+  let bob: MlsClient;
+  let carol: MlsClient;
+  let aliceSent: Record<string, unknown>[];
+  let carolSent: Record<string, unknown>[];
+  let groupId: string;
+
+  beforeAll(async () => {
+    bKey = await testKey();
+    [a, b] = (await startFederation(
+      ["a.example", "b.example"],
+      (d) => ({ ...FAST_OUTBOX, ...(kind === "redis" && d === "a.example" ? { store: { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() } } : {}) }),
+      (d) => (d === "b.example" ? { signingKey: bKey, store: new MemoryStore() } : {}),
+    )) as [Provider, Provider];
+    alice = await MlsClient.connect(a.url, "alice@a.example/phone");
+    bob = await MlsClient.connect(a.url, "bob@a.example/laptop");
+    carol = await MlsClient.connect(b.url, "carol@b.example/tablet");
+    aliceSent = recorder(alice);
+    carolSent = recorder(carol);
+    await Promise.all([bob.publishKeyPackages(2), carol.publishKeyPackages(2)]);
+    groupId = await alice.createGroup();
+    await alice.addUsers(groupId, ["bob@a.example", "carol@b.example"]);
+    for (const c of [bob, carol]) {
+      const deadline = Date.now() + 10_000;
+      while (!c.groupIds().includes(groupId) && Date.now() < deadline) await c.sync({ waitMs: 300 });
+      expect(c.groupIds()).toContain(groupId);
+    }
+  }, 60_000);
+
+  afterAll(() => stopAll([a, b]));
+
+  it("answers a retried application message with the same seq and delivers it once, locally and remotely", async () => {
+    const first = await alice.send(groupId, "only once");
+    const body = aliceSent.at(-1)!;
+    expect(typeof body.message).toBe("string");
+    const retries = await Promise.all([1, 2, 3].map(() => alice.api.send(groupId, body.message as string)));
+    expect(retries).toEqual([first, first, first]);
+
+    const log = await a.ds.ctx.store.readLog(groupId, 0, 1000);
+    expect(log.filter((e) => e.message === body.message)).toHaveLength(1);
+    await drained(a, "b.example");
+    expect(copiesOf(await inbox(bob), groupId, first.seq)).toBe(1);
+    expect(copiesOf(await inbox(carol, (m) => copiesOf(m, groupId, first.seq) > 0), groupId, first.seq)).toBe(1);
+    // Both decrypt it exactly once.
+    const texts = async (c: MlsClient) => (await c.sync()).flatMap((e) => (e.kind === "message" ? [e.text] : []));
+    expect(await texts(bob)).toEqual(["only once"]);
+    expect(await texts(carol)).toEqual(["only once"]);
+  });
+
+  it("answers a retried commit with its original seq and epoch, even after another commit won the next epoch", async () => {
+    const answer = await alice.update(groupId);
+    const bundle = aliceSent.at(-1)!;
+    expect(typeof bundle.commit).toBe("string");
+    const epoch = answer.epoch;
+    // A timed-out client retries at once: same answer, nothing new in the log.
+    const seqsBefore = (await a.ds.ctx.store.readLog(groupId, 0, 1000)).length;
+    await expect(alice.api.commit(groupId, bundle as never)).resolves.toEqual({ seq: answer.seq, epoch });
+    expect((await a.ds.ctx.store.readLog(groupId, 0, 1000)).length).toBe(seqsBefore);
+    expect(copiesOf(await inbox(bob), groupId, answer.seq)).toBe(1);
+
+    // Bob applies alice's commit and wins the next epoch; alice's late retry still learns she won hers.
+    const bobEvents = await bob.sync({ waitMs: 1000 });
+    expect(bobEvents.filter((e) => e.kind === "commit")).toHaveLength(1);
+    const bobs = await bob.update(groupId);
+    expect(bobs.epoch).toBe(epoch + 1);
+    await expect(alice.api.commit(groupId, bundle as never)).resolves.toEqual({ seq: answer.seq, epoch });
+
+    const clog = await a.ds.ctx.store.commitLog(groupId, -1);
+    expect(clog.map((e) => e.epoch)).toEqual([...new Set(clog.map((e) => e.epoch))]);
+    expect(clog.filter((e) => e.seq === answer.seq)).toHaveLength(1);
+    await drained(a, "b.example");
+    // Bob acknowledged it; the late retry put nothing back. Carol (remote) holds exactly one copy.
+    expect(copiesOf(await inbox(bob), groupId, answer.seq)).toBe(0);
+    expect(copiesOf(await inbox(carol, (m) => copiesOf(m, groupId, bobs.seq) > 0), groupId, answer.seq)).toBe(1);
+    await expect(bob.sync()).resolves.toEqual([]);
+    await alice.sync({ waitMs: 500 });
+    await carol.sync({ waitMs: 500 });
+    expect([alice.epoch(groupId), bob.epoch(groupId), carol.epoch(groupId)]).toEqual([epoch + 1, epoch + 1, epoch + 1]);
+  });
+
+  it("gives retries through a follower (carol on b.example) the hub's original answers", async () => {
+    const sent = await carol.send(groupId, "from the follower");
+    const message = carolSent.at(-1)!.message as string;
+    await expect(carol.api.send(groupId, message)).resolves.toEqual(sent);
+
+    const committed = await carol.update(groupId);
+    const bundle = carolSent.at(-1)!;
+    await alice.sync({ waitMs: 1000 });
+    await alice.update(groupId); // another commit wins the next epoch
+    await expect(carol.api.commit(groupId, bundle as never)).resolves.toEqual({ seq: committed.seq, epoch: committed.epoch });
+
+    expect(copiesOf(await inbox(bob), groupId, sent.seq)).toBe(1);
+    const log = await a.ds.ctx.store.readLog(groupId, 0, 1000);
+    expect(log.filter((e) => e.message === message)).toHaveLength(1);
+    expect(log.filter((e) => e.message === bundle.commit)).toHaveLength(1);
+  });
+
+  it("accepts the same bytes submitted concurrently exactly once", async () => {
+    await bob.sync({ waitMs: 500 });
+    await bob.send(groupId, "warm-up");
+    const before = (await a.ds.ctx.store.getGroup(groupId))!.nextSeq;
+    const bobSent = recorder(bob);
+    await bob.send(groupId, "concurrent");
+    const message = bobSent.at(-1)!.message as string;
+    const answers = await Promise.all(Array.from({ length: 10 }, () => bob.api.send(groupId, message)));
+    expect(new Set(answers.map((x) => x.seq)).size).toBe(1);
+    expect((await a.ds.ctx.store.getGroup(groupId))!.nextSeq).toBe(before + 1);
+  });
+
+  it("stores a federation delivery sent twice (and again after the recipient acknowledged it) once", async () => {
+    // A group hubbed at b.example with alice as a remote member; a.example holds a replica. B's own
+    // outbox is stopped, so what reaches a.example is exactly the deliveries sent below.
+    await b.ds.ctx.outbox.stop();
+    const g2 = await carol.createGroup();
+    await alice.publishKeyPackages(1);
+    await carol.addUsers(g2, ["alice@a.example"]);
+    await carol.send(g2, "hello alice");
+    expect(await a.ds.ctx.store.getGroup(g2)).toBeUndefined();
+    const entries = (await b.ds.ctx.store.readLog(g2, 0, 100)).map((e) => ({
+      groupId: g2,
+      seq: e.seq,
+      kind: e.kind,
+      epoch: e.epoch,
+      sender: e.sender,
+      message: e.message,
+      sha256: e.sha256,
+      recipients: e.recipients.filter((r) => r.startsWith("alice@")),
+    }));
+    expect(entries.map((e) => e.kind)).toEqual(["commit", "welcome", "application"]);
+    const body = Buffer.from(JSON.stringify({ groups: { [g2]: viewOf((await b.ds.ctx.store.getGroup(g2))!) }, messages: entries }));
+    const deliver = async () => {
+      const path = "/federation/v1/deliver";
+      const token = await signRequest(bKey, "b.example", "a.example", { method: "POST", path, body }, 60);
+      const res = await fetch(a.url + path, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body });
+      expect(res.status).toBe(200);
+    };
+    await deliver();
+    await deliver();
+    const forAlice = (m: InboxEntry[]) => m.filter((e) => e.groupId === g2);
+    const got = forAlice(await inbox(alice));
+    expect(got.map((e) => e.seq)).toEqual([2, 3]); // the welcome and the message; the commit was not for her
+    expect((await a.ds.ctx.store.readLog(g2, 0, 100)).map((e) => e.seq)).toEqual([1, 2, 3]);
+
+    const events = (await alice.sync()).filter((e) => "groupId" in e && e.groupId === g2);
+    expect(events.map((e) => e.kind)).toEqual(["joined", "message"]);
+    await deliver(); // a late redelivery after the ack must not resurrect anything
+    expect(forAlice(await inbox(alice))).toEqual([]);
+    expect(await alice.sync()).toEqual([]);
+  });
+});
