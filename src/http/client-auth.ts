@@ -6,6 +6,9 @@ import type { Config } from "../config/schema.js";
 import { DsError } from "../errors.js";
 
 const CLIENT_ID = /^[^\s/@]+@([a-z0-9.-]+)\/[^\s/]+$/;
+/** Verified tokens are remembered (exact token text → client) this long at most, and never past their exp. */
+const VERIFIED_TTL_MS = 60_000;
+const VERIFIED_MAX = 10_000;
 
 /**
  * Client authentication: bearer JWTs whose `sub` is the client id (`user@domain/device`) of this
@@ -13,6 +16,14 @@ const CLIENT_ID = /^[^\s/@]+@([a-z0-9.-]+)\/[^\s/]+$/;
  * agree — insecure by design, for development only); `jwt` mode trusts the configured issuer.
  */
 export class ClientAuth {
+  /**
+   * A client sends the same bearer token with every request; verifying its signature each time
+   * was a fifth of the DS's CPU per message (WebCrypto HMAC/EdDSA). A token that verified is
+   * accepted again without a signature check until its `exp` (or VERIFIED_TTL_MS, whichever comes
+   * first, so a key withdrawn from the JWKS stops working within a minute).
+   */
+  private readonly verified = new Map<string, { sub: string; until: number }>();
+
   private constructor(
     private readonly config: Readonly<Config>,
     private readonly key: Uint8Array | CryptoKey | JWTVerifyGetKey,
@@ -66,7 +77,12 @@ export class ClientAuth {
     // The auth scheme is case-insensitive (RFC 9110 §11.1).
     const token = header && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
     if (!token) throw new DsError("unauthenticated", "missing bearer token");
+    const now = Date.now();
+    const hit = this.verified.get(token);
+    if (hit && now < hit.until) return hit.sub;
+    if (hit) this.verified.delete(token);
     let sub: string | undefined;
+    let exp: number | undefined;
     try {
       const opts = this.devSecret
         ? { issuer: `dev:${this.config.domain}`, audience: this.config.domain, algorithms: ["HS256"] }
@@ -74,6 +90,7 @@ export class ClientAuth {
       const { payload } =
         typeof this.key === "function" ? await jwtVerify(token, this.key, opts) : await jwtVerify(token, this.key, opts);
       sub = payload.sub;
+      exp = payload.exp;
     } catch (e) {
       throw new DsError("unauthenticated", `invalid token: ${(e as Error).message}`);
     }
@@ -83,6 +100,8 @@ export class ClientAuth {
     } catch (e) {
       throw new DsError("unauthenticated", `token subject rejected: ${(e as Error).message}`);
     }
+    if (this.verified.size >= VERIFIED_MAX) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, { sub, until: Math.min(now + VERIFIED_TTL_MS, exp === undefined ? Infinity : exp * 1000) });
     return sub;
   }
 }
