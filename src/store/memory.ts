@@ -310,6 +310,11 @@ export class MemoryStore implements Store {
     if (lease && lease.expiresAt > nowMs && lease.holder !== holder) {
       return { ok: false, code: "group_locked", leaseExpiresAt: lease.expiresAt };
     }
+    if (lease && lease.expiresAt > nowMs) {
+      // The holder renews and keeps its token: a retried acquire must not invalidate it.
+      lease.expiresAt = nowMs + ttlMs;
+      return { ok: true, token: lease.token, expiresAt: lease.expiresAt };
+    }
     g.record.lease = { token, holder, expiresAt: nowMs + ttlMs };
     return { ok: true, token, expiresAt: nowMs + ttlMs };
   }

@@ -406,7 +406,7 @@ export class RedisStore implements Store {
     const expiresAt = nowMs + ttlMs;
     const args = [holder, token, String(expiresAt), String(nowMs)];
     const reply = JSON.parse(await this.run<string>(ACQUIRE_LEASE, [this.keys.group(groupId).record], args)) as LeaseOutcome;
-    return reply.ok ? { ok: true, token, expiresAt } : reply;
+    return reply.ok ? { ok: true, token: reply.token ?? token, expiresAt } : reply;
   }
 
   async releaseLease(groupId: string, token: string): Promise<boolean> {

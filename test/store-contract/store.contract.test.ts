@@ -113,6 +113,16 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect(await store.claim("nobody@a.example", [1], 1000)).toEqual({ kind: "unknown_user" });
     });
 
+    it("serves only the virtual client in single-client mode", async () => {
+      await store.registerDevice("dan@a.example/1");
+      await store.registerDevice("dan@a.example/2");
+      await store.putKeyPackages("dan@a.example/1", [kp("dan@a.example/1", 1)], 10);
+      await store.registerDevice("dan@a.example/*");
+      await store.putKeyPackages("dan@a.example/*", [kp("dan@a.example/*", 1)], 10);
+      const r = await store.claim("dan@a.example", [1], 1000);
+      expect(r).toEqual({ kind: "ok", cipherSuite: 1, bundles: [expect.objectContaining({ client: "dan@a.example/*" })], missing: [] });
+    });
+
     it("never hands the same KeyPackage to two concurrent claims", async () => {
       const d = "bob@a.example/1";
       await store.registerDevice(d);
@@ -215,10 +225,21 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect(await store.submit(g.groupId, commit("b/1", 0), 200)).toEqual({ ok: false, code: "group_locked", leaseExpiresAt: 1100 });
       expect(await store.submit(g.groupId, commit("a/1", 0, { leaseToken: "tok-a" }), 200)).toMatchObject({ ok: true, epoch: 1 });
       expect(await store.submit(g.groupId, commit("a/1", 1, { leaseToken: "tok-a" }), 300)).toMatchObject({ ok: true, epoch: 2 });
-      // After expiry anyone may commit again.
+      // After expiry anyone may commit again, and that commit drops the stale lease (decideSubmit).
       expect(await store.submit(g.groupId, commit("b/1", 2), 1200)).toMatchObject({ ok: true, epoch: 3 });
-      expect(await store.releaseLease(g.groupId, "tok-a")).toBe(true);
       expect(await store.releaseLease(g.groupId, "tok-a")).toBe(false);
+      expect(await store.acquireLease(g.groupId, "b/1", 1000, "tok-b", 1300)).toEqual({ ok: true, token: "tok-b", expiresAt: 2300 });
+      expect(await store.releaseLease(g.groupId, "tok-b")).toBe(true);
+      expect(await store.releaseLease(g.groupId, "tok-b")).toBe(false);
+    });
+
+    it("renews a lease for its holder without changing the token", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g);
+      expect(await store.acquireLease(g.groupId, "a/1", 1000, "tok-1", 100)).toEqual({ ok: true, token: "tok-1", expiresAt: 1100 });
+      expect(await store.acquireLease(g.groupId, "a/1", 1000, "tok-2", 500)).toEqual({ ok: true, token: "tok-1", expiresAt: 1500 });
+      expect(await store.submit(g.groupId, commit("a/1", 0, { leaseToken: "tok-1" }), 600)).toMatchObject({ ok: true, epoch: 1 });
+      expect(await store.acquireLease(g.groupId, "a/1", 1000, "tok-3", 2000)).toEqual({ ok: true, token: "tok-3", expiresAt: 3000 });
     });
 
     it("lets only the designated sender commit or send in a send group", async () => {

@@ -26,9 +26,15 @@ export const ACQUIRE_LEASE = luaScript(
 local f = redis.call('HMGET', KEYS[1], 'replica', 'members', 'leaseHolder', 'leaseExpiresAt')
 if f[1] ~= '0' then return '{"ok":false,"code":"unknown_group"}' end
 if not contains(cjson.decode(f[2]), ARGV[1]) then return '{"ok":false,"code":"not_a_member"}' end
--- Same rule as the memory store: a live lease of another holder blocks; the holder may renew.
-if f[4] and tonumber(f[4]) > tonumber(ARGV[4]) and f[3] ~= ARGV[1] then
+-- Same rule as the memory store: a live lease of another holder blocks; the holder renews it and
+-- keeps its token (a retried acquire must not invalidate the token the client already holds).
+local live = f[4] and tonumber(f[4]) > tonumber(ARGV[4])
+if live and f[3] ~= ARGV[1] then
   return '{"ok":false,"code":"group_locked","leaseExpiresAt":' .. istr(tonumber(f[4])) .. '}'
+end
+if live then
+  redis.call('HSET', KEYS[1], 'leaseExpiresAt', ARGV[3])
+  return cjson.encode({ ok = true, token = redis.call('HGET', KEYS[1], 'leaseToken') })
 end
 redis.call('HSET', KEYS[1], 'leaseToken', ARGV[2], 'leaseHolder', ARGV[1], 'leaseExpiresAt', ARGV[3])
 return '{"ok":true}'

@@ -122,6 +122,10 @@ local nowS = ARGV[2]
 local now = tonumber(nowS)
 local clients = redis.call('SMEMBERS', devicesK)
 if #clients == 0 then return { 'unknown_user' } end
+-- Single-client mode: a registered virtual client (user/*) stands for all the user's devices.
+for _, c in ipairs(clients) do
+  if string.sub(c, -2) == '/*' then clients = { c } break end
+end
 table.sort(clients)
 
 -- Expired pooled packages are dropped on the way (usable means notAfter >= now).
