@@ -104,14 +104,32 @@ class KeyCache {
   }
 }
 
+/**
+ * Parsed private keys, by the identity of the key's byte array (a client state keeps the same one
+ * for every signature it makes): parsing PKCS#8 on each signature cost more than the signature.
+ * Weak, so nothing outlives the array; a digest of the bytes guards against an array changed in place.
+ */
+const privateKeys = new WeakMap<Uint8Array, { digest: string; key: KeyObject }>();
+
+function cachedPrivateKey(signKey: Uint8Array, make: () => KeyObject): KeyObject {
+  const digest = createHash("sha256").update(signKey).digest("base64");
+  const hit = privateKeys.get(signKey);
+  if (hit && hit.digest === digest) return hit.key;
+  const key = make();
+  privateKeys.set(signKey, { digest, key });
+  return key;
+}
+
 function edSignature(spki: Buffer, pkcs8: Buffer, seedLength: number, type: "ed25519" | "ed448"): Signature {
   const publicKeys = new KeyCache();
   const privateKey = (signKey: Uint8Array): KeyObject =>
-    createPrivateKey({
-      key: signKey.byteLength === seedLength ? Buffer.concat([pkcs8, signKey]) : Buffer.from(signKey),
-      format: "der",
-      type: "pkcs8",
-    });
+    cachedPrivateKey(signKey, () =>
+      createPrivateKey({
+        key: signKey.byteLength === seedLength ? Buffer.concat([pkcs8, signKey]) : Buffer.from(signKey),
+        format: "der",
+        type: "pkcs8",
+      }),
+    );
   return {
     sign: async (signKey, message) => u8(nodeSign(null, message, privateKey(signKey))),
     verify: async (publicKey, message, signature) => {
@@ -160,14 +178,22 @@ function ecdsaSignature(p: { curve: string; jwkCurve: string; hash: string; size
     });
   return {
     sign: async (signKey, message) => {
-      const ecdh = createECDH(p.curve);
-      const d = Buffer.alloc(p.size);
-      Buffer.from(signKey).copy(d, p.size - Math.min(p.size, signKey.byteLength));
-      ecdh.setPrivateKey(d);
-      const pub = ecdh.getPublicKey();
-      const key = createPrivateKey({
-        key: { kty: "EC", crv: p.jwkCurve, d: b64u(d), x: b64u(pub.subarray(1, 1 + p.size)), y: b64u(pub.subarray(1 + p.size)) },
-        format: "jwk",
+      const key = cachedPrivateKey(signKey, () => {
+        const ecdh = createECDH(p.curve);
+        const d = Buffer.alloc(p.size);
+        Buffer.from(signKey).copy(d, p.size - Math.min(p.size, signKey.byteLength));
+        ecdh.setPrivateKey(d);
+        const pub = ecdh.getPublicKey();
+        return createPrivateKey({
+          key: {
+            kty: "EC",
+            crv: p.jwkCurve,
+            d: b64u(d),
+            x: b64u(pub.subarray(1, 1 + p.size)),
+            y: b64u(pub.subarray(1 + p.size)),
+          },
+          format: "jwk",
+        });
       });
       return u8(nodeSign(p.hash, message, { key, dsaEncoding: "der" }));
     },
