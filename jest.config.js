@@ -7,6 +7,8 @@ export default {
   },
   moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },
   testMatch: ["<rootDir>/test/**/*.test.ts"],
+  // The heavy fault tests (Redis SIGKILL, replica kill, partitions) run by `npm run test:faults`.
+  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/faults/"],
   globalSetup: "<rootDir>/test/helpers/global-setup.ts",
   globalTeardown: "<rootDir>/test/helpers/global-teardown.ts",
   testTimeout: 60000,

@@ -48,6 +48,8 @@ export class Dispatcher {
   private chains = new Map<string, Promise<unknown>>();
   /** Per group: dispatches waiting for the fan-out in progress to finish (they go out together as the next batch). */
   private batches = new Map<string, { parts: { entries: LogEntry[]; members?: string[] }[]; done: Promise<void> }>();
+  /** Groups with a failed fan-out: their dispatch mark stays put so crash recovery redoes everything after it. */
+  private failed = new Set<string>();
 
   constructor(
     private readonly domain: string,
@@ -105,6 +107,15 @@ export class Dispatcher {
   }
 
   private async fanOut(groupId: string, parts: { entries: LogEntry[]; members?: string[] }[]): Promise<void> {
+    try {
+      await this.fanOutOnce(groupId, parts);
+    } catch (err) {
+      this.failed.add(groupId);
+      throw err;
+    }
+  }
+
+  private async fanOutOnce(groupId: string, parts: { entries: LogEntry[]; members?: string[] }[]): Promise<void> {
     const entries = parts.flatMap((p) => p.entries).sort((a, b) => a.seq - b.seq);
     // Each dispatch goes to the peers of the membership its submitter saw (and its own recipients).
     let current: string[] | undefined;
@@ -132,7 +143,8 @@ export class Dispatcher {
       );
       this.outbox.notify(peer);
     }
-    await this.store.markDispatched(groupId, Math.max(...entries.map((e) => e.seq)));
+    // After a failed fan-out of this group, a later one must not mark past it (recovery clears this).
+    if (!this.failed.has(groupId)) await this.store.markDispatched(groupId, Math.max(...entries.map((e) => e.seq)));
     this.observer.onLocalDelivery?.(groupId, entries);
   }
 
@@ -170,6 +182,7 @@ export class Dispatcher {
   async recover(): Promise<number> {
     let count = 0;
     for (const { groupId, fromSeq } of await this.store.undispatched()) {
+      this.failed.delete(groupId);
       const entries = await this.store.readLog(groupId, fromSeq - 1, 10_000);
       count += entries.length;
       await this.dispatch(groupId, entries);

@@ -283,6 +283,14 @@ export class Groups {
     if (!outcome.duplicate) {
       const entries = this.hooks.beforeDispatch ? this.hooks.beforeDispatch(groupId, outcome.entries) : outcome.entries;
       await this.dispatcher.dispatch(groupId, entries, members);
+    } else {
+      // A retry: the first attempt may have failed after the entry was ordered (its fan-out or the
+      // store's answer lost in a store outage). Fan the original entries out again: inboxes and
+      // outboxes dedupe by (groupId, seq), so what was delivered already is not delivered twice.
+      const welcome = sub.kind === "commit" ? sub.welcome?.sha256 : undefined;
+      const held = await this.store.readEntries(groupId, welcome ? [outcome.seq, outcome.seq + 1] : [outcome.seq]);
+      const entries = held.filter((e): e is LogEntry => e !== undefined && (e.sha256 === sub.sha256 || e.sha256 === welcome));
+      await this.dispatcher.dispatch(groupId, entries, members);
     }
     return { seq: outcome.seq, epoch: outcome.epoch };
   }

@@ -73,6 +73,21 @@ function clientFault(err: unknown): boolean {
   return typeof status === "number" && status >= 400 && status < 500;
 }
 
+/** node-redis connection errors (by class name) and socket errors: the store, not the request, failed. */
+const STORE_DOWN_NAMES = new Set([
+  "ClientClosedError",
+  "ClientOfflineError",
+  "SocketClosedUnexpectedlyError",
+  "ConnectionTimeoutError",
+  "ReconnectStrategyError",
+]);
+const STORE_DOWN_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT"]);
+
+function storeUnreachable(err: unknown): boolean {
+  const e = err as { name?: unknown; code?: unknown; constructor?: { name?: unknown } } | null;
+  return STORE_DOWN_NAMES.has(String(e?.constructor?.name)) || STORE_DOWN_NAMES.has(String(e?.name)) || STORE_DOWN_CODES.has(String(e?.code));
+}
+
 export function errorHandler(ctx: AppContext): ErrorRequestHandler {
   return (err: unknown, _req, res, _next) => {
     let error: DsError;
@@ -85,12 +100,17 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
       // Other client faults raised by express itself: a path parameter that is no valid
       // percent-encoding (URIError, status 400), a compressed body that does not inflate, …
       error = new DsError("bad_request", err instanceof URIError ? "malformed percent-encoding in the path" : "malformed body");
+    } else if (storeUnreachable(err)) {
+      // A store outage (Redis restarting, failing over): transient, and a retry with the same bytes is safe.
+      error = new DsError("unavailable", "the store is unreachable; retry with the same request", { retryAfter: 1 });
     } else {
       ctx.log.error({ err, requestId: locals(res).requestId }, "unhandled error");
       error = new DsError("internal", "internal error");
     }
     ctx.metrics.errors.inc({ code: error.code });
-    if (error.code === "rate_limited") res.setHeader("Retry-After", String(error.details.retryAfter ?? 1));
+    if (error.code === "rate_limited" || error.code === "unavailable") {
+      res.setHeader("Retry-After", String(error.details.retryAfter ?? 1));
+    }
     if (error.status >= 500 && error.code !== "internal") ctx.log.warn({ code: error.code, msg: error.message, requestId: locals(res).requestId });
     if (res.headersSent) return;
     res.status(error.status).json(error.toBody());

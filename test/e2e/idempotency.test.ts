@@ -206,3 +206,105 @@ describe.each(["memory", "redis"] as const)("idempotent submission and delivery 
     expect(await alice.sync()).toEqual([]);
   });
 });
+
+/**
+ * A store that fails once on purpose, where a Redis crash can hit: after the entry was ordered,
+ * either its fan-out (the inbox append) or the answer to the DS is lost. The client sees an error
+ * and retries with the same bytes; the retry must repair the fan-out.
+ */
+describe.each([
+  { fault: "the inbox append fails after the entry was ordered", method: "appendInboxMany", after: false },
+  { fault: "the store's answer is lost after the entry was ordered", method: "submit", after: true },
+])("a retry repairs a fan-out that the first attempt lost: $fault", ({ method, after }) => {
+  it("delivers the message exactly once after the client's retry", async () => {
+    const store = new MemoryStore();
+    let armed = false;
+    const faulty = new Proxy(store, {
+      get(target, prop, receiver) {
+        const value: unknown = Reflect.get(target, prop, receiver);
+        if (typeof value !== "function") return value;
+        const fn = (value as (...args: unknown[]) => Promise<unknown>).bind(target);
+        if (prop !== method) return fn;
+        return async (...args: unknown[]) => {
+          if (armed && !after) {
+            armed = false;
+            throw new Error("simulated store outage");
+          }
+          const result = await fn(...args);
+          if (armed && after) {
+            armed = false;
+            throw new Error("simulated lost reply");
+          }
+          return result;
+        };
+      },
+    });
+    const [a] = await startFederation(["a.example"], () => ({}), () => ({ store: faulty }));
+    try {
+      const alice = await MlsClient.connect(a!.url, "alice@a.example/phone");
+      const bob = await MlsClient.connect(a!.url, "bob@a.example/laptop");
+      await bob.publishKeyPackages(1);
+      const groupId = await alice.createGroup();
+      await alice.addUsers(groupId, ["bob@a.example"]);
+      await bob.sync({ waitMs: 1000 });
+      const sent = recorder(alice);
+
+      armed = true;
+      await expect(alice.send(groupId, "lost on the way?")).rejects.toMatchObject({ status: expect.any(Number) });
+      expect(armed).toBe(false);
+      const retry = await alice.api.send(groupId, sent.at(-1)!.message as string);
+      expect(retry.seq).toBe((await store.getGroup(groupId))!.nextSeq - 1);
+
+      const events = await bob.sync({ waitMs: 500 });
+      expect(events.flatMap((e) => (e.kind === "message" ? [e.text] : []))).toEqual(["lost on the way?"]);
+      await alice.api.send(groupId, sent.at(-1)!.message as string); // and again: nothing new
+      expect(await bob.sync()).toEqual([]);
+    } finally {
+      await stopAll([a!]);
+    }
+  });
+});
+
+describe("a fan-out that failed and was never retried", () => {
+  it("is redone by crash recovery, even when later fan-outs of the group succeeded", async () => {
+    const store = new MemoryStore();
+    let failNext = false;
+    const faulty = new Proxy(store, {
+      get(target, prop, receiver) {
+        const value: unknown = Reflect.get(target, prop, receiver);
+        if (typeof value !== "function") return value;
+        const fn = (value as (...args: unknown[]) => Promise<unknown>).bind(target);
+        if (prop !== "appendInboxMany") return fn;
+        return async (...args: unknown[]) => {
+          if (failNext) {
+            failNext = false;
+            throw new Error("simulated store outage");
+          }
+          return fn(...args);
+        };
+      },
+    });
+    const [a] = await startFederation(["a.example"], () => ({}), () => ({ store: faulty }));
+    try {
+      const alice = await MlsClient.connect(a!.url, "alice@a.example/phone");
+      const bob = await MlsClient.connect(a!.url, "bob@a.example/laptop");
+      await bob.publishKeyPackages(1);
+      const groupId = await alice.createGroup();
+      await alice.addUsers(groupId, ["bob@a.example"]);
+      await bob.sync({ waitMs: 1000 });
+
+      failNext = true;
+      await expect(alice.send(groupId, "first")).rejects.toMatchObject({ status: expect.any(Number) });
+      const first = (await store.getGroup(groupId))!.nextSeq - 1;
+      const second = await alice.send(groupId, "second"); // its fan-out succeeds; the client never retries "first"
+      const seqs = async () => (await inbox(bob)).filter((e) => e.groupId === groupId && e.kind === "application").map((e) => e.seq);
+      expect(await seqs()).toEqual([second.seq]);
+      expect(await store.undispatched()).toEqual([{ groupId, fromSeq: first }]);
+      expect(await a!.ds.ctx.dispatcher.recover()).toBe(2);
+      expect((await seqs()).sort()).toEqual([first, second.seq]);
+      expect(await store.undispatched()).toEqual([]);
+    } finally {
+      await stopAll([a!]);
+    }
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * Real processes for the fault tests: a private redis-server (own port and directory, AOF on) that
+ * can be SIGKILLed and restarted in place, and `mls-fedgate serve` processes. Only processes
+ * started here are ever signalled, each by its own pid.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "../helpers/global-setup.js";
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+/** One PING over a raw socket: true once the server answers +PONG (not -LOADING while it replays the AOF). */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    let data = "";
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(1000, () => done(false));
+    s.once("connect", () => s.write("PING\r\n"));
+    s.on("data", (d) => {
+      data += d.toString();
+      if (data.includes("\r\n")) done(data.startsWith("+PONG"));
+    });
+    s.once("error", () => done(false));
+  });
+}
+
+export class RedisProcess {
+  private child?: ChildProcess;
+  /** How many times the server was started (1 + restarts). */
+  starts = 0;
+
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+    private readonly appendfsync: "always" | "everysec",
+  ) {}
+
+  /** A new server with its own free port and temp directory; AOF on, RDB snapshots off. */
+  static async start(appendfsync: "always" | "everysec" = "always"): Promise<RedisProcess> {
+    const r = new RedisProcess(await freePort(), mkdtempSync(join(tmpdir(), "mlsfg-faults-redis-")), appendfsync);
+    await r.launch();
+    return r;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private async launch(): Promise<void> {
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", ""];
+    args.push("--appendonly", "yes", "--appendfsync", this.appendfsync);
+    const child = spawn("redis-server", args, { stdio: "ignore" });
+    this.child = child;
+    this.starts += 1;
+    const deadline = Date.now() + 20_000;
+    while (!(await ping(this.port))) {
+      if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode} (port ${this.port})`);
+      if (Date.now() > deadline) throw new Error(`redis-server did not answer PING on ${this.port}`);
+      await sleep(20);
+    }
+  }
+
+  /** SIGKILL: no shutdown, no final fsync; what is on disk is what the AOF policy wrote. */
+  async kill9(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    child.kill("SIGKILL");
+    await exited(child);
+    this.child = undefined;
+  }
+
+  /** Starts the server again on the same port and directory (it replays its AOF). */
+  async restart(): Promise<void> {
+    if (this.child) throw new Error("redis-server is still running");
+    await this.launch();
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (child) {
+      child.kill("SIGTERM");
+      await Promise.race([exited(child), sleep(5000)]);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGKILL");
+        await exited(child);
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface ServeProcess {
+  child: ChildProcess;
+  url: string;
+  output(): string;
+  /** Resolves when the process has exited. */
+  exited: Promise<void>;
+  kill(signal: NodeJS.Signals): Promise<void>;
+}
+
+/** `mls-fedgate serve` as its own process (through tsx, no build needed), configured by MLSFEDGATE_* env. */
+export async function serve(env: Record<string, string>, port: number): Promise<ServeProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "serve"], {
+    env: { ...process.env, MLSFEDGATE_LOG_LEVEL: "warn", MLSFEDGATE_HOST: "127.0.0.1", MLSFEDGATE_PORT: String(port), ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+  const gone = exited(child);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${output}`)), 60_000);
+    const check = setInterval(() => {
+      if (output.includes("listening on")) {
+        clearTimeout(timer);
+        clearInterval(check);
+        resolve();
+      }
+    }, 20);
+    void gone.then(() => {
+      clearTimeout(timer);
+      clearInterval(check);
+      reject(new Error(`serve exited ${child.exitCode ?? child.signalCode}: ${output}`));
+    });
+  });
+  return {
+    child,
+    url: `http://127.0.0.1:${port}`,
+    output: () => output,
+    exited: gone,
+    kill: async (signal) => {
+      child.kill(signal);
+      await gone;
+    },
+  };
+}
