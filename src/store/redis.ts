@@ -375,7 +375,11 @@ export class RedisStore implements Store {
         recipients: m.recipients,
       };
     });
-    if (reply.members) await this.index(groupId, reply.members, reply.removed);
+    // The membership index is rewritten (in full, which also repairs it) only when the roster
+    // changed: re-adding every member on every commit cost one SADD per member per commit.
+    if (reply.members && (c?.added.length || c?.removed.length || c?.external || reply.removed?.length)) {
+      await this.index(groupId, reply.members, reply.removed);
+    }
     return { ok: true, ...reply.answer, duplicate: false, entries };
   }
 
