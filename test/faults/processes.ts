@@ -117,8 +117,10 @@ export interface ServeProcess {
 
 /** `mls-fedgate serve` as its own process (through tsx, no build needed), configured by MLSFEDGATE_* env. */
 export async function serve(env: Record<string, string>, port: number): Promise<ServeProcess> {
+  // Only the settings given here: any other MLSFEDGATE_* variable of the test run would be a config error.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("MLSFEDGATE_")));
   const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "serve"], {
-    env: { ...process.env, MLSFEDGATE_LOG_LEVEL: "warn", MLSFEDGATE_HOST: "127.0.0.1", MLSFEDGATE_PORT: String(port), ...env },
+    env: { ...inherited, MLSFEDGATE_LOG_LEVEL: "warn", MLSFEDGATE_HOST: "127.0.0.1", MLSFEDGATE_PORT: String(port), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
