@@ -82,10 +82,14 @@ const STORE_DOWN_NAMES = new Set([
   "ReconnectStrategyError",
 ]);
 const STORE_DOWN_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT"]);
+/** Redis refusals that pass: replaying its AOF, too few replicas (min-replicas-to-write), a failover, a long script. */
+const STORE_BUSY_REPLY = /^(LOADING|NOREPLICAS|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|BUSY)\b/;
 
 function storeUnreachable(err: unknown): boolean {
-  const e = err as { name?: unknown; code?: unknown; constructor?: { name?: unknown } } | null;
-  return STORE_DOWN_NAMES.has(String(e?.constructor?.name)) || STORE_DOWN_NAMES.has(String(e?.name)) || STORE_DOWN_CODES.has(String(e?.code));
+  const e = err as { name?: unknown; code?: unknown; message?: unknown; constructor?: { name?: unknown } } | null;
+  if (STORE_DOWN_NAMES.has(String(e?.constructor?.name)) || STORE_DOWN_NAMES.has(String(e?.name))) return true;
+  if (STORE_DOWN_CODES.has(String(e?.code))) return true;
+  return String(e?.constructor?.name) === "ErrorReply" && STORE_BUSY_REPLY.test(String(e?.message));
 }
 
 export function errorHandler(ctx: AppContext): ErrorRequestHandler {

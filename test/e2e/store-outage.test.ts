@@ -1,0 +1,61 @@
+/**
+ * A store outage is not a bug of the request: node-redis connection errors and Redis's transient
+ * refusals (LOADING after a restart, NOREPLICAS under min-replicas-to-write, READONLY during a
+ * failover, …) answer 503 `unavailable` with Retry-After, so clients and load balancers retry;
+ * anything else the store throws stays a 500 `internal`.
+ */
+import { ErrorReply, SocketClosedUnexpectedlyError, ClientClosedError } from "redis";
+import { MlsClient } from "../../src/client/index.js";
+import { MemoryStore } from "../../src/store/memory.js";
+import { startProvider, stopAll, type Provider } from "../helpers/providers.js";
+
+describe("store outages answer 503 unavailable", () => {
+  let a: Provider;
+  let alice: MlsClient;
+  let failure: Error | undefined;
+
+  beforeAll(async () => {
+    const store = new MemoryStore();
+    const faulty = new Proxy(store, {
+      get(target, prop, receiver) {
+        const value: unknown = Reflect.get(target, prop, receiver);
+        if (typeof value !== "function") return value;
+        const fn = (value as (...args: unknown[]) => Promise<unknown>).bind(target);
+        if (prop !== "listKeyPackages") return fn;
+        return async (...args: unknown[]) => {
+          if (failure) throw failure;
+          return fn(...args);
+        };
+      },
+    });
+    a = await startProvider("a.example", {}, { store: faulty });
+    alice = await MlsClient.connect(a.url, "alice@a.example/phone");
+  });
+  afterAll(() => stopAll([a]));
+
+  const call = async () => {
+    const res = await fetch(`${a.url}/v1/key-packages`, { headers: { authorization: `Bearer ${await token()}` } });
+    return { status: res.status, retryAfter: res.headers.get("retry-after"), body: (await res.json()) as { error?: { code: string } } };
+  };
+  const token = async () =>
+    ((await (await fetch(`${a.url}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ client: alice.id }) })).json()) as { token: string }).token;
+
+  it.each([
+    ["a dropped connection", () => new SocketClosedUnexpectedlyError()],
+    ["a closed client", () => new ClientClosedError()],
+    ["a refused connection", () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:6379"), { code: "ECONNREFUSED" })],
+    ["Redis replaying its AOF", () => new ErrorReply("LOADING Redis is loading the dataset in memory")],
+    ["too few replicas", () => new ErrorReply("NOREPLICAS Not enough good replicas to write.")],
+    ["a demoted master", () => new ErrorReply("READONLY You can't write against a read only replica.")],
+  ])("%s → 503 unavailable with Retry-After", async (_what, make) => {
+    failure = make();
+    expect(await call()).toMatchObject({ status: 503, retryAfter: "1", body: { error: { code: "unavailable" } } });
+  });
+
+  it("keeps other store errors a 500, and recovers when the store does", async () => {
+    failure = new ErrorReply("ERR unknown command");
+    expect(await call()).toMatchObject({ status: 500, body: { error: { code: "internal" } } });
+    failure = undefined;
+    expect(await call()).toMatchObject({ status: 200 });
+  });
+});
