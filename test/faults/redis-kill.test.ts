@@ -23,13 +23,15 @@ const KILL_AT = [0.2, 0.5, 0.8].map((f) => Math.floor(TOTAL * f));
 const DOWN_MS = 700;
 const MAX_ATTEMPTS = 500;
 const DEADLINE_MS = 240_000;
+/** `always` by default; MLSFEDGATE_FAULTS_APPENDFSYNC=everysec runs the same stream against the other policy. */
+const APPENDFSYNC = process.env.MLSFEDGATE_FAULTS_APPENDFSYNC === "everysec" ? "everysec" : "always";
 
 describe("Redis SIGKILLed and restarted with AOF during a stream of submissions", () => {
   let redis: RedisProcess;
   let a: Provider | undefined;
 
   beforeAll(async () => {
-    redis = await RedisProcess.start("always");
+    redis = await RedisProcess.start(APPENDFSYNC);
   });
 
   afterAll(async () => {
@@ -123,7 +125,7 @@ describe("Redis SIGKILLed and restarted with AOF during a stream of submissions"
     const seconds = (Date.now() - started) / 1000;
     await agent.close();
     process.stdout.write(
-      `redis-kill: ${TOTAL} messages acknowledged in ${seconds.toFixed(1)} s; Redis SIGKILLed ${crashes.length}× (at ${crashes.map((c) => `${c.at} acked, down ${c.downMs} ms`).join("; ")}); ` +
+      `redis-kill (appendfsync ${APPENDFSYNC}): ${TOTAL} messages acknowledged in ${seconds.toFixed(1)} s; Redis SIGKILLed ${crashes.length}× (at ${crashes.map((c) => `${c.at} acked, down ${c.downMs} ms`).join("; ")}); ` +
         `${retries} retries (${JSON.stringify(Object.fromEntries(failures))})\n`,
     );
     expect(crashes).toHaveLength(KILL_AT.length);
