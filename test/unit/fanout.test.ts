@@ -52,7 +52,8 @@ describe("the fan-out dispatcher", () => {
     expect(await settled(done)).toBe(false);
     store.release();
     await done;
-    for (const m of group) expect((await store.readInbox(m, 0, 10)).map((x) => x.item)).toEqual([{ kind: "ref", groupId: "g", seq: 1 }]);
+    for (const m of group)
+      expect((await store.readInbox(m, 0, 10)).map((x) => x.item)).toEqual([{ kind: "ref", groupId: "g", seq: 1 }]);
   });
 
   it("answers a large group's submitter once ordered and completes the fan-out in the background, in order", async () => {
@@ -74,7 +75,8 @@ describe("the fan-out dispatcher", () => {
       { kind: "ref", groupId: "g", seq: 2 },
       { kind: "ref", groupId: "g", seq: 3 },
     ]);
-    for (const m of [group[0]!, group.at(-1)!]) expect((await store.readInbox(m, 0, 10)).map((x) => (x.item as { seq: number }).seq)).toEqual([1, 2, 3]);
+    for (const m of [group[0]!, group.at(-1)!])
+      expect((await store.readInbox(m, 0, 10)).map((x) => (x.item as { seq: number }).seq)).toEqual([1, 2, 3]);
   });
 
   it("coalesces a small group's concurrent dispatches into one inbox pipeline per batch", async () => {

@@ -109,27 +109,32 @@ describe("the node:crypto CryptoProvider", () => {
     const ct = await n.hpke.encryptAead(key, nonce, aad, pt);
     expect(ct).toEqual(await d.hpke.encryptAead(key, nonce, aad, pt));
     expect(await d.hpke.decryptAead(key, nonce, aad, ct)).toEqual(Uint8Array.from(pt));
-    expect(await n.hpke.decryptAead(key, nonce, undefined, await d.hpke.encryptAead(key, nonce, undefined, pt))).toEqual(Uint8Array.from(pt));
+    expect(await n.hpke.decryptAead(key, nonce, undefined, await d.hpke.encryptAead(key, nonce, undefined, pt))).toEqual(
+      Uint8Array.from(pt),
+    );
     const bad = Uint8Array.from(ct);
     bad[3]! ^= 1;
     await expect(n.hpke.decryptAead(key, nonce, aad, bad)).rejects.toThrow();
   });
 
-  it.each(SUITES)("lets the DS validate KeyPackages made with either provider, with either provider (suite %i)", async (id, name) => {
-    for (const maker of ["node", "default"] as const) {
-      const made = await keyPackage(await impl(maker, name), "alice@a.example/phone");
-      for (const validator of ["node", "default"] as const) {
-        useMlsCrypto(validator);
-        expect(mlsCryptoKind()).toBe(validator);
-        const ok = await validateKeyPackage(wire(made.publicPackage), "alice@a.example/phone", policy, NOW);
-        expect(ok.cipherSuite).toBe(id);
-        // A broken signature is refused whichever provider checks it.
-        const bytes = wire(made.publicPackage);
-        bytes[bytes.byteLength - 3]! ^= 1;
-        await expect(validateKeyPackage(bytes, "alice@a.example/phone", policy, NOW)).rejects.toThrow(DsError);
+  it.each(SUITES)(
+    "lets the DS validate KeyPackages made with either provider, with either provider (suite %i)",
+    async (id, name) => {
+      for (const maker of ["node", "default"] as const) {
+        const made = await keyPackage(await impl(maker, name), "alice@a.example/phone");
+        for (const validator of ["node", "default"] as const) {
+          useMlsCrypto(validator);
+          expect(mlsCryptoKind()).toBe(validator);
+          const ok = await validateKeyPackage(wire(made.publicPackage), "alice@a.example/phone", policy, NOW);
+          expect(ok.cipherSuite).toBe(id);
+          // A broken signature is refused whichever provider checks it.
+          const bytes = wire(made.publicPackage);
+          bytes[bytes.byteLength - 3]! ^= 1;
+          await expect(validateKeyPackage(bytes, "alice@a.example/phone", policy, NOW)).rejects.toThrow(DsError);
+        }
       }
-    }
-  });
+    },
+  );
 
   it("runs a group between a default-provider client and a node-provider client", async () => {
     const name = SUITES[0]![1];
@@ -146,15 +151,33 @@ describe("the node:crypto CryptoProvider", () => {
     let bobState = await joinGroup(add.welcome!, bob.publicPackage, bob.privatePackage, emptyPskIndex, n);
     const hello = await createApplicationMessage(aliceState, enc.encode("hello"), d);
     aliceState = hello.newState;
-    const got = await processMessage({ wireformat: "mls_private_message", privateMessage: hello.privateMessage }, bobState, emptyPskIndex, acceptAll, n);
+    const got = await processMessage(
+      { wireformat: "mls_private_message", privateMessage: hello.privateMessage },
+      bobState,
+      emptyPskIndex,
+      acceptAll,
+      n,
+    );
     expect(got.kind === "applicationMessage" && new TextDecoder().decode(got.message)).toBe("hello");
     bobState = got.newState;
     // Bob (node) commits a full-path update; Alice (default) processes it and both agree on the epoch.
     const upd = await createCommit({ state: bobState, cipherSuite: n }, {});
-    const back = await processMessage(upd.commit as Parameters<typeof processMessage>[0], aliceState, emptyPskIndex, acceptAll, d);
+    const back = await processMessage(
+      upd.commit as Parameters<typeof processMessage>[0],
+      aliceState,
+      emptyPskIndex,
+      acceptAll,
+      d,
+    );
     expect(back.newState.groupContext.epoch).toBe(upd.newState.groupContext.epoch);
     const reply = await createApplicationMessage(upd.newState, enc.encode("hi"), n);
-    const got2 = await processMessage({ wireformat: "mls_private_message", privateMessage: reply.privateMessage }, back.newState, emptyPskIndex, acceptAll, d);
+    const got2 = await processMessage(
+      { wireformat: "mls_private_message", privateMessage: reply.privateMessage },
+      back.newState,
+      emptyPskIndex,
+      acceptAll,
+      d,
+    );
     expect(got2.kind === "applicationMessage" && new TextDecoder().decode(got2.message)).toBe("hi");
   });
 });
