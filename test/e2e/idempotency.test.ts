@@ -26,7 +26,11 @@ function recorder(client: MlsClient): Record<string, unknown>[] {
 }
 
 /** Every inbox entry of a client (without acknowledging), optionally waiting until `until` holds. */
-async function inbox(client: MlsClient, until: (m: InboxEntry[]) => boolean = () => true, timeoutMs = 5000): Promise<InboxEntry[]> {
+async function inbox(
+  client: MlsClient,
+  until: (m: InboxEntry[]) => boolean = () => true,
+  timeoutMs = 5000,
+): Promise<InboxEntry[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const all: InboxEntry[] = [];
@@ -42,7 +46,8 @@ async function inbox(client: MlsClient, until: (m: InboxEntry[]) => boolean = ()
   }
 }
 
-const copiesOf = (entries: InboxEntry[], groupId: string, seq: number) => entries.filter((e) => e.groupId === groupId && e.seq === seq).length;
+const copiesOf = (entries: InboxEntry[], groupId: string, seq: number) =>
+  entries.filter((e) => e.groupId === groupId && e.seq === seq).length;
 
 async function drained(hub: Provider, peer: string): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -67,7 +72,12 @@ describe.each(["memory", "redis"] as const)("idempotent submission and delivery 
     bKey = await testKey();
     [a, b] = (await startFederation(
       ["a.example", "b.example"],
-      (d) => ({ ...FAST_OUTBOX, ...(kind === "redis" && d === "a.example" ? { store: { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() } } : {}) }),
+      (d) => ({
+        ...FAST_OUTBOX,
+        ...(kind === "redis" && d === "a.example"
+          ? { store: { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() } }
+          : {}),
+      }),
       (d) => (d === "b.example" ? { signingKey: bKey, store: new MemoryStore() } : {}),
     )) as [Provider, Provider];
     alice = await MlsClient.connect(a.url, "alice@a.example/phone");
@@ -185,11 +195,17 @@ describe.each(["memory", "redis"] as const)("idempotent submission and delivery 
       recipients: e.recipients.filter((r) => r.startsWith("alice@")),
     }));
     expect(entries.map((e) => e.kind)).toEqual(["commit", "welcome", "application"]);
-    const body = Buffer.from(JSON.stringify({ groups: { [g2]: viewOf((await b.ds.ctx.store.getGroup(g2))!) }, messages: entries }));
+    const body = Buffer.from(
+      JSON.stringify({ groups: { [g2]: viewOf((await b.ds.ctx.store.getGroup(g2))!) }, messages: entries }),
+    );
     const deliver = async () => {
       const path = "/federation/v1/deliver";
       const token = await signRequest(bKey, "b.example", "a.example", { method: "POST", path, body }, 60);
-      const res = await fetch(a.url + path, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body });
+      const res = await fetch(a.url + path, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body,
+      });
       expect(res.status).toBe(200);
     };
     await deliver();
@@ -239,7 +255,11 @@ describe.each([
         };
       },
     });
-    const [a] = await startFederation(["a.example"], () => ({}), () => ({ store: faulty }));
+    const [a] = await startFederation(
+      ["a.example"],
+      () => ({}),
+      () => ({ store: faulty }),
+    );
     try {
       const alice = await MlsClient.connect(a!.url, "alice@a.example/phone");
       const bob = await MlsClient.connect(a!.url, "bob@a.example/laptop");
@@ -284,7 +304,11 @@ describe("a fan-out that failed and was never retried", () => {
         };
       },
     });
-    const [a] = await startFederation(["a.example"], () => ({}), () => ({ store: faulty }));
+    const [a] = await startFederation(
+      ["a.example"],
+      () => ({}),
+      () => ({ store: faulty }),
+    );
     try {
       const alice = await MlsClient.connect(a!.url, "alice@a.example/phone");
       const bob = await MlsClient.connect(a!.url, "bob@a.example/laptop");
@@ -297,7 +321,8 @@ describe("a fan-out that failed and was never retried", () => {
       await expect(alice.send(groupId, "first")).rejects.toMatchObject({ status: expect.any(Number) });
       const first = (await store.getGroup(groupId))!.nextSeq - 1;
       const second = await alice.send(groupId, "second"); // its fan-out succeeds; the client never retries "first"
-      const seqs = async () => (await inbox(bob)).filter((e) => e.groupId === groupId && e.kind === "application").map((e) => e.seq);
+      const seqs = async () =>
+        (await inbox(bob)).filter((e) => e.groupId === groupId && e.kind === "application").map((e) => e.seq);
       expect(await seqs()).toEqual([second.seq]);
       expect(await store.undispatched()).toEqual([{ groupId, fromSeq: first }]);
       expect(await a!.ds.ctx.dispatcher.recover()).toBe(2);

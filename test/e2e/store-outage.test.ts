@@ -35,10 +35,22 @@ describe("store outages answer 503 unavailable", () => {
 
   const call = async () => {
     const res = await fetch(`${a.url}/v1/key-packages`, { headers: { authorization: `Bearer ${await token()}` } });
-    return { status: res.status, retryAfter: res.headers.get("retry-after"), body: (await res.json()) as { error?: { code: string } } };
+    return {
+      status: res.status,
+      retryAfter: res.headers.get("retry-after"),
+      body: (await res.json()) as { error?: { code: string } },
+    };
   };
   const token = async () =>
-    ((await (await fetch(`${a.url}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ client: alice.id }) })).json()) as { token: string }).token;
+    (
+      (await (
+        await fetch(`${a.url}/v1/dev/token`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ client: alice.id }),
+        })
+      ).json()) as { token: string }
+    ).token;
 
   it.each([
     ["a dropped connection", () => new SocketClosedUnexpectedlyError()],

@@ -32,7 +32,9 @@ export class Balancer {
         })
         .catch((e: unknown) => {
           res.writeHead(502, { "content-type": "application/json" });
-          res.end(JSON.stringify({ error: { code: "peer_unreachable", message: `no replica answered: ${(e as Error).message}` } }));
+          res.end(
+            JSON.stringify({ error: { code: "peer_unreachable", message: `no replica answered: ${(e as Error).message}` } }),
+          );
         });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -134,6 +134,8 @@ describe("a partitioned follower and a restarted hub", () => {
     const deadline = Date.now() + 10_000;
     while ((await outboxDepth(hub.url, "b.example")) > 0 && Date.now() < deadline) await sleep(100);
     expect(await outboxDepth(hub.url, "b.example")).toBe(0);
-    process.stdout.write(`follower-partition: ${sent.length} messages and 1 commit delivered in order to 2 clients after a ${queued}-entry backlog and a hub restart\n`);
+    process.stdout.write(
+      `follower-partition: ${sent.length} messages and 1 commit delivered in order to 2 clients after a ${queued}-entry backlog and a hub restart\n`,
+    );
   }, 180_000);
 });

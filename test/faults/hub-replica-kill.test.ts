@@ -43,7 +43,8 @@ function track(c: MlsClient, accepted: Accepted[], locked: { at: number; leaseEx
       }
       return answer;
     } catch (e) {
-      if (e instanceof FedgateError && e.code === "group_locked") locked.push({ at: Date.now(), leaseExpiresAt: e.details.leaseExpiresAt });
+      if (e instanceof FedgateError && e.code === "group_locked")
+        locked.push({ at: Date.now(), leaseExpiresAt: e.details.leaseExpiresAt });
       throw e;
     }
   }) as typeof c.api.request;
@@ -93,7 +94,10 @@ describe("a hub replica killed while a client holds the lease, mid-load", () => 
     const loaders = [owner, ...others];
     for (const c of [...others, holder]) await c.publishKeyPackages(1);
     const groupId = await owner.createGroup();
-    await owner.addUsers(groupId, [...others, holder].map((c) => c.user));
+    await owner.addUsers(
+      groupId,
+      [...others, holder].map((c) => c.user),
+    );
     for (const c of [...others, holder]) await joined(c, groupId);
     for (const c of [...loaders, holder]) track(c, accepted, locked);
 

@@ -42,7 +42,9 @@ describe("Redis SIGKILLed and restarted with AOF during a stream of submissions"
   it(`keeps every one of ${TOTAL} acknowledged messages exactly once across three Redis crashes`, async () => {
     a = await startProvider("a.example", {
       store: { kind: "redis", redisUrl: redis.url, prefix: uniquePrefix() },
-      limits: { rateLimit: { clientRequestsPerSecond: 1_000_000, peerRequestsPerSecond: 1_000_000, claimsPerTargetPerHour: 1_000_000 } },
+      limits: {
+        rateLimit: { clientRequestsPerSecond: 1_000_000, peerRequestsPerSecond: 1_000_000, claimsPerTargetPerHour: 1_000_000 },
+      },
     });
     const alice = await MlsClient.connect(a.url, "alice@a.example/phone");
     const bob = await MlsClient.connect(a.url, "bob@a.example/laptop");
@@ -58,12 +60,18 @@ describe("Redis SIGKILLed and restarted with AOF during a stream of submissions"
     for (let i = 0; i < TOTAL; i++) {
       const r = await createApplicationMessage(state, new TextEncoder().encode(`message ${i}`), alice.cs);
       state = r.newState;
-      messages.push(toB64u(encodeMlsMessage({ version: "mls10", wireformat: "mls_private_message", privateMessage: r.privateMessage })));
+      messages.push(
+        toB64u(encodeMlsMessage({ version: "mls10", wireformat: "mls_private_message", privateMessage: r.privateMessage })),
+      );
     }
     const shaOf = (m: string) => createHash("sha256").update(Buffer.from(m, "base64url")).digest("hex");
 
     const { token } = (await (
-      await fetch(`${a.url}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ client: alice.id }) })
+      await fetch(`${a.url}/v1/dev/token`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ client: alice.id }),
+      })
     ).json()) as { token: string };
     const agent = new Agent({ connections: IN_FLIGHT, keepAliveTimeout: 30_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
     const acked: (number | undefined)[] = new Array(TOTAL);
@@ -74,7 +82,8 @@ describe("Redis SIGKILLed and restarted with AOF during a stream of submissions"
 
     const submit = async (i: number): Promise<void> => {
       for (let attempt = 1; ; attempt++) {
-        if (attempt > MAX_ATTEMPTS || Date.now() - started > DEADLINE_MS) throw new Error(`message ${i} not acknowledged after ${attempt - 1} attempts`);
+        if (attempt > MAX_ATTEMPTS || Date.now() - started > DEADLINE_MS)
+          throw new Error(`message ${i} not acknowledged after ${attempt - 1} attempts`);
         let why: string;
         try {
           const res = await request(`${a!.url}/v1/groups/${groupId}/messages`, {

@@ -61,7 +61,14 @@ function describePlan(p: Plan): string {
 }
 
 /** A federation token built by hand (expired or too long-lived). */
-async function handToken(key: SigningKey, path: string, method: string, body: Uint8Array, iat: number, exp: number): Promise<string> {
+async function handToken(
+  key: SigningKey,
+  path: string,
+  method: string,
+  body: Uint8Array,
+  iat: number,
+  exp: number,
+): Promise<string> {
   return new SignJWT({ htm: method, htu: path, bdh: sha256B64u(body) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "mls-fedgate+jwt" })
     .setIssuer("b.example")
@@ -72,7 +79,13 @@ async function handToken(key: SigningKey, path: string, method: string, body: Ui
     .sign(key.privateKey);
 }
 
-async function authHeader(world: World, auth: AuthPlan, method: string, path: string, body: Uint8Array): Promise<string | undefined> {
+async function authHeader(
+  world: World,
+  auth: AuthPlan,
+  method: string,
+  path: string,
+  body: Uint8Array,
+): Promise<string | undefined> {
   switch (auth.kind) {
     case "client":
       return `Bearer ${world.tokens[auth.who]}`;
@@ -98,7 +111,11 @@ async function authHeader(world: World, auth: AuthPlan, method: string, path: st
         case "replay":
           return `Bearer ${await signRequest(world.bKey, "b.example", "a.example", facts, 60)}`;
         case "tamper": {
-          const [h, p, s] = (await signRequest(world.bKey, "b.example", "a.example", facts, 60)).split(".") as [string, string, string];
+          const [h, p, s] = (await signRequest(world.bKey, "b.example", "a.example", facts, 60)).split(".") as [
+            string,
+            string,
+            string,
+          ];
           const i = s.length >> 1;
           return `Bearer ${h}.${p}.${s.slice(0, i)}${s[i] === "A" ? "B" : "A"}${s.slice(i + 1)}`;
         }
@@ -126,13 +143,17 @@ function bodyBytes(plan: Plan): { bytes?: Buffer; headers: Record<string, string
   if (!b) return { headers: {} };
   switch (b.kind) {
     case "json":
-      return { bytes: Buffer.from(JSON.stringify(b.value) ?? "null"), headers: b.contentType ? { "content-type": b.contentType } : {} };
+      return {
+        bytes: Buffer.from(JSON.stringify(b.value) ?? "null"),
+        headers: b.contentType ? { "content-type": b.contentType } : {},
+      };
     case "raw":
       return { bytes: Buffer.from(b.text), headers: { "content-type": b.contentType } };
     case "encoded":
       // Half garbage, half a real compressed JSON (so the charset/encoding paths see both).
       return {
-        bytes: b.bytes.length % 2 ? Buffer.from(b.bytes) : b.encoding === "gzip" ? gzipSync(Buffer.from("{}")) : Buffer.from(b.bytes),
+        bytes:
+          b.bytes.length % 2 ? Buffer.from(b.bytes) : b.encoding === "gzip" ? gzipSync(Buffer.from("{}")) : Buffer.from(b.bytes),
         headers: { "content-type": "application/json", "content-encoding": b.encoding },
       };
     case "huge":
@@ -148,7 +169,12 @@ function authBroken(auth: AuthPlan): boolean {
   return true;
 }
 
-function checkAnswer(plan: Plan, status: number, contentType: string, text: string): { problems: string[]; code?: string; json?: unknown } {
+function checkAnswer(
+  plan: Plan,
+  status: number,
+  contentType: string,
+  text: string,
+): { problems: string[]; code?: string; json?: unknown } {
   const problems: string[] = [];
   let json: unknown;
   if (contentType.includes("json")) {
@@ -167,17 +193,29 @@ function checkAnswer(plan: Plan, status: number, contentType: string, text: stri
     else {
       code = typeof err.code === "string" ? err.code : undefined;
       if (!isErrorCode(err.code)) problems.push(`unknown error code ${JSON.stringify(err.code)}`);
-      else if (errorStatus[err.code] !== status) problems.push(`code ${err.code} with status ${status}, documented ${errorStatus[err.code]}`);
+      else if (errorStatus[err.code] !== status)
+        problems.push(`code ${err.code} with status ${status}, documented ${errorStatus[err.code]}`);
       if (typeof err.message !== "string" || err.message.length === 0) problems.push("error without a message");
     }
-  } else if (status >= 200 && status < 300 && status !== 204 && !plan.path.startsWith("/metrics") && !plan.path.startsWith("/v1/inbox/stream")) {
+  } else if (
+    status >= 200 &&
+    status < 300 &&
+    status !== 204 &&
+    !plan.path.startsWith("/metrics") &&
+    !plan.path.startsWith("/v1/inbox/stream")
+  ) {
     if (json === undefined) problems.push(`success answer that is not JSON (${contentType})`);
   }
-  if (!AUTH_FREE.has(plan.label) && authBroken(plan.auth) && status < 400) problems.push(`accepted with broken credentials: ${status}`);
+  if (!AUTH_FREE.has(plan.label) && authBroken(plan.auth) && status < 400)
+    problems.push(`accepted with broken credentials: ${status}`);
   return { problems, ...(code ? { code } : {}), json };
 }
 
-const SEQUENCED = new Set(["POST /v1/groups/:id/commits", "POST /v1/groups/:id/messages", "POST /federation/v1/groups/:id/submit"]);
+const SEQUENCED = new Set([
+  "POST /v1/groups/:id/commits",
+  "POST /v1/groups/:id/messages",
+  "POST /federation/v1/groups/:id/submit",
+]);
 
 /** Next seq of each fixture group at its hub, before a batch: an answer below it is a retry's original answer. */
 let nextSeqs = new Map<string, number>();
@@ -248,8 +286,17 @@ async function sendOnce(agent: Agent, world: World, plan: Plan, presetAuth?: str
   const t = timing.get(plan.label) ?? { n: 0, ms: 0, max: 0 };
   const took = performance.now() - t0;
   timing.set(plan.label, { n: t.n + 1, ms: t.ms + took, max: Math.max(t.max, took) });
-  if (VERBOSE && took > 1000) process.stdout.write(`slow ${took.toFixed(0)} ms: ${res.statusCode} ${describePlan(plan).slice(0, 300)}\n`);
-  return { plan, status: res.statusCode, ...(code ? { code } : {}), body: text.slice(0, 500), problems, mayMutate: mayMutate(plan, res.statusCode, json), ...(auth ? { auth } : {}) };
+  if (VERBOSE && took > 1000)
+    process.stdout.write(`slow ${took.toFixed(0)} ms: ${res.statusCode} ${describePlan(plan).slice(0, 300)}\n`);
+  return {
+    plan,
+    status: res.statusCode,
+    ...(code ? { code } : {}),
+    body: text.slice(0, 500),
+    problems,
+    mayMutate: mayMutate(plan, res.statusCode, json),
+    ...(auth ? { auth } : {}),
+  };
 }
 
 async function send(agent: Agent, world: World, plan: Plan): Promise<Sent[]> {
@@ -257,10 +304,10 @@ async function send(agent: Agent, world: World, plan: Plan): Promise<Sent[]> {
   if (!(plan.auth.kind === "peer" && plan.auth.variant === "replay")) return [first];
   const second = await sendOnce(agent, world, plan, first.auth);
   if (second.status < 400) second.problems.push(`a replayed federation token was accepted: ${second.status}`);
-  else if (second.code !== "replayed_request" && second.code !== first.code) second.problems.push(`replay answered ${second.code}, first answer ${first.code}`);
+  else if (second.code !== "replayed_request" && second.code !== first.code)
+    second.problems.push(`replay answered ${second.code}, first answer ${first.code}`);
   return [first, second];
 }
-
 
 interface Outcome {
   sent: number;
@@ -295,7 +342,8 @@ async function fuzz(world: World, agent: Agent, deliverSeed: DeliverSeed, runs: 
       nextSeqs = await readNextSeqs(world);
       const before = await worldFingerprint(world);
       const [r] = await send(agent, world, plan);
-      if (r && !r.mayMutate && (await worldFingerprint(world)) !== before) return `\n  replayed alone, this one changes state: ${r.status} ${describePlan(plan)}`;
+      if (r && !r.mayMutate && (await worldFingerprint(world)) !== before)
+        return `\n  replayed alone, this one changes state: ${r.status} ${describePlan(plan)}`;
     }
     return "\n  (no single request of the batch changes state when replayed alone)";
   };
@@ -314,13 +362,17 @@ async function fuzz(world: World, agent: Agent, deliverSeed: DeliverSeed, runs: 
       if (VERBOSE) {
         if (r.mayMutate) count(messages, `accepted write ${r.status} ${r.plan.label}`);
         if (r.plan.label === "POST /v1/key-packages" && r.status === 201) {
-          for (const item of (JSON.parse(r.body.length < 500 ? r.body : "{}") as { rejected?: { code: string; message: string }[] }).rejected ?? []) {
+          for (const item of (
+            JSON.parse(r.body.length < 500 ? r.body : "{}") as { rejected?: { code: string; message: string }[] }
+          ).rejected ?? []) {
             count(messages, `201 upload item: ${item.code} ${item.message.replace(/[A-Za-z0-9_-]{20,}/g, "…").slice(0, 100)}`);
           }
         }
-        if (r.status >= 400) count(messages, `${r.status} ${r.plan.label}: ${r.body.replace(/[A-Za-z0-9_-]{20,}/g, "…").slice(0, 140)}`);
+        if (r.status >= 400)
+          count(messages, `${r.status} ${r.plan.label}: ${r.body.replace(/[A-Za-z0-9_-]{20,}/g, "…").slice(0, 140)}`);
       }
-      for (const p of r.problems) failures.push(`${p}\n  request: ${describePlan(r.plan)}\n  answer: ${r.status} ${r.body.slice(0, 200)}`);
+      for (const p of r.problems)
+        failures.push(`${p}\n  request: ${describePlan(r.plan)}\n  answer: ${r.status} ${r.body.slice(0, 200)}`);
     }
     if (results.some((r) => r.mayMutate)) {
       const q0 = Date.now();
@@ -333,7 +385,9 @@ async function fuzz(world: World, agent: Agent, deliverSeed: DeliverSeed, runs: 
     const after = await worldFingerprint(world);
     verified += 1;
     if (after !== baseline) {
-      failures.push(`state changed although every request of the batch was rejected:\n  ${results.map((r) => `${r.status} ${describePlan(r.plan)}`).join("\n  ")}${await pinpoint(batch)}`);
+      failures.push(
+        `state changed although every request of the batch was rejected:\n  ${results.map((r) => `${r.status} ${describePlan(r.plan)}`).join("\n  ")}${await pinpoint(batch)}`,
+      );
       baseline = await worldFingerprint(world);
     }
     if (failures.length > 50) break;
@@ -343,10 +397,21 @@ async function fuzz(world: World, agent: Agent, deliverSeed: DeliverSeed, runs: 
   process.stdout.write(`${summary}\nerror codes ${JSON.stringify(Object.fromEntries([...codes].sort((x, y) => y[1] - x[1])))}\n`);
   if (VERBOSE) {
     process.stdout.write(`waiting for outboxes: ${quiesceMs} ms\n`);
-    process.stdout.write([...timing].map(([k, t]) => `time ${k}: ${t.n} × ${(t.ms / t.n).toFixed(1)} ms, max ${t.max.toFixed(0)} ms`).join("\n") + "\n");
-    process.stdout.write([...messages].sort((x, y) => y[1] - x[1]).map(([k, n]) => `${n}\t${k}`).join("\n") + "\n");
+    process.stdout.write(
+      [...timing].map(([k, t]) => `time ${k}: ${t.n} × ${(t.ms / t.n).toFixed(1)} ms, max ${t.max.toFixed(0)} ms`).join("\n") +
+        "\n",
+    );
+    process.stdout.write(
+      [...messages]
+        .sort((x, y) => y[1] - x[1])
+        .map(([k, n]) => `${n}\t${k}`)
+        .join("\n") + "\n",
+    );
   }
-  if (failures.length) throw new Error(`${summary}\n${failures.length} problems (reproduce with MLSFEDGATE_FUZZ_SEED=${SEED}):\n\n${failures.slice(0, 15).join("\n\n")}`);
+  if (failures.length)
+    throw new Error(
+      `${summary}\n${failures.length} problems (reproduce with MLSFEDGATE_FUZZ_SEED=${SEED}):\n\n${failures.slice(0, 15).join("\n\n")}`,
+    );
   return { sent, rejected, verified, batches: batches.length, coverage, summary };
 }
 

@@ -16,7 +16,8 @@ export type AuthPlan =
   | { kind: "foreign" }
   | {
       kind: "peer";
-      variant: "ok" | "replay" | "tamper" | "wrongPath" | "wrongBody" | "wrongMethod" | "stranger" | "forged" | "expired" | "longLived";
+      variant:
+        "ok" | "replay" | "tamper" | "wrongPath" | "wrongBody" | "wrongMethod" | "stranger" | "forged" | "expired" | "longLived";
     };
 
 export type BodyPlan =
@@ -123,14 +124,39 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant("overwrite" as const), at, near, bytes: smallBytes }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("insert" as const), at, near, bytes: smallBytes }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("delete" as const), at, near, len: fc.integer({ min: 1, max: 40 }) }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant("set" as const), at, near, value: fc.constantFrom(0, 1, 0x3f, 0x40, 0x7f, 0x80, 0xbf, 0xff) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant("set" as const),
+      at,
+      near,
+      value: fc.constantFrom(0, 1, 0x3f, 0x40, 0x7f, 0x80, 0xbf, 0xff),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("splice" as const), at, near, other: fc.nat(), from: fc.nat() }) },
 );
 
-const WEIRD_B64 = ["", "A", "AA==", "AAA=", "+/+/", "****", " AAAA", "AAAA\n", "\u0000", "é", "🙂", "AAAAA", "null", BIG_FIELD, KP_TOO_BIG];
+const WEIRD_B64 = [
+  "",
+  "A",
+  "AA==",
+  "AAA=",
+  "+/+/",
+  "****",
+  " AAAA",
+  "AAAA\n",
+  "\u0000",
+  "é",
+  "🙂",
+  "AAAAA",
+  "null",
+  BIG_FIELD,
+  KP_TOO_BIG,
+];
 
 /** base64url text of real, mutated, cross-kind or random MLS bytes, or text that is no base64url at all. */
-type ByteKind = "keyPackages" | "freshKeyPackages" | "commits" | "staleCommits" | "messages" | "proposals" | "welcomes" | "groupInfos" | "all";
+type ByteKind =
+  "keyPackages" | "freshKeyPackages" | "commits" | "staleCommits" | "messages" | "proposals" | "welcomes" | "groupInfos" | "all";
 
 export function mlsText(corpus: Corpus, kinds: ByteKind[]): fc.Arbitrary<string> {
   const own = kinds.flatMap((k) => corpus[k]);
@@ -151,7 +177,24 @@ export function mlsText(corpus: Corpus, kinds: ByteKind[]): fc.Arbitrary<string>
 // ---------- JSON values ----------
 
 const wrongValue: fc.Arbitrary<unknown> = fc.oneof(
-  fc.constantFrom(null, true, false, 0, -1, 1.5, 2 ** 53, -(2 ** 63), 1e308, "", [], {}, [""], { "": "" }, "__proto__", BIG_FIELD),
+  fc.constantFrom(
+    null,
+    true,
+    false,
+    0,
+    -1,
+    1.5,
+    2 ** 53,
+    -(2 ** 63),
+    1e308,
+    "",
+    [],
+    {},
+    [""],
+    { "": "" },
+    "__proto__",
+    BIG_FIELD,
+  ),
   fc.jsonValue({ maxDepth: 2 }),
   fc.string({ maxLength: 30 }),
   fc.array(fc.string({ maxLength: 10 }), { maxLength: 5 }),
@@ -170,7 +213,12 @@ function shaped(base: fc.Arbitrary<Record<string, unknown>>): fc.Arbitrary<unkno
         return rest;
       }),
     },
-    { weight: 1, arbitrary: fc.tuple(base, fc.constantFrom("extra", "__proto__", "constructor", ""), wrongValue).map(([o, k, v]) => ({ ...o, [k]: v })) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(base, fc.constantFrom("extra", "__proto__", "constructor", ""), wrongValue)
+        .map(([o, k, v]) => ({ ...o, [k]: v })),
+    },
     {
       weight: 3,
       arbitrary: fc.tuple(base, fc.nat(), wrongValue).map(([o, i, v]) => {
@@ -183,16 +231,55 @@ function shaped(base: fc.Arbitrary<Record<string, unknown>>): fc.Arbitrary<unkno
   );
 }
 
-const users = ["alice@a.example", "bob@a.example", "mallory@a.example", "nobody@a.example", "carol@b.example", "dave@b.example", "x@c.example"];
+const users = [
+  "alice@a.example",
+  "bob@a.example",
+  "mallory@a.example",
+  "nobody@a.example",
+  "carol@b.example",
+  "dave@b.example",
+  "x@c.example",
+];
 const userArb = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...users) },
-  { weight: 1, arbitrary: fc.constantFrom("", "alice", "@a.example", "alice@", "alice@A.EXAMPLE", "alice@a.example/phone", "a b@a.example", "x".repeat(600) + "@a.example") },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "",
+      "alice",
+      "@a.example",
+      "alice@",
+      "alice@A.EXAMPLE",
+      "alice@a.example/phone",
+      "a b@a.example",
+      "x".repeat(600) + "@a.example",
+    ),
+  },
   { weight: 1, arbitrary: fc.string({ maxLength: 20 }) },
 );
-const clients = ["alice@a.example/phone", "bob@a.example/laptop", "mallory@a.example/evil", "nobody@a.example/1", "carol@b.example/tablet", "dave@b.example/desk", "x@c.example/1"];
+const clients = [
+  "alice@a.example/phone",
+  "bob@a.example/laptop",
+  "mallory@a.example/evil",
+  "nobody@a.example/1",
+  "carol@b.example/tablet",
+  "dave@b.example/desk",
+  "x@c.example/1",
+];
 const clientArb = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...clients) },
-  { weight: 1, arbitrary: fc.constantFrom("", "alice@a.example", "alice@a.example/", "/x", "alice@a.example/a/b", "alice@a.example/*", "a@a.example/" + "d".repeat(600)) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "",
+      "alice@a.example",
+      "alice@a.example/",
+      "/x",
+      "alice@a.example/a/b",
+      "alice@a.example/*",
+      "a@a.example/" + "d".repeat(600),
+    ),
+  },
   { weight: 1, arbitrary: fc.string({ maxLength: 20 }) },
 );
 const remoteClientArb = fc.oneof(
@@ -203,14 +290,24 @@ const suitesArb = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom([1], [2, 1], [3], [1, 2, 3], [7], [0x0a0a, 1]) },
   { weight: 1, arbitrary: fc.array(fc.integer({ min: -5, max: 70_000 }), { maxLength: 70 }) },
 );
-const versionsArb = fc.option(fc.oneof(fc.constantFrom(["mls10"], [], ["mls11"], ["mls10", "mls10"]), fc.array(fc.string({ maxLength: 20 }), { maxLength: 10 })), {
-  nil: undefined,
-});
+const versionsArb = fc.option(
+  fc.oneof(
+    fc.constantFrom(["mls10"], [], ["mls11"], ["mls10", "mls10"]),
+    fc.array(fc.string({ maxLength: 20 }), { maxLength: 10 }),
+  ),
+  {
+    nil: undefined,
+  },
+);
 const intArb = fc.oneof(
   { weight: 3, arbitrary: fc.integer({ min: -2, max: 2000 }) },
   { weight: 1, arbitrary: fc.constantFrom(0, -1, 2 ** 31, 2 ** 53 - 1, 2 ** 53, 1e21, 0.5) },
 );
-const leaseTokenArb = fc.oneof(fc.constantFrom("", "x", "A".repeat(300)), fc.base64String({ maxLength: 24 }), fc.string({ maxLength: 20 }));
+const leaseTokenArb = fc.oneof(
+  fc.constantFrom("", "x", "A".repeat(300)),
+  fc.base64String({ maxLength: 24 }),
+  fc.string({ maxLength: 20 }),
+);
 
 function opt<T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> {
   return fc.option(arb, { nil: undefined, freq: 2 });
@@ -229,7 +326,10 @@ function groupSegment(world: World): fc.Arbitrary<string> {
   return fc.oneof(
     { weight: 8, arbitrary: fc.constantFrom(g1, g2, g3) },
     { weight: 2, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 40 }).map(toB64u) },
-    { weight: 1, arbitrary: fc.constantFrom(g1 + "=", g1 + "A", g1.slice(1), "A".repeat(400), "AA", "__proto__").map(encodeURIComponent) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(g1 + "=", g1 + "A", g1.slice(1), "A".repeat(400), "AA", "__proto__").map(encodeURIComponent),
+    },
     { weight: 1, arbitrary: fc.constantFrom("%", "%E0%A4%A", "%zz", "%C0%AF", "%00", "..", ".", "%2F", "a%2Fb", "%FF%FE") },
     { weight: 1, arbitrary: fc.string({ minLength: 1, maxLength: 20 }).map(encodeURIComponent) },
   );
@@ -244,35 +344,84 @@ function segment(values: fc.Arbitrary<string>): fc.Arbitrary<string> {
 
 const numText = fc.oneof(
   { weight: 4, arbitrary: fc.nat({ max: 5000 }).map(String) },
-  { weight: 1, arbitrary: fc.constantFrom("-1", "1e3", "abc", "", "99999999999999999999", "999999999999999", "0x10", " 1", "1.5", "%", "%E0") },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "-1",
+      "1e3",
+      "abc",
+      "",
+      "99999999999999999999",
+      "999999999999999",
+      "0x10",
+      " 1",
+      "1.5",
+      "%",
+      "%E0",
+    ),
+  },
 );
 
 function query(keys: string[]): fc.Arbitrary<string> {
   return fc
-    .array(fc.tuple(fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...keys) }, { weight: 1, arbitrary: fc.constantFrom("x", "after[0]", "") }), numText), {
-      maxLength: 4,
-    })
-    .map((pairs) => (pairs.length ? "?" + pairs.map(([k, v]) => `${encodeURIComponent(k)}=${/^%/.test(v) ? v : encodeURIComponent(v)}`).join("&") : ""));
+    .array(
+      fc.tuple(
+        fc.oneof(
+          { weight: 6, arbitrary: fc.constantFrom(...keys) },
+          { weight: 1, arbitrary: fc.constantFrom("x", "after[0]", "") },
+        ),
+        numText,
+      ),
+      {
+        maxLength: 4,
+      },
+    )
+    .map((pairs) =>
+      pairs.length
+        ? "?" + pairs.map(([k, v]) => `${encodeURIComponent(k)}=${/^%/.test(v) ? v : encodeURIComponent(v)}`).join("&")
+        : "",
+    );
 }
 
 // ---------- auth and transport ----------
 
 const clientAuthArb: fc.Arbitrary<AuthPlan> = fc.oneof(
-  { weight: 14, arbitrary: fc.constantFrom("alice", "bob", "mallory").map((who) => ({ kind: "client" as const, who: who as "alice" | "bob" | "mallory" })) },
+  {
+    weight: 14,
+    arbitrary: fc
+      .constantFrom("alice", "bob", "mallory")
+      .map((who) => ({ kind: "client" as const, who: who as "alice" | "bob" | "mallory" })),
+  },
   { weight: 1, arbitrary: fc.constant({ kind: "none" as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: "foreign" as const }) },
   {
     weight: 1,
-    arbitrary: fc.oneof(
-      fc.constantFrom("Bearer", "Bearer ", "bearer x", "Basic YWxpY2U6eA==", "Bearer a.b.c", "Bearer eyJhbGciOiJub25lIn0.e30.", "Bearer " + "A".repeat(4000)),
-      fc.string({ maxLength: 60 }).map((s) => `Bearer ${s}`),
-    ).map((header) => ({ kind: "raw" as const, header })),
+    arbitrary: fc
+      .oneof(
+        fc.constantFrom(
+          "Bearer",
+          "Bearer ",
+          "bearer x",
+          "Basic YWxpY2U6eA==",
+          "Bearer a.b.c",
+          "Bearer eyJhbGciOiJub25lIn0.e30.",
+          "Bearer " + "A".repeat(4000),
+        ),
+        fc.string({ maxLength: 60 }).map((s) => `Bearer ${s}`),
+      )
+      .map((header) => ({ kind: "raw" as const, header })),
   },
   {
     weight: 2,
     arbitrary: fc
       .record({
-        sub: fc.option(fc.oneof(fc.constantFrom("x@b.example/1", "alice@a.example", "alice", "", "alice@a.example/", "a@c.example/z"), fc.string({ maxLength: 12 })), { nil: undefined }),
+        sub: fc.option(
+          fc.oneof(
+            fc.constantFrom("x@b.example/1", "alice@a.example", "alice", "", "alice@a.example/", "a@c.example/z"),
+            fc.string({ maxLength: 12 }),
+          ),
+          { nil: undefined },
+        ),
         expired: fc.boolean(),
         wrongSecret: fc.boolean(),
         iss: fc.option(fc.constantFrom("dev:b.example", "evil"), { nil: undefined }),
@@ -289,25 +438,66 @@ const peerAuthArb: fc.Arbitrary<AuthPlan> = fc.oneof(
     weight: 3,
     arbitrary: fc
       .constantFrom("tamper", "wrongPath", "wrongBody", "wrongMethod", "stranger", "forged", "expired", "longLived")
-      .map((variant) => ({ kind: "peer" as const, variant: variant as Exclude<Extract<AuthPlan, { kind: "peer" }>["variant"], "ok" | "replay"> })),
+      .map((variant) => ({
+        kind: "peer" as const,
+        variant: variant as Exclude<Extract<AuthPlan, { kind: "peer" }>["variant"], "ok" | "replay">,
+      })),
   },
   { weight: 1, arbitrary: fc.constant({ kind: "none" as const }) },
-  { weight: 1, arbitrary: fc.oneof(fc.constantFrom("Bearer x.y.z", "Bearer ", "Basic eA=="), fc.string({ maxLength: 40 }).map((s) => `Bearer ${s}`)).map((header) => ({ kind: "raw" as const, header })) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .oneof(
+        fc.constantFrom("Bearer x.y.z", "Bearer ", "Basic eA=="),
+        fc.string({ maxLength: 40 }).map((s) => `Bearer ${s}`),
+      )
+      .map((header) => ({ kind: "raw" as const, header })),
+  },
 );
 
 const JSON_TYPES = ["application/json", "application/json; charset=utf-8"];
-const OTHER_TYPES = ["text/plain", "application/json; charset=utf-16", "application/json; charset=latin-9", "application/x-www-form-urlencoded", "application/vnd.api+json", ""];
+const OTHER_TYPES = [
+  "text/plain",
+  "application/json; charset=utf-16",
+  "application/json; charset=latin-9",
+  "application/x-www-form-urlencoded",
+  "application/vnd.api+json",
+  "",
+];
 
 function transport(value: fc.Arbitrary<unknown>): fc.Arbitrary<BodyPlan> {
   return fc.oneof(
-    { weight: 24, arbitrary: fc.tuple(value, fc.constantFrom(...JSON_TYPES)).map(([v, contentType]) => ({ kind: "json" as const, value: v, contentType })) },
-    { weight: 1, arbitrary: fc.tuple(value, fc.constantFrom(...OTHER_TYPES)).map(([v, contentType]) => ({ kind: "json" as const, value: v, contentType })) },
+    {
+      weight: 24,
+      arbitrary: fc
+        .tuple(value, fc.constantFrom(...JSON_TYPES))
+        .map(([v, contentType]) => ({ kind: "json" as const, value: v, contentType })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(value, fc.constantFrom(...OTHER_TYPES))
+        .map(([v, contentType]) => ({ kind: "json" as const, value: v, contentType })),
+    },
     {
       weight: 1,
       arbitrary: fc
         .tuple(
           fc.oneof(
-            fc.constantFrom("", "{", "[", "null", "1", '"x"', "{}{}", '{"a":1,}', "\uFEFF{}", "[".repeat(20_000) + "]".repeat(20_000), '{"__proto__":{"x":1}}', "tru"),
+            fc.constantFrom(
+              "",
+              "{",
+              "[",
+              "null",
+              "1",
+              '"x"',
+              "{}{}",
+              '{"a":1,}',
+              "\uFEFF{}",
+              "[".repeat(20_000) + "]".repeat(20_000),
+              '{"__proto__":{"x":1}}',
+              "tru",
+            ),
             fc.string({ maxLength: 40 }),
           ),
           fc.constantFrom(...JSON_TYPES),
@@ -324,7 +514,10 @@ function transport(value: fc.Arbitrary<unknown>): fc.Arbitrary<BodyPlan> {
   );
 }
 
-const requestIdArb = fc.option(fc.oneof(fc.constantFrom("abc-123", "x".repeat(200), "a b", "é", ""), fc.string({ maxLength: 20 })), { nil: undefined, freq: 4 });
+const requestIdArb = fc.option(
+  fc.oneof(fc.constantFrom("abc-123", "x".repeat(200), "a b", "é", ""), fc.string({ maxLength: 20 })),
+  { nil: undefined, freq: 4 },
+);
 
 /** A coherent request: real bytes sent to their own group by (or for) their own sender, one part mutated. */
 export interface Joint {
@@ -382,14 +575,28 @@ function mutatedText(corpus: Corpus, text: unknown, ops: Op[]): string {
 
 const memberLists = fc.oneof(
   fc.constant([] as string[]),
-  fc.array(fc.constantFrom(IDS.alice, IDS.bob, IDS.mallory, IDS.carol, IDS.dave, "nobody@a.example/1", "x@c.example/1"), { minLength: 1, maxLength: 3 }),
+  fc.array(fc.constantFrom(IDS.alice, IDS.bob, IDS.mallory, IDS.carol, IDS.dave, "nobody@a.example/1", "x@c.example/1"), {
+    minLength: 1,
+    maxLength: 3,
+  }),
 );
 
 /** A recorded commit bundle with one of its parts mutated (or none: a retry). */
 function bundleVariant(corpus: Corpus, r: Recorded): fc.Arbitrary<Record<string, unknown>> {
   return fc
     .record({
-      field: fc.constantFrom("commit", "commit", "commit", "welcome", "groupInfo", "groupInfo", "added", "removed", "leaseToken", "none"),
+      field: fc.constantFrom(
+        "commit",
+        "commit",
+        "commit",
+        "welcome",
+        "groupInfo",
+        "groupInfo",
+        "added",
+        "removed",
+        "leaseToken",
+        "none",
+      ),
       ops: fc.array(opArb, { minLength: 1, maxLength: 3 }),
       list: memberLists,
       token: leaseTokenArb,
@@ -405,7 +612,12 @@ function bundleVariant(corpus: Corpus, r: Recorded): fc.Arbitrary<Record<string,
         case "groupInfo":
           if (typeof body[field] === "string" && other % 3 !== 0) body[field] = mutatedText(corpus, body[field], ops);
           else if (other % 3 === 0) delete body[field];
-          else body[field] = toB64u((field === "welcome" ? corpus.welcomes : corpus.groupInfos)[other % (field === "welcome" ? corpus.welcomes.length : corpus.groupInfos.length)]!);
+          else
+            body[field] = toB64u(
+              (field === "welcome" ? corpus.welcomes : corpus.groupInfos)[
+                other % (field === "welcome" ? corpus.welcomes.length : corpus.groupInfos.length)
+              ]!,
+            );
           break;
         case "added":
         case "removed":
@@ -438,12 +650,21 @@ function jointCommit(corpus: Corpus, world: World): fc.Arbitrary<Joint> {
 function jointMessage(corpus: Corpus, world: World): fc.Arbitrary<Joint> {
   const local = corpus.sent.filter((m) => WHO[m.client] !== undefined);
   return fc
-    .tuple(pickFrom(local), fc.array(opArb, { minLength: 1, maxLength: 3 }), fc.nat({ max: 9 }), fc.constantFrom("alice", "bob", "mallory"), groupSegment(world))
+    .tuple(
+      pickFrom(local),
+      fc.array(opArb, { minLength: 1, maxLength: 3 }),
+      fc.nat({ max: 9 }),
+      fc.constantFrom("alice", "bob", "mallory"),
+      groupSegment(world),
+    )
     .map(([r, ops, roll, who, g]) => ({
       path: `/v1/groups/${roll < 8 ? r.groupId : g}/messages`,
       body: { message: roll === 0 ? r.body.message : mutatedText(corpus, r.body.message, ops) },
       // Mostly a non-member: a member's mutated ciphertext is accepted (the DS cannot read it).
-      auth: { kind: "client" as const, who: roll % 2 === 0 ? "mallory" : roll % 3 === 0 ? (who as "alice" | "bob" | "mallory") : WHO[r.client]! },
+      auth: {
+        kind: "client" as const,
+        who: roll % 2 === 0 ? "mallory" : roll % 3 === 0 ? (who as "alice" | "bob" | "mallory") : WHO[r.client]!,
+      },
     }));
 }
 
@@ -451,17 +672,27 @@ function jointUpload(corpus: Corpus): fc.Arbitrary<Joint> {
   return fc
     .record({
       who: fc.constantFrom("alice", "bob", "mallory") as fc.Arbitrary<"alice" | "bob" | "mallory">,
-      picks: fc.array(fc.tuple(fc.nat(), fc.oneof({ weight: 7, arbitrary: fc.array(opArb, { minLength: 1, maxLength: 3 }) }, { weight: 1, arbitrary: fc.constant([] as Op[]) })), {
-        minLength: 1,
-        maxLength: 3,
-      }),
+      picks: fc.array(
+        fc.tuple(
+          fc.nat(),
+          fc.oneof(
+            { weight: 7, arbitrary: fc.array(opArb, { minLength: 1, maxLength: 3 }) },
+            { weight: 1, arbitrary: fc.constant([] as Op[]) },
+          ),
+        ),
+        {
+          minLength: 1,
+          maxLength: 3,
+        },
+      ),
       lastResort: fc.option(fc.tuple(fc.nat(), fc.array(opArb, { minLength: 0, maxLength: 2 })), { nil: undefined }),
       virtual: fc.option(fc.boolean(), { nil: undefined, freq: 5 }),
     })
     .map(({ who, picks, lastResort, virtual }) => {
       const id = IDS[who];
       const own = [...(corpus.keyPackagesOf[id] ?? []), ...(who === "alice" ? corpus.freshKeyPackages : [])];
-      const make = ([i, ops]: [number, Op[]]) => toB64u(ops.length ? mutate(own[i % own.length]!, ops, corpus.all) : own[i % own.length]!);
+      const make = ([i, ops]: [number, Op[]]) =>
+        toB64u(ops.length ? mutate(own[i % own.length]!, ops, corpus.all) : own[i % own.length]!);
       return {
         path: "/v1/key-packages",
         body: clean({ keyPackages: picks.map(make), lastResort: lastResort ? make(lastResort) : undefined, virtual }),
@@ -501,7 +732,14 @@ export function clientSpecs(world: World): Spec[] {
   const hugeList = Array.from({ length: HUGE_ARRAY_LEN }, () => "A");
   const ids = fc.array(clientArb, { maxLength: 4 });
   return [
-    { label: "POST /v1/dev/token", method: "POST", path: c("/v1/dev/token"), body: shaped(fc.record({ client: clientArb })), auth: c({ kind: "none" }), weight: 2 },
+    {
+      label: "POST /v1/dev/token",
+      method: "POST",
+      path: c("/v1/dev/token"),
+      body: shaped(fc.record({ client: clientArb })),
+      auth: c({ kind: "none" }),
+      weight: 2,
+    },
     {
       label: "POST /v1/key-packages",
       method: "POST",
@@ -509,7 +747,10 @@ export function clientSpecs(world: World): Spec[] {
       body: shaped(
         fc
           .record({
-            keyPackages: fc.oneof({ weight: 10, arbitrary: fc.array(kp, { maxLength: 4 }) }, { weight: 1, arbitrary: fc.constantFrom(manyKps, hugeList) }),
+            keyPackages: fc.oneof(
+              { weight: 10, arbitrary: fc.array(kp, { maxLength: 4 }) },
+              { weight: 1, arbitrary: fc.constantFrom(manyKps, hugeList) },
+            ),
             lastResort: opt(kp),
             virtual: opt(fc.boolean()),
           })
@@ -523,7 +764,9 @@ export function clientSpecs(world: World): Spec[] {
     {
       label: "DELETE /v1/key-packages/:ref",
       method: "DELETE",
-      path: segment(fc.oneof(fc.base64String({ minLength: 4, maxLength: 44 }), fc.string({ maxLength: 20 }))).map((s) => `/v1/key-packages/${s}`),
+      path: segment(fc.oneof(fc.base64String({ minLength: 4, maxLength: 44 }), fc.string({ maxLength: 20 }))).map(
+        (s) => `/v1/key-packages/${s}`,
+      ),
       auth: clientAuthArb,
       weight: 1,
     },
@@ -535,9 +778,31 @@ export function clientSpecs(world: World): Spec[] {
       auth: clientAuthArb,
       weight: 3,
     },
-    { label: "GET /v1/users/:user/devices", method: "GET", path: segment(userArb).map((u) => `/v1/users/${u}/devices`), auth: clientAuthArb, weight: 2 },
-    { label: "DELETE /v1/devices/:client", method: "DELETE", path: segment(clientArb.filter((x) => x !== "alice@a.example/phone" && x !== "bob@a.example/laptop")).map((x) => `/v1/devices/${x}`), auth: clientAuthArb, weight: 1 },
-    { label: "GET /v1/peers/:domain", method: "GET", path: segment(fc.oneof(fc.constantFrom("b.example", "a.example", "c.example", "B.EXAMPLE"), fc.domain())).map((d) => `/v1/peers/${d}`), auth: clientAuthArb, weight: 1 },
+    {
+      label: "GET /v1/users/:user/devices",
+      method: "GET",
+      path: segment(userArb).map((u) => `/v1/users/${u}/devices`),
+      auth: clientAuthArb,
+      weight: 2,
+    },
+    {
+      label: "DELETE /v1/devices/:client",
+      method: "DELETE",
+      path: segment(clientArb.filter((x) => x !== "alice@a.example/phone" && x !== "bob@a.example/laptop")).map(
+        (x) => `/v1/devices/${x}`,
+      ),
+      auth: clientAuthArb,
+      weight: 1,
+    },
+    {
+      label: "GET /v1/peers/:domain",
+      method: "GET",
+      path: segment(fc.oneof(fc.constantFrom("b.example", "a.example", "c.example", "B.EXAMPLE"), fc.domain())).map(
+        (d) => `/v1/peers/${d}`,
+      ),
+      auth: clientAuthArb,
+      weight: 1,
+    },
     {
       label: "POST /v1/groups",
       method: "POST",
@@ -545,11 +810,17 @@ export function clientSpecs(world: World): Spec[] {
       body: shaped(
         fc
           .record({
-            groupId: fc.oneof(fc.constantFrom(world.groups.g1, world.groups.g2, "", "A".repeat(400), "a+b"), fc.uint8Array({ minLength: 0, maxLength: 300 }).map(toB64u), fc.string({ maxLength: 20 })),
+            groupId: fc.oneof(
+              fc.constantFrom(world.groups.g1, world.groups.g2, "", "A".repeat(400), "a+b"),
+              fc.uint8Array({ minLength: 0, maxLength: 300 }).map(toB64u),
+              fc.string({ maxLength: 20 }),
+            ),
             cipherSuite: fc.oneof(fc.constantFrom(1, 2, 3, 0, 7, 65535, -1, 1.5), fc.integer()),
             mode: opt(fc.oneof(fc.constantFrom("ordered", "send-group"), fc.string({ maxLength: 10 }))),
             groupInfo: opt(groupInfo),
-            replyTo: opt(fc.oneof(fc.constantFrom(world.groups.g1, world.groups.g3, world.groups.g2), fc.string({ maxLength: 10 }))),
+            replyTo: opt(
+              fc.oneof(fc.constantFrom(world.groups.g1, world.groups.g3, world.groups.g2), fc.string({ maxLength: 10 })),
+            ),
           })
           .map(clean),
       ),
@@ -582,12 +853,28 @@ export function clientSpecs(world: World): Spec[] {
       method: "POST",
       path: g.map((x) => `/v1/groups/${x}/messages`),
       body: shaped(fc.record({ message })),
-      auth: fc.oneof({ weight: 3, arbitrary: c({ kind: "client", who: "mallory" } as AuthPlan) }, { weight: 3, arbitrary: clientAuthArb }),
+      auth: fc.oneof(
+        { weight: 3, arbitrary: c({ kind: "client", who: "mallory" } as AuthPlan) },
+        { weight: 3, arbitrary: clientAuthArb },
+      ),
       weight: 10,
       joint: jointMessage(corpus, world),
     },
-    { label: "GET /v1/groups/:id/messages", method: "GET", path: fc.tuple(g, query(["after", "limit"])).map(([x, q]) => `/v1/groups/${x}/messages${q}`), auth: clientAuthArb, weight: 2 },
-    { label: "POST /v1/groups/:id/lease", method: "POST", path: g.map((x) => `/v1/groups/${x}/lease`), body: shaped(fc.record({ ttlMs: intArb })), auth: clientAuthArb, weight: 2 },
+    {
+      label: "GET /v1/groups/:id/messages",
+      method: "GET",
+      path: fc.tuple(g, query(["after", "limit"])).map(([x, q]) => `/v1/groups/${x}/messages${q}`),
+      auth: clientAuthArb,
+      weight: 2,
+    },
+    {
+      label: "POST /v1/groups/:id/lease",
+      method: "POST",
+      path: g.map((x) => `/v1/groups/${x}/lease`),
+      body: shaped(fc.record({ ttlMs: intArb })),
+      auth: clientAuthArb,
+      weight: 2,
+    },
     {
       label: "DELETE /v1/groups/:id/lease/:token",
       method: "DELETE",
@@ -595,17 +882,67 @@ export function clientSpecs(world: World): Spec[] {
       auth: clientAuthArb,
       weight: 1,
     },
-    { label: "GET /v1/groups/:id/group-info", method: "GET", path: g.map((x) => `/v1/groups/${x}/group-info`), auth: clientAuthArb, weight: 1 },
-    { label: "GET /v1/groups/:id/tree", method: "GET", path: fc.tuple(g, query(["leaf"])).map(([x, q]) => `/v1/groups/${x}/tree${q}`), auth: clientAuthArb, weight: 2 },
-    { label: "GET /v1/groups/:id/commit-log", method: "GET", path: fc.tuple(g, query(["after"])).map(([x, q]) => `/v1/groups/${x}/commit-log${q}`), auth: clientAuthArb, weight: 1 },
-    { label: "GET /v1/inbox", method: "GET", path: query(["after", "limit", "waitMs"]).map((q) => `/v1/inbox${q}`), auth: clientAuthArb, weight: 2 },
-    { label: "POST /v1/inbox/ack", method: "POST", path: c("/v1/inbox/ack"), body: shaped(fc.record({ upTo: intArb })), auth: clientAuthArb, weight: 1 },
-    { label: "GET /v1/inbox/stream", method: "GET", path: query(["after"]).map((q) => `/v1/inbox/stream${q}`), auth: clientAuthArb, weight: 1 },
+    {
+      label: "GET /v1/groups/:id/group-info",
+      method: "GET",
+      path: g.map((x) => `/v1/groups/${x}/group-info`),
+      auth: clientAuthArb,
+      weight: 1,
+    },
+    {
+      label: "GET /v1/groups/:id/tree",
+      method: "GET",
+      path: fc.tuple(g, query(["leaf"])).map(([x, q]) => `/v1/groups/${x}/tree${q}`),
+      auth: clientAuthArb,
+      weight: 2,
+    },
+    {
+      label: "GET /v1/groups/:id/commit-log",
+      method: "GET",
+      path: fc.tuple(g, query(["after"])).map(([x, q]) => `/v1/groups/${x}/commit-log${q}`),
+      auth: clientAuthArb,
+      weight: 1,
+    },
+    {
+      label: "GET /v1/inbox",
+      method: "GET",
+      path: query(["after", "limit", "waitMs"]).map((q) => `/v1/inbox${q}`),
+      auth: clientAuthArb,
+      weight: 2,
+    },
+    {
+      label: "POST /v1/inbox/ack",
+      method: "POST",
+      path: c("/v1/inbox/ack"),
+      body: shaped(fc.record({ upTo: intArb })),
+      auth: clientAuthArb,
+      weight: 1,
+    },
+    {
+      label: "GET /v1/inbox/stream",
+      method: "GET",
+      path: query(["after"]).map((q) => `/v1/inbox/stream${q}`),
+      auth: clientAuthArb,
+      weight: 1,
+    },
     {
       label: "misc",
       method: "GET",
       path: fc.oneof(
-        fc.constantFrom("/healthz", "/readyz", "/metrics", "/.well-known/mls-federation", "/", "/v1", "/v1/", "/v2/groups", "/federation", "/v1/groups/", "/%", "/v1/%E0%A4%A"),
+        fc.constantFrom(
+          "/healthz",
+          "/readyz",
+          "/metrics",
+          "/.well-known/mls-federation",
+          "/",
+          "/v1",
+          "/v1/",
+          "/v2/groups",
+          "/federation",
+          "/v1/groups/",
+          "/%",
+          "/v1/%E0%A4%A",
+        ),
         fc.webPath().filter((p) => p.startsWith("/")),
       ),
       auth: clientAuthArb,
@@ -623,7 +960,10 @@ export function clientSpecs(world: World): Spec[] {
 }
 
 /** Every endpoint of the Federation API; signed as b.example unless the auth plan breaks it. */
-export function federationSpecs(world: World, deliverSeed: { view: Record<string, unknown>; entries: Record<string, unknown>[] }): Spec[] {
+export function federationSpecs(
+  world: World,
+  deliverSeed: { view: Record<string, unknown>; entries: Record<string, unknown>[] },
+): Spec[] {
   const { corpus } = world;
   const g = groupSegment(world);
   const commit = mlsText(corpus, ["commits", "staleCommits"]);
@@ -633,10 +973,19 @@ export function federationSpecs(world: World, deliverSeed: { view: Record<string
   const { g1, g2, g3 } = world.groups;
   const viewArb = fc
     .record({
-      hub: fc.oneof({ weight: 6, arbitrary: c("b.example") }, { weight: 1, arbitrary: fc.constantFrom("a.example", "c.example", "") }),
+      hub: fc.oneof(
+        { weight: 6, arbitrary: c("b.example") },
+        { weight: 1, arbitrary: fc.constantFrom("a.example", "c.example", "") },
+      ),
       epoch: fc.oneof({ weight: 4, arbitrary: c(deliverSeed.view.epoch as number) }, { weight: 1, arbitrary: intArb }),
-      members: fc.oneof({ weight: 4, arbitrary: c(deliverSeed.view.members as string[]) }, { weight: 1, arbitrary: fc.array(clientArb, { maxLength: 3 }) }),
-      mode: fc.oneof({ weight: 6, arbitrary: c(deliverSeed.view.mode as string) }, { weight: 1, arbitrary: fc.constantFrom("send-group", "x") }),
+      members: fc.oneof(
+        { weight: 4, arbitrary: c(deliverSeed.view.members as string[]) },
+        { weight: 1, arbitrary: fc.array(clientArb, { maxLength: 3 }) },
+      ),
+      mode: fc.oneof(
+        { weight: 6, arbitrary: c(deliverSeed.view.mode as string) },
+        { weight: 1, arbitrary: fc.constantFrom("send-group", "x") },
+      ),
     })
     .map((v) => ({ ...deliverSeed.view, ...v }));
   const entryArb = fc
@@ -644,8 +993,14 @@ export function federationSpecs(world: World, deliverSeed: { view: Record<string
       base: fc.constantFrom(...deliverSeed.entries),
       seq: fc.oneof({ weight: 4, arbitrary: c(undefined) }, { weight: 1, arbitrary: intArb }),
       message: fc.oneof({ weight: 2, arbitrary: c(undefined) }, { weight: 1, arbitrary: message }),
-      recipients: fc.oneof({ weight: 4, arbitrary: c(undefined) }, { weight: 1, arbitrary: fc.array(clientArb, { maxLength: 3 }) }),
-      kind: fc.oneof({ weight: 6, arbitrary: c(undefined) }, { weight: 1, arbitrary: fc.constantFrom("commit", "welcome", "device_update", "x") }),
+      recipients: fc.oneof(
+        { weight: 4, arbitrary: c(undefined) },
+        { weight: 1, arbitrary: fc.array(clientArb, { maxLength: 3 }) },
+      ),
+      kind: fc.oneof(
+        { weight: 6, arbitrary: c(undefined) },
+        { weight: 1, arbitrary: fc.constantFrom("commit", "welcome", "device_update", "x") },
+      ),
     })
     .map(({ base, ...over }) => ({ ...base, ...clean(over) }));
   const deliverBody = fc
@@ -660,7 +1015,13 @@ export function federationSpecs(world: World, deliverSeed: { view: Record<string
       messages: entries.map((e) => (typeof e === "object" && e !== null && !Array.isArray(e) ? { ...e, groupId } : e)),
     }));
   const bundle = fc
-    .record({ commit, welcome: opt(welcome), groupInfo: opt(groupInfo), added: opt(fc.array(clientArb, { maxLength: 3 })), removed: opt(fc.array(clientArb, { maxLength: 3 })) })
+    .record({
+      commit,
+      welcome: opt(welcome),
+      groupInfo: opt(groupInfo),
+      added: opt(fc.array(clientArb, { maxLength: 3 })),
+      removed: opt(fc.array(clientArb, { maxLength: 3 })),
+    })
     .map(clean);
   const f = "/federation/v1";
   return [
@@ -668,11 +1029,26 @@ export function federationSpecs(world: World, deliverSeed: { view: Record<string
       label: "POST /federation/v1/key-packages/claim",
       method: "POST",
       path: c(`${f}/key-packages/claim`),
-      body: shaped(fc.record({ user: userArb, requester: remoteClientArb, cipherSuites: suitesArb, versions: fc.oneof(c(["mls10"]), versionsArb) }).map(clean)),
+      body: shaped(
+        fc
+          .record({
+            user: userArb,
+            requester: remoteClientArb,
+            cipherSuites: suitesArb,
+            versions: fc.oneof(c(["mls10"]), versionsArb),
+          })
+          .map(clean),
+      ),
       auth: peerAuthArb,
       weight: 3,
     },
-    { label: "GET /federation/v1/users/:user/devices", method: "GET", path: segment(userArb).map((u) => `${f}/users/${u}/devices`), auth: peerAuthArb, weight: 2 },
+    {
+      label: "GET /federation/v1/users/:user/devices",
+      method: "GET",
+      path: segment(userArb).map((u) => `${f}/users/${u}/devices`),
+      auth: peerAuthArb,
+      weight: 2,
+    },
     {
       label: "POST /federation/v1/groups/:id/submit",
       method: "POST",
@@ -680,8 +1056,16 @@ export function federationSpecs(world: World, deliverSeed: { view: Record<string
       body: shaped(
         fc.oneof(
           { weight: 4, arbitrary: fc.record({ sender: remoteClientArb, kind: c("message"), message }) },
-          { weight: 4, arbitrary: fc.record({ sender: remoteClientArb, kind: c("commit"), bundle: shaped(bundle), leaseToken: opt(leaseTokenArb) }).map(clean) },
-          { weight: 1, arbitrary: fc.record({ sender: remoteClientArb, kind: fc.constantFrom("application", "welcome", ""), message }) },
+          {
+            weight: 4,
+            arbitrary: fc
+              .record({ sender: remoteClientArb, kind: c("commit"), bundle: shaped(bundle), leaseToken: opt(leaseTokenArb) })
+              .map(clean),
+          },
+          {
+            weight: 1,
+            arbitrary: fc.record({ sender: remoteClientArb, kind: fc.constantFrom("application", "welcome", ""), message }),
+          },
         ),
       ),
       auth: peerAuthArb,
@@ -707,7 +1091,9 @@ export function federationSpecs(world: World, deliverSeed: { view: Record<string
     {
       label: "GET /federation/v1/groups/:id",
       method: "GET",
-      path: fc.tuple(g, fc.option(segment(remoteClientArb), { nil: undefined })).map(([x, m]) => `${f}/groups/${x}${m === undefined ? "" : `?member=${m}`}`),
+      path: fc
+        .tuple(g, fc.option(segment(remoteClientArb), { nil: undefined }))
+        .map(([x, m]) => `${f}/groups/${x}${m === undefined ? "" : `?member=${m}`}`),
       auth: peerAuthArb,
       weight: 1,
     },
@@ -718,16 +1104,38 @@ export function federationSpecs(world: World, deliverSeed: { view: Record<string
       auth: peerAuthArb,
       weight: 1,
     },
-    { label: "GET /federation/v1/groups/:id/messages", method: "GET", path: fc.tuple(g, query(["after", "limit"])).map(([x, q]) => `${f}/groups/${x}/messages${q}`), auth: peerAuthArb, weight: 2 },
-    { label: "GET /federation/v1/groups/:id/commit-log", method: "GET", path: fc.tuple(g, query(["after"])).map(([x, q]) => `${f}/groups/${x}/commit-log${q}`), auth: peerAuthArb, weight: 1 },
-    { label: "POST /federation/v1/deliver", method: "POST", path: c(`${f}/deliver`), body: shaped(deliverBody), auth: peerAuthArb, weight: 8 },
+    {
+      label: "GET /federation/v1/groups/:id/messages",
+      method: "GET",
+      path: fc.tuple(g, query(["after", "limit"])).map(([x, q]) => `${f}/groups/${x}/messages${q}`),
+      auth: peerAuthArb,
+      weight: 2,
+    },
+    {
+      label: "GET /federation/v1/groups/:id/commit-log",
+      method: "GET",
+      path: fc.tuple(g, query(["after"])).map(([x, q]) => `${f}/groups/${x}/commit-log${q}`),
+      auth: peerAuthArb,
+      weight: 1,
+    },
+    {
+      label: "POST /federation/v1/deliver",
+      method: "POST",
+      path: c(`${f}/deliver`),
+      body: shaped(deliverBody),
+      auth: peerAuthArb,
+      weight: 8,
+    },
     {
       label: "POST /federation/v1/device-updates",
       method: "POST",
       path: c(`${f}/device-updates`),
       body: shaped(
         fc.record({
-          user: fc.oneof({ weight: 4, arbitrary: fc.constantFrom("carol@b.example", "dave@b.example") }, { weight: 1, arbitrary: userArb }),
+          user: fc.oneof(
+            { weight: 4, arbitrary: fc.constantFrom("carol@b.example", "dave@b.example") },
+            { weight: 1, arbitrary: userArb },
+          ),
           version: intArb,
           devices: fc.array(fc.record({ client: remoteClientArb, cipherSuites: suitesArb }), { maxLength: 3 }),
         }),
@@ -735,7 +1143,13 @@ export function federationSpecs(world: World, deliverSeed: { view: Record<string
       auth: peerAuthArb,
       weight: 2,
     },
-    { label: "GET /federation/v1 (unknown)", method: "GET", path: fc.constantFrom(`${f}/`, `${f}/nope`, `${f}/groups`), auth: peerAuthArb, weight: 1 },
+    {
+      label: "GET /federation/v1 (unknown)",
+      method: "GET",
+      path: fc.constantFrom(`${f}/`, `${f}/nope`, `${f}/groups`),
+      auth: peerAuthArb,
+      weight: 1,
+    },
   ];
 }
 

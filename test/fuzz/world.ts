@@ -85,7 +85,8 @@ function recordBodies(client: MlsClient, sink: Recorded[]): void {
   const original = api.request.bind(api);
   api.request = (async (method: string, path: string, body?: unknown, auth?: boolean) => {
     const groupId = /^\/v1\/groups\/([^/?]+)\//.exec(path)?.[1];
-    if (body !== undefined) sink.push({ client: client.id, ...(groupId ? { groupId } : {}), body: body as Record<string, unknown> });
+    if (body !== undefined)
+      sink.push({ client: client.id, ...(groupId ? { groupId } : {}), body: body as Record<string, unknown> });
     return original(method, path, body, auth);
   }) as typeof api.request;
 }
@@ -95,7 +96,10 @@ export async function buildWorld(store: "memory" | "redis" = "memory"): Promise<
   const bKey = await testKey();
   const [a, b] = (await startFederation(
     ["a.example", "b.example"],
-    () => (store === "redis" ? { ...FUZZ_OVERRIDES, store: { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() } } : FUZZ_OVERRIDES),
+    () =>
+      store === "redis"
+        ? { ...FUZZ_OVERRIDES, store: { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() } }
+        : FUZZ_OVERRIDES,
     (d) => ({ ...(d === "b.example" ? { signingKey: bKey } : {}), ...(store === "memory" ? { store: new MemoryStore() } : {}) }),
   )) as [Provider, Provider];
   const recorded: Recorded[] = [];
@@ -148,7 +152,12 @@ export async function buildWorld(store: "memory" | "redis" = "memory"): Promise<
   }) as typeof fresh.api.request;
   await fresh.publishKeyPackages(3, { lastResort: true });
 
-  const corpus = corpusOf(recorded, freshBodies, { client: IDS.bob, groupId: g1, body: { commit: toB64u(encodeMlsMessage(stale.commit)) } }, { client: IDS.alice, groupId: g1, body: { message: proposalB64 } });
+  const corpus = corpusOf(
+    recorded,
+    freshBodies,
+    { client: IDS.bob, groupId: g1, body: { commit: toB64u(encodeMlsMessage(stale.commit)) } },
+    { client: IDS.alice, groupId: g1, body: { message: proposalB64 } },
+  );
 
   const tokens = {
     alice: await tokenOf(alice!),
@@ -216,7 +225,9 @@ function corpusOf(recorded: Recorded[], freshBodies: Recorded[], stale: Recorded
     } else if (typeof body.message === "string" && r.groupId) sent.push(r);
     else if (typeof body.groupInfo === "string") groupInfos.push(body.groupInfo);
   }
-  const fresh = freshBodies.flatMap(({ body }) => (Array.isArray(body.keyPackages) ? [...(body.keyPackages as string[]), ...strings(body.lastResort)] : []));
+  const fresh = freshBodies.flatMap(({ body }) =>
+    Array.isArray(body.keyPackages) ? [...(body.keyPackages as string[]), ...strings(body.lastResort)] : [],
+  );
   const c: Omit<Corpus, "all" | "bundles" | "sent" | "keyPackagesOf"> = {
     keyPackages: Object.values(keyPackagesOf).flat(),
     freshKeyPackages: bytes(fresh),
@@ -232,9 +243,15 @@ function corpusOf(recorded: Recorded[], freshBodies: Recorded[], stale: Recorded
 }
 
 /** Client JWTs of a.example's dev issuer, built by hand so each claim can be wrong. */
-export async function devToken(secret: Uint8Array, claims: { sub?: string; exp?: number; iss?: string; aud?: string }): Promise<string> {
+export async function devToken(
+  secret: Uint8Array,
+  claims: { sub?: string; exp?: number; iss?: string; aud?: string },
+): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setIssuedAt(now).setExpirationTime(claims.exp ?? now + 3600);
+  const jwt = new SignJWT({})
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuedAt(now)
+    .setExpirationTime(claims.exp ?? now + 3600);
   jwt.setIssuer(claims.iss ?? "dev:a.example").setAudience(claims.aud ?? "a.example");
   if (claims.sub !== undefined) jwt.setSubject(claims.sub);
   jwt.setJti(randomUUID());
@@ -266,7 +283,18 @@ export function fingerprint(store: Store): string {
     keys: Map<string, { pool: { ref: string }[]; lastResort: Map<number, { ref: string }> }>;
     refs: Map<string, { client: string; expiresAt: number }>;
     devices: Map<string, { version: number; clients: Set<string> }>;
-    groups: Map<string, { record: unknown; log: Map<number, { seq: number; kind: string; sha256: string; message: string; recipients: string[] }>; answers: Map<string, unknown>; commitLog: unknown[]; groupInfo?: unknown; dispatched: number; replica: boolean }>;
+    groups: Map<
+      string,
+      {
+        record: unknown;
+        log: Map<number, { seq: number; kind: string; sha256: string; message: string; recipients: string[] }>;
+        answers: Map<string, unknown>;
+        commitLog: unknown[];
+        groupInfo?: unknown;
+        dispatched: number;
+        replica: boolean;
+      }
+    >;
     memberships: Map<string, Set<string>>;
     inboxes: Map<string, { counter: number; ids: Set<string>; entries: { cursor: number }[] }>;
     outboxes: Map<string, { counter: number; ids: Set<string>; entries: { cursor: number }[] }>;
@@ -276,11 +304,21 @@ export function fingerprint(store: Store): string {
   if (unknown.length) throw new Error(`MemoryStore has state the fuzz fingerprint does not cover: ${unknown.join(", ")}`);
   const h = createHash("sha256");
   const add = (v: unknown) => h.update(JSON.stringify(v) + "\n");
-  for (const [client, k] of m.keys) add(["kp", client, k.pool.map((p) => p.ref), [...k.lastResort].map(([s, lr]) => [s, lr.ref])]);
+  for (const [client, k] of m.keys)
+    add(["kp", client, k.pool.map((p) => p.ref), [...k.lastResort].map(([s, lr]) => [s, lr.ref])]);
   for (const [ref, r] of m.refs) add(["ref", ref, r.client, r.expiresAt]);
   for (const [user, d] of m.devices) add(["dev", user, d.version, [...d.clients]]);
   for (const [id, g] of m.groups) {
-    add(["group", id, g.record, g.answers.size, g.commitLog, g.groupInfo ? createHash("sha256").update(JSON.stringify(g.groupInfo)).digest("hex") : null, g.dispatched, g.replica]);
+    add([
+      "group",
+      id,
+      g.record,
+      g.answers.size,
+      g.commitLog,
+      g.groupInfo ? createHash("sha256").update(JSON.stringify(g.groupInfo)).digest("hex") : null,
+      g.dispatched,
+      g.replica,
+    ]);
     for (const [seq, e] of g.log) add(["log", seq, e.seq, e.kind, e.sha256, e.message.length, e.recipients]);
   }
   for (const [client, groups] of m.memberships) add(["member", client, [...groups]]);
@@ -307,12 +345,27 @@ export async function portSnapshot(world: World, store: Store): Promise<string> 
   );
   const clients = [...Object.values(IDS), "nobody@a.example/1", "alice@a.example/*", "bob@a.example/*", "mallory@a.example/*"];
   const perClient = await Promise.all(
-    clients.map(async (c) => [c, await store.listKeyPackages(c), (await store.readInbox(c, 0, 100_000)).map((e) => e.cursor), await store.groupsOf(c)]),
+    clients.map(async (c) => [
+      c,
+      await store.listKeyPackages(c),
+      (await store.readInbox(c, 0, 100_000)).map((e) => e.cursor),
+      await store.groupsOf(c),
+    ]),
   );
-  const users = ["alice@a.example", "bob@a.example", "mallory@a.example", "nobody@a.example", "carol@b.example", "dave@b.example", "x@c.example"];
+  const users = [
+    "alice@a.example",
+    "bob@a.example",
+    "mallory@a.example",
+    "nobody@a.example",
+    "carol@b.example",
+    "dave@b.example",
+    "x@c.example",
+  ];
   const devices = await Promise.all(users.map((u) => store.listDevices(u)));
   const outboxes = await Promise.all(["a.example", "b.example"].map((p) => store.peekOutbox(p, 100_000)));
-  return createHash("sha256").update(JSON.stringify([groups, perClient, devices, outboxes])).digest("hex");
+  return createHash("sha256")
+    .update(JSON.stringify([groups, perClient, devices, outboxes]))
+    .digest("hex");
 }
 
 export async function worldFingerprint(world: World): Promise<string> {
