@@ -14,7 +14,9 @@ program
     const ds = await DeliveryService.create(config, { processMetrics: true });
     await ds.start();
     ds.ctx.log.info({ url: ds.url, store: config.store.kind, auth: config.auth.mode }, "mls-fedgate listening");
-    process.stdout.write(`mls-fedgate ${config.domain} listening on ${ds.url} (store: ${config.store.kind}, auth: ${config.auth.mode})\n`);
+    process.stdout.write(
+      `mls-fedgate ${config.domain} listening on ${ds.url} (store: ${config.store.kind}, auth: ${config.auth.mode})\n`,
+    );
     onSignals(() => ds.close());
   });
 

@@ -61,7 +61,8 @@ export class AppContext {
     useMlsCrypto(config.mlsCrypto);
     const clock = overrides.clock ?? systemClock;
     const metrics = new Metrics(overrides.processMetrics ?? false);
-    const signingKey = overrides.signingKey ?? (await loadSigningKey(config.federation.signingKeyFile, config.federation.generateKeyIfMissing));
+    const signingKey =
+      overrides.signingKey ?? (await loadSigningKey(config.federation.signingKeyFile, config.federation.generateKeyIfMissing));
     const ownsStore = !overrides.store;
     const store: Store =
       overrides.store ??
@@ -76,7 +77,8 @@ export class AppContext {
       timeoutMs: config.federation.requestTimeoutMs,
       discoveryCacheSeconds: config.federation.discoveryCacheSeconds,
       maxResponseBytes: Math.max(config.limits.bodyBytes, 64 * 1024 * 1024),
-      onRequest: (peer, path) => metrics.s2sRequests.inc({ peer, path: path.replace(/\/groups\/[^/?]+/, "/groups/:id").split("?")[0] }),
+      onRequest: (peer, path) =>
+        metrics.s2sRequests.inc({ peer, path: path.replace(/\/groups\/[^/?]+/, "/groups/:id").split("?")[0] }),
     });
     const peers = new FederationGateway(peerClient);
     const auth = await ClientAuth.create(config);
@@ -130,7 +132,25 @@ export class AppContext {
     );
     const inbox = new Inbox(store, limits.inboxPageSize, limits.maxWaitMs);
     const limiters = makeLimiters(config, store);
-    return new AppContext(config, store, ownsStore, clock, log, metrics, signingKey, peerClient, peers, auth, keys, groups, inbox, dispatcher, outbox, devices, limiters);
+    return new AppContext(
+      config,
+      store,
+      ownsStore,
+      clock,
+      log,
+      metrics,
+      signingKey,
+      peerClient,
+      peers,
+      auth,
+      keys,
+      groups,
+      inbox,
+      dispatcher,
+      outbox,
+      devices,
+      limiters,
+    );
   }
 
   async close(): Promise<void> {
@@ -145,7 +165,13 @@ function makeLimiters(config: Readonly<Config>, store: Store): RateLimiters {
   const redis = store.kind === "redis" ? (store as RedisStore).client : undefined;
   const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract =>
     redis
-      ? new RateLimiterRedis({ storeClient: redis, useRedisPackage: true, keyPrefix: `${config.store.prefix}:rl:${keyPrefix}`, points, duration })
+      ? new RateLimiterRedis({
+          storeClient: redis,
+          useRedisPackage: true,
+          keyPrefix: `${config.store.prefix}:rl:${keyPrefix}`,
+          points,
+          duration,
+        })
       : new RateLimiterMemory({ keyPrefix, points, duration });
   return {
     client: make("client", rl.clientRequestsPerSecond, 1),

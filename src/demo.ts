@@ -37,11 +37,23 @@ export async function runDemo(opts: { print: (line: string) => void; ports?: [nu
   const [portA, portB] = opts.ports ?? [7101, 7102];
   const cfgA = loadConfig({
     file: join(dir, "demo-a.json"),
-    overrides: { port: portA, federation: { signingKeyFile: join(dir, "keys", "a.example.jwk.json"), peers: { "b.example": { url: `http://127.0.0.1:${portB}` } } } },
+    overrides: {
+      port: portA,
+      federation: {
+        signingKeyFile: join(dir, "keys", "a.example.jwk.json"),
+        peers: { "b.example": { url: `http://127.0.0.1:${portB}` } },
+      },
+    },
   });
   const cfgB = loadConfig({
     file: join(dir, "demo-b.json"),
-    overrides: { port: portB, federation: { signingKeyFile: join(dir, "keys", "b.example.jwk.json"), peers: { "a.example": { url: `http://127.0.0.1:${portA}` } } } },
+    overrides: {
+      port: portB,
+      federation: {
+        signingKeyFile: join(dir, "keys", "b.example.jwk.json"),
+        peers: { "a.example": { url: `http://127.0.0.1:${portA}` } },
+      },
+    },
   });
   const a = await (await DeliveryService.create(cfgA, { logger: quiet })).start();
   const b = await (await DeliveryService.create(cfgB, { logger: quiet })).start();
@@ -58,9 +70,13 @@ export async function runDemo(opts: { print: (line: string) => void; ports?: [nu
       print(`1. ${c.id} uploads ${up.accepted.filter((k) => !k.lastResort).length} KeyPackages + 1 last-resort to its own DS`);
     }
     const peer = await alice.api.peer("b.example");
-    print(`2. alice asks a.example about b.example: suites ${peer.cipherSuites.join(",")}, common ${peer.commonCipherSuites.join(",")}`);
+    print(
+      `2. alice asks a.example about b.example: suites ${peer.cipherSuites.join(",")}, common ${peer.commonCipherSuites.join(",")}`,
+    );
     const claim = await alice.api.claim("bob@b.example", [1]);
-    print(`3. alice claims bob@b.example through a.example (server fan-out): suite ${claim.cipherSuite}, ${claim.bundles.length} bundle(s)`);
+    print(
+      `3. alice claims bob@b.example through a.example (server fan-out): suite ${claim.cipherSuite}, ${claim.bundles.length} bundle(s)`,
+    );
     const groupId = await alice.createGroup();
     print(`4. alice creates group ${groupId} on a.example (the hub)`);
     const added = await alice.addUsers(groupId, ["bob@b.example", "carol@b.example"]);
@@ -74,7 +90,9 @@ export async function runDemo(opts: { print: (line: string) => void; ports?: [nu
     const got = await waitFor(bob, (e) => e.kind === "message");
     const latency = Date.now() - sentAt;
     const msg = got.find((e) => e.kind === "message");
-    print(`7. bob decrypts on b.example: "${msg?.kind === "message" ? msg.text : "?"}" (${latency} ms from alice's send to bob's plaintext)`);
+    print(
+      `7. bob decrypts on b.example: "${msg?.kind === "message" ? msg.text : "?"}" (${latency} ms from alice's send to bob's plaintext)`,
+    );
     await bob.send(groupId, "Hi alice, bob here on b.example");
     const back = await waitFor(alice, (e) => e.kind === "message");
     const reply = back.find((e) => e.kind === "message");
@@ -84,7 +102,9 @@ export async function runDemo(opts: { print: (line: string) => void; ports?: [nu
     print(`10. alice and bob commit at the same epoch at the same moment…`);
     const race = await Promise.all([alice.update(groupId), bob.update(groupId)]);
     const loser = race[0].attempts > 1 ? "alice" : "bob";
-    print(`    one commit won epoch ${Math.min(race[0].epoch, race[1].epoch)}; ${loser} got stale_epoch, caught up and committed epoch ${Math.max(race[0].epoch, race[1].epoch)}`);
+    print(
+      `    one commit won epoch ${Math.min(race[0].epoch, race[1].epoch)}; ${loser} got stale_epoch, caught up and committed epoch ${Math.max(race[0].epoch, race[1].epoch)}`,
+    );
     for (const c of [alice, bob, carol]) await c.sync({ waitMs: 300 });
     await waitFor(carol, (e) => e.kind === "commit" && e.epoch === 3).catch(() => []);
     const [logA, logB] = await Promise.all([alice.api.commitLog(groupId), bob.api.commitLog(groupId)]);

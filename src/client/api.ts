@@ -104,7 +104,11 @@ export class FedgateApi {
     }
     if (!res.ok) {
       const err = (json as { error?: { code?: string; message?: string } } | undefined)?.error ?? {};
-      const { code = "unknown", message = res.statusText, ...details } = err as Record<string, unknown> & { code?: string; message?: string };
+      const {
+        code = "unknown",
+        message = res.statusText,
+        ...details
+      } = err as Record<string, unknown> & { code?: string; message?: string };
       throw new FedgateError(res.status, code, message, details);
     }
     return json as T;
@@ -117,7 +121,10 @@ export class FedgateApi {
     }>("POST", "/v1/key-packages", { keyPackages, ...(lastResort ? { lastResort } : {}), ...(virtual ? { virtual } : {}) });
   }
   listKeyPackages() {
-    return this.request<{ keyPackages: { ref: string; cipherSuite: number; notAfter: number; lastResort: boolean }[] }>("GET", "/v1/key-packages");
+    return this.request<{ keyPackages: { ref: string; cipherSuite: number; notAfter: number; lastResort: boolean }[] }>(
+      "GET",
+      "/v1/key-packages",
+    );
   }
   deleteKeyPackage(ref: string) {
     return this.request<void>("DELETE", `/v1/key-packages/${encodeURIComponent(ref)}`);
@@ -140,7 +147,13 @@ export class FedgateApi {
       `/v1/peers/${encodeURIComponent(domain)}`,
     );
   }
-  createGroup(body: { groupId: string; cipherSuite: number; mode?: "ordered" | "send-group"; groupInfo?: string; replyTo?: string }) {
+  createGroup(body: {
+    groupId: string;
+    cipherSuite: number;
+    mode?: "ordered" | "send-group";
+    groupInfo?: string;
+    replyTo?: string;
+  }) {
     return this.request<GroupView>("POST", "/v1/groups", body);
   }
   group(groupId: string) {
@@ -175,7 +188,9 @@ export class FedgateApi {
     );
   }
   inbox(after = 0, opts: { limit?: number; waitMs?: number } = {}) {
-    const q = [`after=${after}`, opts.limit ? `limit=${opts.limit}` : "", opts.waitMs ? `waitMs=${opts.waitMs}` : ""].filter(Boolean).join("&");
+    const q = [`after=${after}`, opts.limit ? `limit=${opts.limit}` : "", opts.waitMs ? `waitMs=${opts.waitMs}` : ""]
+      .filter(Boolean)
+      .join("&");
     return this.request<{ messages: InboxEntry[]; next: number }>("GET", `/v1/inbox?${q}`);
   }
   ack(upTo: number) {

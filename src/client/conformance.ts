@@ -40,7 +40,8 @@ async function until(client: MlsClient, want: (e: MlsEvent[]) => boolean, timeou
   const events: MlsEvent[] = [];
   const deadline = Date.now() + timeoutMs;
   while (!want(events)) {
-    if (Date.now() > deadline) throw new Error(`${client.id} timed out (events: ${events.map((e) => e.kind).join(",") || "none"})`);
+    if (Date.now() > deadline)
+      throw new Error(`${client.id} timed out (events: ${events.map((e) => e.kind).join(",") || "none"})`);
     events.push(...(await client.sync({ waitMs: 500 })));
   }
   return events;
@@ -73,7 +74,8 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   await check("discovery documents are served and well-formed", async () => {
     [da, db] = await Promise.all([discover(opts.a), discover(opts.b)]);
     for (const d of [da, db]) {
-      if (d.federationApi !== "1" || !d.protocolVersions.includes("mls10") || d.jwks.keys.length === 0) throw new Error(`${d.domain}: incomplete document`);
+      if (d.federationApi !== "1" || !d.protocolVersions.includes("mls10") || d.jwks.keys.length === 0)
+        throw new Error(`${d.domain}: incomplete document`);
     }
     if (da.domain === db.domain) throw new Error("both URLs are the same provider");
     return `${da.domain} and ${db.domain}`;
@@ -108,8 +110,12 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
 
   await check("no common cipher suite is a 409 naming both sides", async () => {
     const unsupported = [0xfafa];
-    const err = await alice.api.claim(bob.user, unsupported).then(() => undefined, (e: unknown) => e);
-    if (!(err instanceof FedgateError) || err.code !== "no_common_cipher_suite" || err.status !== 409) throw new Error(`got ${String(err)}`);
+    const err = await alice.api.claim(bob.user, unsupported).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (!(err instanceof FedgateError) || err.code !== "no_common_cipher_suite" || err.status !== 409)
+      throw new Error(`got ${String(err)}`);
     return "no_common_cipher_suite";
   });
 
@@ -188,7 +194,9 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
 
 export function printTable(results: CheckResult[]): string {
   const width = Math.max(...results.map((r) => r.name.length));
-  const lines = results.map((r) => `${r.ok ? "PASS" : "FAIL"}  ${r.name.padEnd(width)}  ${String(r.ms).padStart(5)} ms  ${r.detail}`);
+  const lines = results.map(
+    (r) => `${r.ok ? "PASS" : "FAIL"}  ${r.name.padEnd(width)}  ${String(r.ms).padStart(5)} ms  ${r.detail}`,
+  );
   const passed = results.filter((r) => r.ok).length;
   return [...lines, "", `${passed} passed, ${results.length - passed} failed`].join("\n");
 }

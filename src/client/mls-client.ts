@@ -142,7 +142,13 @@ export class MlsClient {
       wireformat: "mls_group_info",
       groupInfo: await createGroupInfoWithExternalPubAndRatchetTree(state, [], this.cs),
     });
-    await this.api.createGroup({ groupId, cipherSuite: this.cipherSuite, mode: opts.mode ?? "ordered", groupInfo, ...(opts.replyTo ? { replyTo: opts.replyTo } : {}) });
+    await this.api.createGroup({
+      groupId,
+      cipherSuite: this.cipherSuite,
+      mode: opts.mode ?? "ordered",
+      groupInfo,
+      ...(opts.replyTo ? { replyTo: opts.replyTo } : {}),
+    });
     this.groups.set(groupId, { state, lastSeq: 0 });
     return groupId;
   }
@@ -176,14 +182,18 @@ export class MlsClient {
   }
 
   async removeClients(groupId: string, clients: string[], opts: { leaseToken?: string } = {}) {
-    return this.commit(groupId, (state) => {
-      const leaves = leafIdentities(state);
-      return clients.map((c) => {
-        const leaf = leaves.indexOf(c);
-        if (leaf < 0) throw new Error(`${c} is not in group ${groupId}`);
-        return { proposalType: "remove", remove: { removed: leaf } } as Proposal;
-      });
-    }, { removed: clients, ...opts });
+    return this.commit(
+      groupId,
+      (state) => {
+        const leaves = leafIdentities(state);
+        return clients.map((c) => {
+          const leaf = leaves.indexOf(c);
+          if (leaf < 0) throw new Error(`${c} is not in group ${groupId}`);
+          return { proposalType: "remove", remove: { removed: leaf } } as Proposal;
+        });
+      },
+      { removed: clients, ...opts },
+    );
   }
 
   /** An empty commit: a full-path update of this client's leaf. */
@@ -203,7 +213,10 @@ export class MlsClient {
     for (let attempt = 1; ; attempt++) {
       const slot = this.slot(groupId);
       const extraProposals = typeof proposals === "function" ? proposals(slot.state) : proposals;
-      const result = await createCommit({ state: slot.state, cipherSuite: this.cs }, { extraProposals, ratchetTreeExtension: true });
+      const result = await createCommit(
+        { state: slot.state, cipherSuite: this.cs },
+        { extraProposals, ratchetTreeExtension: true },
+      );
       const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(result.newState, [], this.cs);
       try {
         const answer = await this.api.commit(groupId, {
@@ -237,7 +250,13 @@ export class MlsClient {
     const gi = decodeMlsMessage(fromB64u(groupInfo), 0)?.[0];
     if (!gi || gi.wireformat !== "mls_group_info") throw new Error("DS returned no GroupInfo");
     const kp = await this.freshKeyPackage();
-    const { publicMessage, newState } = await joinGroupExternal(gi.groupInfo, kp.publicPackage, kp.privatePackage, false, this.cs);
+    const { publicMessage, newState } = await joinGroupExternal(
+      gi.groupInfo,
+      kp.publicPackage,
+      kp.privatePackage,
+      false,
+      this.cs,
+    );
     const newInfo = await createGroupInfoWithExternalPubAndRatchetTree(newState, [], this.cs);
     const answer = await this.api.commit(groupId, {
       commit: wire({ version: "mls10", wireformat: "mls_public_message", publicMessage }),
@@ -305,7 +324,14 @@ export class MlsClient {
 
   private async handle(entry: InboxEntry): Promise<MlsEvent[]> {
     if (entry.kind === "device_update") {
-      return [{ kind: "device_update", user: String(entry.user), version: Number(entry.version), devices: entry.devices as { client: string }[] }];
+      return [
+        {
+          kind: "device_update",
+          user: String(entry.user),
+          version: Number(entry.version),
+          devices: entry.devices as { client: string }[],
+        },
+      ];
     }
     if (entry.kind === "commit_conflict") return [{ ...(entry as object), kind: "commit_conflict" } as MlsEvent];
     const { groupId, seq, message } = entry;
@@ -317,7 +343,9 @@ export class MlsClient {
       if (!slot || seq <= slot.lastSeq || entry.sender === this.id) return [];
       const decoded = decodeMlsMessage(fromB64u(message), 0)?.[0];
       if (!decoded || (decoded.wireformat !== "mls_private_message" && decoded.wireformat !== "mls_public_message")) return [];
-      const epoch = Number(decoded.wireformat === "mls_private_message" ? decoded.privateMessage.epoch : decoded.publicMessage.content.epoch);
+      const epoch = Number(
+        decoded.wireformat === "mls_private_message" ? decoded.privateMessage.epoch : decoded.publicMessage.content.epoch,
+      );
       if (epoch > Number(slot.state.groupContext.epoch) && entry.cursor !== 0) {
         // We missed something (e.g. a commit delivered out of order): catch up first.
         const before = await this.catchUp(groupId);
@@ -327,7 +355,8 @@ export class MlsClient {
       slot.state = result.newState;
       slot.lastSeq = seq;
       const sender = entry.sender ?? "";
-      if (result.kind === "applicationMessage") return [{ kind: "message", groupId, sender, text: fromUtf8.decode(result.message), seq }];
+      if (result.kind === "applicationMessage")
+        return [{ kind: "message", groupId, sender, text: fromUtf8.decode(result.message), seq }];
       if (entry.kind === "proposal") return [{ kind: "proposal", groupId, sender, seq }];
       if (slot.state.groupActiveState.kind === "removedFromGroup") {
         this.groups.delete(groupId);

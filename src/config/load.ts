@@ -54,9 +54,7 @@ const OPTIONAL_PATHS = [
 ];
 
 function leafPaths(tree: Tree, prefix: string[] = []): string[][] {
-  return Object.entries(tree).flatMap(([k, v]) =>
-    isTree(v) && k !== "peers" ? leafPaths(v, [...prefix, k]) : [[...prefix, k]],
-  );
+  return Object.entries(tree).flatMap(([k, v]) => (isTree(v) && k !== "peers" ? leafPaths(v, [...prefix, k]) : [[...prefix, k]]));
 }
 
 function setPath(tree: Tree, path: string[], value: Json): Tree {

@@ -1,8 +1,6 @@
 import { z } from "zod";
 
-const domain = z
-  .string()
-  .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, "must be a lower-case DNS-style domain");
+const domain = z.string().regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, "must be a lower-case DNS-style domain");
 
 const peer = z.strictObject({
   url: z.url(),

@@ -33,7 +33,9 @@ export class DeviceNotifier {
     const remote = new Set([...audience].map(domainOf).filter((d) => d !== this.domain));
     await Promise.all(
       [...remote].map((peer) =>
-        this.peers.deviceUpdate(peer, list, requestId).catch((err: unknown) => this.log.warn({ err, peer }, "device update not delivered")),
+        this.peers
+          .deviceUpdate(peer, list, requestId)
+          .catch((err: unknown) => this.log.warn({ err, peer }, "device update not delivered")),
       ),
     );
   }

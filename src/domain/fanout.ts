@@ -1,6 +1,14 @@
 import type { Logger } from "pino";
 import { sha256Hex } from "../encoding.js";
-import { domainOf, userOf, type CommitLogEntry, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
+import {
+  domainOf,
+  userOf,
+  type CommitLogEntry,
+  type GroupRecord,
+  type InboxItem,
+  type LogEntry,
+  type Store,
+} from "../store/port.js";
 import type { GroupView, PeerGateway } from "./types.js";
 
 export interface DeliveredMessage {
@@ -102,7 +110,9 @@ export class Dispatcher {
     const local = Math.max(...entries.map((e) => e.recipients.reduce((n, c) => (domainOf(c) === this.domain ? n + 1 : n), 0)));
     const backlog = batch.parts.reduce((n, p) => n + p.entries.length, 0);
     if (local <= SYNC_FANOUT_MAX_RECIPIENTS || backlog >= MAX_BACKGROUND_BACKLOG) return batch.done;
-    batch.done.catch((err: unknown) => this.log.error({ err, groupId }, "background fan-out failed; crash recovery will redo it"));
+    batch.done.catch((err: unknown) =>
+      this.log.error({ err, groupId }, "background fan-out failed; crash recovery will redo it"),
+    );
     return Promise.resolve();
   }
 
@@ -196,7 +206,10 @@ export class Dispatcher {
     return this.serial(view.groupId, async () => {
       const before = await this.store.contiguousSeq(view.groupId);
       // Hash what we actually received: the hub's sha256 field is not evidence.
-      await this.store.putReplicaEntries(replicaRecord(view), messages.map((m) => ({ ...toEntry(m), sha256: sha256Hex(Buffer.from(m.message, "base64url")) })));
+      await this.store.putReplicaEntries(
+        replicaRecord(view),
+        messages.map((m) => ({ ...toEntry(m), sha256: sha256Hex(Buffer.from(m.message, "base64url")) })),
+      );
       let after = await this.store.contiguousSeq(view.groupId);
       const highest = Math.max(0, ...messages.map((m) => m.seq));
       if (highest > after) {
@@ -275,7 +288,15 @@ export class Dispatcher {
 }
 
 function toEntry(m: DeliveredMessage): LogEntry {
-  return { seq: m.seq, kind: m.kind, epoch: m.epoch, sender: m.sender, message: m.message, sha256: m.sha256, recipients: m.recipients };
+  return {
+    seq: m.seq,
+    kind: m.kind,
+    epoch: m.epoch,
+    sender: m.sender,
+    message: m.message,
+    sha256: m.sha256,
+    recipients: m.recipients,
+  };
 }
 
 export function replicaRecord(view: GroupView): Omit<GroupRecord, "nextSeq"> {

@@ -5,7 +5,15 @@ import { decodeMlsField } from "../mls/codec.js";
 import { readFraming, rosterChange, welcomeRefs } from "../mls/framing.js";
 import { checkGroupInfo, storedLeaves } from "../mls/group-info.js";
 import type { MLSMessage } from "ts-mls/message.js";
-import { domainOf, type GroupMode, type GroupRecord, type LogEntry, type Store, type Submission, type SubmitOutcome } from "../store/port.js";
+import {
+  domainOf,
+  type GroupMode,
+  type GroupRecord,
+  type LogEntry,
+  type Store,
+  type Submission,
+  type SubmitOutcome,
+} from "../store/port.js";
 import type { DeliveredMessage, Dispatcher } from "./fanout.js";
 import type { Clock, CommitBundle, GroupView, PeerGateway } from "./types.js";
 
@@ -113,7 +121,9 @@ export class Groups {
   async create(client: string, req: CreateGroupRequest): Promise<GroupView> {
     this.checkGroupId(req.groupId);
     if (!this.limits.allowedSuites.includes(req.cipherSuite)) {
-      throw new DsError("unsupported_cipher_suite", `cipher suite ${req.cipherSuite} is not allowed here`, { allowed: this.limits.allowedSuites });
+      throw new DsError("unsupported_cipher_suite", `cipher suite ${req.cipherSuite} is not allowed here`, {
+        allowed: this.limits.allowedSuites,
+      });
     }
     let groupInfo: { epoch: number; groupInfo: string } | undefined;
     if (req.groupInfo) {
@@ -126,7 +136,8 @@ export class Groups {
     }
     if (req.replyTo) {
       const parent = await this.store.getGroup(req.replyTo);
-      if (!parent || !parent.members.includes(actorIn(parent, client))) throw new DsError("unknown_group", "replyTo names no group of yours");
+      if (!parent || !parent.members.includes(actorIn(parent, client)))
+        throw new DsError("unknown_group", "replyTo names no group of yours");
     }
     const record: GroupRecord = {
       groupId: req.groupId,
@@ -165,17 +176,24 @@ export class Groups {
     return g;
   }
 
-  async submitCommit(client: string, groupId: string, bundle: CommitBundle, requestId?: string): Promise<{ seq: number; epoch: number }> {
+  async submitCommit(
+    client: string,
+    groupId: string,
+    bundle: CommitBundle,
+    requestId?: string,
+  ): Promise<{ seq: number; epoch: number }> {
     const g = await this.requireKnown(groupId);
     const { message } = decodeMlsField(bundle.commit, "commit", this.limits.messageBytes);
     const framing = readFraming(message);
-    if (framing.contentType !== "commit") throw new DsError("bad_request", "commit must carry a Commit (send other content to /messages)");
+    if (framing.contentType !== "commit")
+      throw new DsError("bad_request", "commit must carry a Commit (send other content to /messages)");
     if (framing.groupId !== groupId) throw new DsError("bad_request", "the commit belongs to another group");
     for (const c of [...(bundle.added ?? []), ...(bundle.removed ?? [])]) {
       if (!CLIENT_ID.test(c)) throw new DsError("bad_request", `${JSON.stringify(c)} is not a client id (user@domain/device)`);
     }
     const unreachable = (bundle.added ?? []).map(domainOf).find((d) => d !== this.domain && !this.isPeer(d));
-    if (unreachable) throw new DsError("peer_unknown", `${unreachable} is not a peer of ${this.domain}: its clients cannot be added`);
+    if (unreachable)
+      throw new DsError("peer_unknown", `${unreachable} is not a peer of ${this.domain}: its clients cannot be added`);
     if (bundle.welcome) {
       // Route the Welcome by what the DS can check: each KeyPackageRef must belong to an added client.
       const { message: welcome } = decodeMlsField(bundle.welcome, "welcome", this.limits.messageBytes);
@@ -204,7 +222,8 @@ export class Groups {
   async acceptCommit(sender: string, g: GroupRecord, bundle: CommitBundle): Promise<{ seq: number; epoch: number }> {
     const { bytes, message } = decodeMlsField(bundle.commit, "commit", this.limits.messageBytes);
     const framing = readFraming(message);
-    if (framing.contentType !== "commit" || framing.groupId !== g.groupId) throw new DsError("bad_request", "not a commit of this group");
+    if (framing.contentType !== "commit" || framing.groupId !== g.groupId)
+      throw new DsError("bad_request", "not a commit of this group");
     let welcome: { message: string; sha256: string } | undefined;
     if (bundle.welcome) {
       const w = decodeMlsField(bundle.welcome, "welcome", this.limits.messageBytes);
@@ -268,13 +287,17 @@ export class Groups {
     const framing = readFraming(message);
     if (framing.groupId !== g.groupId) throw new DsError("bad_request", "the message belongs to another group");
     if (framing.contentType === "commit") throw new DsError("bad_request", "commits go to /commits as a bundle");
-    return this.applySubmission(g.groupId, {
-      kind: framing.contentType,
-      sender,
-      epoch: framing.epoch,
-      sha256: sha256Hex(bytes),
-      message: text,
-    }, g.members);
+    return this.applySubmission(
+      g.groupId,
+      {
+        kind: framing.contentType,
+        sender,
+        epoch: framing.epoch,
+        sha256: sha256Hex(bytes),
+        message: text,
+      },
+      g.members,
+    );
   }
 
   private async applySubmission(groupId: string, sub: Submission, members: string[]): Promise<{ seq: number; epoch: number }> {
@@ -295,14 +318,20 @@ export class Groups {
     return { seq: outcome.seq, epoch: outcome.epoch };
   }
 
-  async acquireLease(client: string, groupId: string, ttlMs: number, requestId?: string): Promise<{ leaseToken: string; expiresAt: number }> {
+  async acquireLease(
+    client: string,
+    groupId: string,
+    ttlMs: number,
+    requestId?: string,
+  ): Promise<{ leaseToken: string; expiresAt: number }> {
     const g = await this.requireKnown(groupId);
     if (!Number.isInteger(ttlMs) || ttlMs <= 0 || ttlMs > this.limits.leaseMaxTtlMs) {
       throw new DsError("bad_request", `ttlMs must be an integer in 1..${this.limits.leaseMaxTtlMs}`);
     }
     const actor = actorIn(g, client);
     if (g.hub !== this.domain) return this.peers.lease(g.hub, groupId, actor, ttlMs, requestId);
-    if (g.mode === "send-group") throw new DsError("bad_request", "send groups need no lease: only the designated sender commits");
+    if (g.mode === "send-group")
+      throw new DsError("bad_request", "send groups need no lease: only the designated sender commits");
     const token = randomBytes(18).toString("base64url");
     const r = await this.store.acquireLease(groupId, actor, ttlMs, token, this.clock.nowMs());
     if (!r.ok) throw outcomeError(r);

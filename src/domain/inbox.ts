@@ -19,7 +19,13 @@ export class Inbox {
     private readonly maxWaitMs: number,
   ) {}
 
-  async read(client: string, after: number, limit: number, waitMs = 0, signal?: AbortSignal): Promise<{ messages: WireInboxEntry[]; next: number }> {
+  async read(
+    client: string,
+    after: number,
+    limit: number,
+    waitMs = 0,
+    signal?: AbortSignal,
+  ): Promise<{ messages: WireInboxEntry[]; next: number }> {
     const page = Math.min(Math.max(1, limit), this.maxPage);
     let raw = await this.store.readInbox(client, after, page);
     if (raw.length === 0 && waitMs > 0) {
@@ -35,7 +41,16 @@ export class Inbox {
       [...byGroup].map(async ([groupId, seqs]) => {
         const entries = await this.store.readEntries(groupId, seqs);
         entries.forEach((e) => {
-          if (e) resolved.set(`${groupId}:${e.seq}`, { cursor: 0, kind: e.kind, groupId, seq: e.seq, epoch: e.epoch, sender: e.sender, message: e.message });
+          if (e)
+            resolved.set(`${groupId}:${e.seq}`, {
+              cursor: 0,
+              kind: e.kind,
+              groupId,
+              seq: e.seq,
+              epoch: e.epoch,
+              sender: e.sender,
+              message: e.message,
+            });
         });
       }),
     );

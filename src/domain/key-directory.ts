@@ -85,7 +85,11 @@ export class KeyDirectory {
     const over = new Set(result.overLimit);
     for (const { index, kp } of valid) {
       if (over.has(kp.ref)) {
-        answer.rejected.push({ index, code: "key_package_limit", message: `at most ${this.policy.perClient} KeyPackages per client` });
+        answer.rejected.push({
+          index,
+          code: "key_package_limit",
+          message: `at most ${this.policy.perClient} KeyPackages per client`,
+        });
       } else {
         answer.accepted.push({ ref: kp.ref, cipherSuite: kp.cipherSuite, notAfter: kp.notAfter, lastResort: kp.lastResort });
       }
@@ -99,7 +103,8 @@ export class KeyDirectory {
   }
 
   async remove(client: string, ref: string): Promise<void> {
-    if (!(await this.store.deleteKeyPackage(client, ref))) throw new DsError("unknown_key_package", "no such KeyPackage of yours");
+    if (!(await this.store.deleteKeyPackage(client, ref)))
+      throw new DsError("unknown_key_package", "no such KeyPackage of yours");
   }
 
   /** A claim from a local client: served here, or proxied to the user's provider (server fan-out). */
@@ -108,7 +113,9 @@ export class KeyDirectory {
     const answer = await this.peers.claim(domainOf(req.user), req, requestId);
     // Remember which client each remote KeyPackage belongs to, so Welcomes can be routed by ref.
     await this.store.rememberRefs(
-      await Promise.all(answer.bundles.map(async (b) => ({ ref: await keyPackageRefOf(b.keyPackage, answer.cipherSuite), client: b.client }))),
+      await Promise.all(
+        answer.bundles.map(async (b) => ({ ref: await keyPackageRefOf(b.keyPackage, answer.cipherSuite), client: b.client })),
+      ),
       REMOTE_REF_TTL_S,
     );
     return answer;
@@ -116,7 +123,10 @@ export class KeyDirectory {
 
   async claimLocal(req: ClaimRequest): Promise<ClaimAnswer> {
     if (!req.versions.includes("mls10")) {
-      throw new DsError("no_common_cipher_suite", "no common protocol version", { requester: { versions: req.versions }, target: { versions: ["mls10"] } });
+      throw new DsError("no_common_cipher_suite", "no common protocol version", {
+        requester: { versions: req.versions },
+        target: { versions: ["mls10"] },
+      });
     }
     const suites = req.cipherSuites.filter((s) => this.policy.allowedSuites.includes(s));
     const outcome = await this.store.claim(req.user, suites, this.clock.nowSeconds());
@@ -128,14 +138,22 @@ export class KeyDirectory {
       case "no_common_suite":
         throw new DsError("no_common_cipher_suite", `no cipher suite in common with ${req.user}`, {
           requester: { cipherSuites: req.cipherSuites },
-          target: { cipherSuites: outcome.available.filter((s) => this.policy.allowedSuites.includes(s)), allowed: this.policy.allowedSuites },
+          target: {
+            cipherSuites: outcome.available.filter((s) => this.policy.allowedSuites.includes(s)),
+            allowed: this.policy.allowedSuites,
+          },
         });
       case "ok":
         return {
           user: req.user,
           version: "mls10",
           cipherSuite: outcome.cipherSuite,
-          bundles: outcome.bundles.map((b) => ({ client: b.client, keyPackage: b.keyPackage, identityKey: b.identityKey, lastResort: b.lastResort })),
+          bundles: outcome.bundles.map((b) => ({
+            client: b.client,
+            keyPackage: b.keyPackage,
+            identityKey: b.identityKey,
+            lastResort: b.lastResort,
+          })),
           missing: outcome.missing,
         };
     }

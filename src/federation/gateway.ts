@@ -22,15 +22,33 @@ export class FederationGateway implements PeerGateway {
       body.kind === "commit"
         ? { sender, kind: "commit", bundle: body.bundle, ...(body.leaseToken ? { leaseToken: body.leaseToken } : {}) }
         : { sender, kind: "message", message: body.message };
-    return this.client.call<{ seq: number; epoch: number }>(hub, "POST", `/federation/v1/groups/${groupId}/submit`, payload, requestId);
+    return this.client.call<{ seq: number; epoch: number }>(
+      hub,
+      "POST",
+      `/federation/v1/groups/${groupId}/submit`,
+      payload,
+      requestId,
+    );
   }
 
   lease(hub: string, groupId: string, holder: string, ttlMs: number, requestId?: string) {
-    return this.client.call<{ leaseToken: string; expiresAt: number }>(hub, "POST", `/federation/v1/groups/${groupId}/lease`, { holder, ttlMs }, requestId);
+    return this.client.call<{ leaseToken: string; expiresAt: number }>(
+      hub,
+      "POST",
+      `/federation/v1/groups/${groupId}/lease`,
+      { holder, ttlMs },
+      requestId,
+    );
   }
 
   async releaseLease(hub: string, groupId: string, holder: string, token: string, requestId?: string): Promise<void> {
-    await this.client.call(hub, "POST", `/federation/v1/groups/${groupId}/lease/release`, { holder, leaseToken: token }, requestId);
+    await this.client.call(
+      hub,
+      "POST",
+      `/federation/v1/groups/${groupId}/lease/release`,
+      { holder, leaseToken: token },
+      requestId,
+    );
   }
 
   group(hub: string, groupId: string, member: string, requestId?: string): Promise<GroupView> {
@@ -38,7 +56,13 @@ export class FederationGateway implements PeerGateway {
   }
 
   groupInfo(hub: string, groupId: string, member: string, requestId?: string) {
-    return this.client.call<{ epoch: number; groupInfo: string }>(hub, "GET", `/federation/v1/groups/${groupId}/group-info?member=${enc(member)}`, undefined, requestId);
+    return this.client.call<{ epoch: number; groupInfo: string }>(
+      hub,
+      "GET",
+      `/federation/v1/groups/${groupId}/group-info?member=${enc(member)}`,
+      undefined,
+      requestId,
+    );
   }
 
   messages(hub: string, groupId: string, afterSeq: number, limit: number, requestId?: string) {
@@ -52,7 +76,13 @@ export class FederationGateway implements PeerGateway {
   }
 
   commitLog(hub: string, groupId: string, afterEpoch: number, requestId?: string) {
-    return this.client.call<{ entries: CommitLogEntry[] }>(hub, "GET", `/federation/v1/groups/${groupId}/commit-log?after=${afterEpoch}`, undefined, requestId);
+    return this.client.call<{ entries: CommitLogEntry[] }>(
+      hub,
+      "GET",
+      `/federation/v1/groups/${groupId}/commit-log?after=${afterEpoch}`,
+      undefined,
+      requestId,
+    );
   }
 
   async deviceUpdate(domain: string, list: DeviceList, requestId?: string): Promise<void> {

@@ -36,7 +36,8 @@ export async function signingKeyFromJwk(jwk: JWK): Promise<SigningKey> {
 
 export async function loadSigningKey(path: string, generateIfMissing: boolean): Promise<SigningKey> {
   if (!existsSync(path)) {
-    if (!generateIfMissing) throw new Error(`federation signing key ${path} does not exist (run: mls-fedgate keygen --out ${path})`);
+    if (!generateIfMissing)
+      throw new Error(`federation signing key ${path} does not exist (run: mls-fedgate keygen --out ${path})`);
     try {
       await writeSigningKey(path);
     } catch (e) {

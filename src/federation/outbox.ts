@@ -113,7 +113,10 @@ export class OutboxWorker implements OutboxNotifier {
       }
     } catch (e) {
       if (!(e instanceof DsError) || e.status >= 500 || e.status === 401 || e.status === 429) throw e;
-      this.log.error({ err: e, peer, entries: outgoing.map((m) => `${m.groupId}:${m.seq}`) }, "peer refused a delivery permanently; entries set aside");
+      this.log.error(
+        { err: e, peer, entries: outgoing.map((m) => `${m.groupId}:${m.seq}`) },
+        "peer refused a delivery permanently; entries set aside",
+      );
       this.onRefused?.(peer, outgoing.length);
     }
     const oldest = (await this.store.outboxStats(peer)).oldestMs;

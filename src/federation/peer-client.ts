@@ -83,18 +83,37 @@ export class PeerClient implements PeerKeySource {
   }
 
   /** A signed federation call; resolves to the parsed JSON answer (undefined for 204). */
-  call<T = unknown>(domain: string, method: "GET" | "POST" | "DELETE", path: string, body?: unknown, requestId?: string): Promise<T> {
+  call<T = unknown>(
+    domain: string,
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    body?: unknown,
+    requestId?: string,
+  ): Promise<T> {
     return this.send(domain, method, path, body, true, requestId) as Promise<T>;
   }
 
-  private async send(domain: string, method: string, path: string, body: unknown, sign: boolean, requestId?: string): Promise<unknown> {
+  private async send(
+    domain: string,
+    method: string,
+    path: string,
+    body: unknown,
+    sign: boolean,
+    requestId?: string,
+  ): Promise<unknown> {
     const url = this.baseUrl(domain) + path;
     const bytes = body === undefined ? new Uint8Array() : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (requestId) headers["x-request-id"] = requestId;
     if (sign) {
-      const token = await signRequest(this.opts.key, this.opts.domain, domain, { method, path, body: bytes }, this.opts.tokenTtlSeconds);
+      const token = await signRequest(
+        this.opts.key,
+        this.opts.domain,
+        domain,
+        { method, path, body: bytes },
+        this.opts.tokenTtlSeconds,
+      );
       headers.authorization = `Bearer ${token}`;
     }
     this.opts.onRequest?.(domain, path);
@@ -126,7 +145,10 @@ export class PeerClient implements PeerKeySource {
     if (res.statusCode >= 200 && res.statusCode < 300) return json;
     const err = (json as { error?: Record<string, unknown> } | undefined)?.error;
     if (err && PEER_AUTH_CODES.has(String(err.code))) {
-      throw new DsError("peer_error", `${domain} refused this DS's credentials: ${String(err.message)}`, { peer: domain, peerCode: err.code });
+      throw new DsError("peer_error", `${domain} refused this DS's credentials: ${String(err.message)}`, {
+        peer: domain,
+        peerCode: err.code,
+      });
     }
     if (err && isErrorCode(err.code) && err.code !== "internal") {
       const { code, message, ...details } = err;

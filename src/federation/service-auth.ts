@@ -16,7 +16,13 @@ export interface RequestFacts {
 }
 
 /** Signs one federation request: the token binds issuer, audience, method, path and body. */
-export async function signRequest(key: SigningKey, iss: string, aud: string, req: RequestFacts, ttlSeconds: number): Promise<string> {
+export async function signRequest(
+  key: SigningKey,
+  iss: string,
+  aud: string,
+  req: RequestFacts,
+  ttlSeconds: number,
+): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({ htm: req.method.toUpperCase(), htu: req.path, bdh: sha256B64u(req.body) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: TOKEN_TYPE })
@@ -58,7 +64,8 @@ export async function verifyRequest(
   } catch {
     throw refuse("malformed_token", "federation token does not decode");
   }
-  if (!iss || !peers.isPeer(iss)) throw new DsError("forbidden", `${String(iss)} is not a configured peer`, { reason: "unknown_peer" });
+  if (!iss || !peers.isPeer(iss))
+    throw new DsError("forbidden", `${String(iss)} is not a configured peer`, { reason: "unknown_peer" });
 
   const verify = async (refresh: boolean) =>
     jwtVerify(token, createLocalJWKSet({ keys: await peers.keysOf(iss, refresh) }), {
@@ -80,9 +87,12 @@ export async function verifyRequest(
   } catch (e) {
     if (e instanceof DsError) throw e;
     if (e instanceof joseErrors.JWTExpired) throw refuse("expired", "federation token has expired");
-    if (e instanceof joseErrors.JWTClaimValidationFailed) throw refuse(`bad_${e.claim}`, `federation token claim ${e.claim} is wrong`);
-    if (e instanceof joseErrors.JWSSignatureVerificationFailed) throw refuse("bad_signature", "federation token signature does not verify");
-    if (e instanceof joseErrors.JWKSNoMatchingKey) throw refuse("unknown_key", "federation token names a key the peer does not publish");
+    if (e instanceof joseErrors.JWTClaimValidationFailed)
+      throw refuse(`bad_${e.claim}`, `federation token claim ${e.claim} is wrong`);
+    if (e instanceof joseErrors.JWSSignatureVerificationFailed)
+      throw refuse("bad_signature", "federation token signature does not verify");
+    if (e instanceof joseErrors.JWKSNoMatchingKey)
+      throw refuse("unknown_key", "federation token names a key the peer does not publish");
     throw refuse("invalid_token", `federation token rejected: ${(e as Error).message}`);
   }
   const { iat, exp, jti, htm, htu, bdh } = payload as Record<string, unknown>;

@@ -47,10 +47,12 @@ export function buildApp(ctx: AppContext, state: { ready: () => Promise<void> })
     res.json(discoveryDocument(ctx));
   });
 
-  const mount = (path: string): express.RequestHandler => (_req, res, next) => {
-    locals(res).mount = path;
-    next();
-  };
+  const mount =
+    (path: string): express.RequestHandler =>
+    (_req, res, next) => {
+      locals(res).mount = path;
+      next();
+    };
   app.use("/v1", mount("/v1"), clientRoutes(ctx));
   app.use("/federation/v1", mount("/federation/v1"), federationRoutes(ctx));
   app.use((_req, _res, next) => next(new DsError("not_found", "no such endpoint")));

@@ -46,7 +46,10 @@ export class ClientAuth {
         // not this algorithm
       }
     }
-    throw new ConfigError("auth.publicKey", `not an SPKI PEM public key (or a file holding one) for any of ${config.auth.algorithms.join(", ")}`);
+    throw new ConfigError(
+      "auth.publicKey",
+      `not an SPKI PEM public key (or a file holding one) for any of ${config.auth.algorithms.join(", ")}`,
+    );
   }
 
   get devMode(): boolean {

@@ -189,12 +189,19 @@ export function clientRoutes(ctx: AppContext): Router {
     res.write(": mls-fedgate inbox\n\n");
     try {
       while (!abort.signal.aborted) {
-        const { messages, next } = await ctx.inbox.read(client, after, ctx.config.limits.inboxPageSize, SSE_WAIT_MS, abort.signal);
+        const { messages, next } = await ctx.inbox.read(
+          client,
+          after,
+          ctx.config.limits.inboxPageSize,
+          SSE_WAIT_MS,
+          abort.signal,
+        );
         for (const m of messages) res.write(`id: ${m.cursor}\nevent: ${m.kind}\ndata: ${JSON.stringify(m)}\n\n`);
         if (messages.length === 0 && !abort.signal.aborted) {
           res.write(": keep-alive\n\n");
           // maxWaitMs may be 0: never spin.
-          if (ctx.config.limits.maxWaitMs < SSE_WAIT_MS) await new Promise((r) => setTimeout(r, SSE_WAIT_MS - ctx.config.limits.maxWaitMs));
+          if (ctx.config.limits.maxWaitMs < SSE_WAIT_MS)
+            await new Promise((r) => setTimeout(r, SSE_WAIT_MS - ctx.config.limits.maxWaitMs));
         }
         after = next;
       }

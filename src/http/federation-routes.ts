@@ -5,7 +5,16 @@ import { DsError } from "../errors.js";
 import { verifyRequest } from "../federation/service-auth.js";
 import { domainOf, userOf } from "../store/port.js";
 import { consume, locals } from "./middleware.js";
-import { deliverBody, deviceUpdateBody, fedClaimBody, fedLeaseBody, fedReleaseBody, fedSubmitBody, intParam, parse } from "./schemas.js";
+import {
+  deliverBody,
+  deviceUpdateBody,
+  fedClaimBody,
+  fedLeaseBody,
+  fedReleaseBody,
+  fedSubmitBody,
+  intParam,
+  parse,
+} from "./schemas.js";
 
 function peerOf(res: Response): string {
   return locals(res).peer!;
@@ -60,9 +69,17 @@ export function federationRoutes(ctx: AppContext): Router {
   r.post("/key-packages/claim", async (req, res) => {
     const body = parse(fedClaimBody, req.body);
     requireFrom(peerOf(res), body.requester);
-    if (domainOf(body.user) !== ctx.config.domain) throw new DsError("unknown_user", `${body.user} is not a user of ${ctx.config.domain}`);
+    if (domainOf(body.user) !== ctx.config.domain)
+      throw new DsError("unknown_user", `${body.user} is not a user of ${ctx.config.domain}`);
     await consume(ctx.limiters.claims, `${body.requester}>${body.user}`);
-    res.json(await ctx.keys.claimLocal({ user: body.user, requester: body.requester, cipherSuites: body.cipherSuites, versions: body.versions }));
+    res.json(
+      await ctx.keys.claimLocal({
+        user: body.user,
+        requester: body.requester,
+        cipherSuites: body.cipherSuites,
+        versions: body.versions,
+      }),
+    );
   });
 
   r.get("/users/:user/devices", async (req, res) => {
@@ -139,7 +156,8 @@ export function federationRoutes(ctx: AppContext): Router {
     // clients were all removed reads only what was addressed to them (e.g. their removal).
     const current = g.members.some(hosts);
     const visible = current ? entries : entries.filter((e) => e.recipients.some(hosts));
-    if (!current && visible.length === 0 && entries.length > 0) throw new DsError("forbidden", `${peer} hosts no member of this group`);
+    if (!current && visible.length === 0 && entries.length > 0)
+      throw new DsError("forbidden", `${peer} hosts no member of this group`);
     res.json({
       group: viewOf(g),
       entries: visible.map((e) => ({ ...wireEntry(e), sha256: e.sha256, recipients: e.recipients.filter(hosts) })),
@@ -162,11 +180,13 @@ export function federationRoutes(ctx: AppContext): Router {
     for (const m of body.messages) byGroup.set(m.groupId, [...(byGroup.get(m.groupId) ?? []), m]);
     for (const [groupId, messages] of byGroup) {
       const view = body.groups[groupId];
-      if (!view || view.hub !== peer || view.groupId !== groupId) throw new DsError("forbidden", `${peer} is not the hub of ${groupId}`);
+      if (!view || view.hub !== peer || view.groupId !== groupId)
+        throw new DsError("forbidden", `${peer} is not the hub of ${groupId}`);
       const local = await ctx.store.getGroup(groupId);
       if (local && local.hub !== peer) throw new DsError("forbidden", `${groupId} is ordered by ${local.hub}, not ${peer}`);
       for (const m of messages) {
-        if (m.recipients.some((c) => domainOf(c) !== ctx.config.domain)) throw new DsError("bad_request", "recipients must be clients of this DS");
+        if (m.recipients.some((c) => domainOf(c) !== ctx.config.domain))
+          throw new DsError("bad_request", "recipients must be clients of this DS");
       }
     }
     for (const [groupId, messages] of byGroup) {

@@ -97,7 +97,8 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
     let error: DsError;
     const type = (err as { type?: string }).type;
     if (err instanceof DsError) error = err;
-    else if (type === "entity.too.large") error = new DsError("payload_too_large", `body exceeds ${ctx.config.limits.bodyBytes} bytes`);
+    else if (type === "entity.too.large")
+      error = new DsError("payload_too_large", `body exceeds ${ctx.config.limits.bodyBytes} bytes`);
     else if (type === "entity.parse.failed" || type === "encoding.unsupported" || type === "charset.unsupported") {
       error = new DsError("bad_request", "body is not valid JSON");
     } else if (clientFault(err)) {
@@ -115,7 +116,8 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
     if (error.code === "rate_limited" || error.code === "unavailable") {
       res.setHeader("Retry-After", String(error.details.retryAfter ?? 1));
     }
-    if (error.status >= 500 && error.code !== "internal") ctx.log.warn({ code: error.code, msg: error.message, requestId: locals(res).requestId });
+    if (error.status >= 500 && error.code !== "internal")
+      ctx.log.warn({ code: error.code, msg: error.message, requestId: locals(res).requestId });
     if (res.headersSent) return;
     res.status(error.status).json(error.toBody());
   };

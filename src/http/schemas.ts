@@ -3,13 +3,27 @@ import { DsError } from "../errors.js";
 
 /** Wire bodies, defined once; handler types are inferred from them. */
 const b64 = z.string().max(16 * 1024 * 1024);
-const clientId = z.string().regex(/^[^\s/@]+@[a-z0-9.-]+\/[^\s/]+$/, "must be user@domain/device").max(512);
-const userId = z.string().regex(/^[^\s/@]+@[a-z0-9.-]+$/, "must be user@domain").max(512);
+const clientId = z
+  .string()
+  .regex(/^[^\s/@]+@[a-z0-9.-]+\/[^\s/]+$/, "must be user@domain/device")
+  .max(512);
+const userId = z
+  .string()
+  .regex(/^[^\s/@]+@[a-z0-9.-]+$/, "must be user@domain")
+  .max(512);
 const suiteList = z.array(z.number().int().min(1).max(0xffff)).min(1).max(64);
 
 export const devTokenBody = z.strictObject({ client: clientId });
-export const uploadBody = z.strictObject({ keyPackages: z.array(b64).max(10_000), lastResort: b64.optional(), virtual: z.boolean().optional() });
-export const claimBody = z.strictObject({ user: userId, cipherSuites: suiteList, versions: z.array(z.string().max(16)).max(8).optional() });
+export const uploadBody = z.strictObject({
+  keyPackages: z.array(b64).max(10_000),
+  lastResort: b64.optional(),
+  virtual: z.boolean().optional(),
+});
+export const claimBody = z.strictObject({
+  user: userId,
+  cipherSuites: suiteList,
+  versions: z.array(z.string().max(16)).max(8).optional(),
+});
 export const createGroupBody = z.strictObject({
   groupId: z.string().min(1).max(512),
   cipherSuite: z.number().int(),
@@ -81,6 +95,7 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown): z.infer<T
 /** Non-negative integer query parameter with a default. */
 export function intParam(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "string" || !/^\d{1,15}$/.test(value)) throw new DsError("bad_request", `${name} must be a non-negative integer`);
+  if (typeof value !== "string" || !/^\d{1,15}$/.test(value))
+    throw new DsError("bad_request", `${name} must be a non-negative integer`);
   return Number(value);
 }

@@ -57,6 +57,17 @@ export async function verifyTree(groupInfo: string): Promise<{ valid: boolean; e
   if (!tree) throw new DsError("not_found", "the stored GroupInfo carries no ratchet tree");
   const suite = suiteId(String(gi.groupContext.cipherSuite));
   if (suite === undefined) throw new DsError("internal", "stored GroupInfo has an unknown suite");
-  const err = await validateRatchetTree(tree, gi.groupContext, defaultLifetimeConfig, defaultAuthenticationService, gi.groupContext.treeHash, await suiteImpl(suite));
-  return { valid: err === undefined, ...(err ? { error: err.message } : {}), ms: Math.round((performance.now() - started) * 100) / 100 };
+  const err = await validateRatchetTree(
+    tree,
+    gi.groupContext,
+    defaultLifetimeConfig,
+    defaultAuthenticationService,
+    gi.groupContext.treeHash,
+    await suiteImpl(suite),
+  );
+  return {
+    valid: err === undefined,
+    ...(err ? { error: err.message } : {}),
+    ms: Math.round((performance.now() - started) * 100) / 100,
+  };
 }

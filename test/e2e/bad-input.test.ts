@@ -31,18 +31,30 @@ interface Answer {
 }
 
 /** One raw HTTP call; `raw` sends the text as is (invalid JSON, oversize bodies). */
-async function http(p: Provider, method: string, path: string, o: { token?: string; json?: unknown; raw?: string; auth?: string } = {}): Promise<Answer> {
+async function http(
+  p: Provider,
+  method: string,
+  path: string,
+  o: { token?: string; json?: unknown; raw?: string; auth?: string } = {},
+): Promise<Answer> {
   const headers: Record<string, string> = {};
   if (o.json !== undefined || o.raw !== undefined) headers["content-type"] = "application/json";
   if (o.token) headers.authorization = `Bearer ${o.token}`;
   if (o.auth) headers.authorization = o.auth;
-  const res = await fetch(p.url + path, { method, headers, ...(o.raw !== undefined ? { body: o.raw } : o.json !== undefined ? { body: JSON.stringify(o.json) } : {}) });
+  const res = await fetch(p.url + path, {
+    method,
+    headers,
+    ...(o.raw !== undefined ? { body: o.raw } : o.json !== undefined ? { body: JSON.stringify(o.json) } : {}),
+  });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 }
 
 function expectError(a: Answer, status: number, code: string): void {
-  expect({ status: a.status, body: a.body }).toEqual({ status, body: { error: expect.objectContaining({ code, message: expect.any(String) }) } });
+  expect({ status: a.status, body: a.body }).toEqual({
+    status,
+    body: { error: expect.objectContaining({ code, message: expect.any(String) }) },
+  });
 }
 
 async function tokenOf(p: Provider, client: string): Promise<string> {
@@ -59,8 +71,19 @@ async function keyPackage(c: MlsClient, o: { identity?: string; lifetime?: [numb
   const [from, to] = o.lifetime ?? [-60, 30 * DAY];
   const identity = utf8.encode(o.identity ?? c.id);
   const lifetime = { notBefore: BigInt(now + from), notAfter: BigInt(now + to) };
-  const { publicPackage, privatePackage } = await generateKeyPackage({ credentialType: "basic", identity }, defaultCapabilities(), lifetime, o.extensions ?? [], c.cs);
-  return { kp: publicPackage, priv: privatePackage, b64: kpWire(publicPackage), ref: toB64u(await makeKeyPackageRef(publicPackage, c.cs.hash)) };
+  const { publicPackage, privatePackage } = await generateKeyPackage(
+    { credentialType: "basic", identity },
+    defaultCapabilities(),
+    lifetime,
+    o.extensions ?? [],
+    c.cs,
+  );
+  return {
+    kp: publicPackage,
+    priv: privatePackage,
+    b64: kpWire(publicPackage),
+    ref: toB64u(await makeKeyPackageRef(publicPackage, c.cs.hash)),
+  };
 }
 
 function flipLast(b64: string): string {
@@ -77,10 +100,17 @@ describe("a provider refuses bad input with a specific error and leaves its stor
 
   beforeAll(async () => {
     // Snapshots read a lot; rate limits have their own providers below.
-    const limits = { bodyBytes: BODY_BYTES, messageBytes: MESSAGE_BYTES, keyPackagesPerClient: KP_CAP, rateLimit: { clientRequestsPerSecond: 100_000 } };
+    const limits = {
+      bodyBytes: BODY_BYTES,
+      messageBytes: MESSAGE_BYTES,
+      keyPackagesPerClient: KP_CAP,
+      rateLimit: { clientRequestsPerSecond: 100_000 },
+    };
     a = await startProvider("a.example", { cipherSuites: [1, 2], limits });
     [alice, bob, carol, mallory] = (await Promise.all(
-      ["alice@a.example/phone", "bob@a.example/laptop", "carol@a.example/tablet", "mallory@a.example/x"].map((c) => MlsClient.connect(a.url, c)),
+      ["alice@a.example/phone", "bob@a.example/laptop", "carol@a.example/tablet", "mallory@a.example/x"].map((c) =>
+        MlsClient.connect(a.url, c),
+      ),
     )) as [MlsClient, MlsClient, MlsClient, MlsClient];
     tok = { alice: await tokenOf(a, alice.id), bob: await tokenOf(a, bob.id), mallory: await tokenOf(a, mallory.id) };
     await bob.publishKeyPackages(2);
@@ -120,7 +150,11 @@ describe("a provider refuses bad input with a specific error and leaves its stor
       const good = await keyPackage(erin);
       const [k2, k3, k4] = await Promise.all([keyPackage(erin), keyPackage(erin), keyPackage(erin)]);
       const { signature: _s, ...tbs } = k4.kp;
-      const suite3 = await signKeyPackage({ ...tbs, cipherSuite: "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519" }, k4.priv.signaturePrivateKey, erin.cs.signature);
+      const suite3 = await signKeyPackage(
+        { ...tbs, cipherSuite: "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519" },
+        k4.priv.signaturePrivateKey,
+        erin.cs.signature,
+      );
       const items: [string, string | null][] = [
         [good.b64, null],
         [toB64u(randomBytes(300)), "invalid_mls"],
@@ -132,14 +166,23 @@ describe("a provider refuses bad input with a specific error and leaves its stor
         [(await keyPackage(erin, { identity: "alice@a.example/phone" })).b64, "credential_mismatch"],
         [kpWire(suite3), "unsupported_cipher_suite"],
         [`${good.b64}=`, "invalid_mls"],
-        [(await keyPackage(erin, { extensions: [{ extensionType: 0xf0f0, extensionData: new Uint8Array(9000) }] })).b64, "payload_too_large"],
+        [
+          (await keyPackage(erin, { extensions: [{ extensionType: 0xf0f0, extensionData: new Uint8Array(9000) }] })).b64,
+          "payload_too_large",
+        ],
       ];
       const lastResortWithoutExtension = (await keyPackage(erin)).b64;
-      const up = await post("/v1/key-packages", erinToken, { keyPackages: items.map(([kp]) => kp), lastResort: lastResortWithoutExtension });
+      const up = await post("/v1/key-packages", erinToken, {
+        keyPackages: items.map(([kp]) => kp),
+        lastResort: lastResortWithoutExtension,
+      });
       expect(up.status).toBe(201);
       expect(up.body.accepted).toEqual([{ ref: good.ref, cipherSuite: 1, notAfter: expect.any(Number), lastResort: false }]);
       const expected = items.flatMap(([, code], index) => (code ? [{ index, code, message: expect.any(String) }] : []));
-      expect(up.body.rejected).toEqual([...expected, { index: items.length, code: "invalid_key_package", message: expect.any(String) }]);
+      expect(up.body.rejected).toEqual([
+        ...expected,
+        { index: items.length, code: "invalid_key_package", message: expect.any(String) },
+      ]);
       expect((await erin.api.listKeyPackages()).keyPackages.map((k) => k.ref)).toEqual([good.ref]);
       // Only the valid one can be claimed; the rejected ones were never stored.
       expect((await alice.api.claim("erin@a.example", [1])).bundles.map((b) => b.keyPackage)).toEqual([good.b64]);
@@ -148,9 +191,17 @@ describe("a provider refuses bad input with a specific error and leaves its stor
 
     it("answers an upload of nothing but bad KeyPackages with 201, everything rejected and nothing stored", () =>
       withoutEffect(async () => {
-        const up = await post("/v1/key-packages", tok.bob, { keyPackages: [toB64u(randomBytes(40)), (await keyPackage(bob, { identity: carol.id })).b64] });
+        const up = await post("/v1/key-packages", tok.bob, {
+          keyPackages: [toB64u(randomBytes(40)), (await keyPackage(bob, { identity: carol.id })).b64],
+        });
         expect(up.status).toBe(201);
-        expect(up.body).toEqual({ accepted: [], rejected: [expect.objectContaining({ index: 0, code: "invalid_mls" }), expect.objectContaining({ index: 1, code: "credential_mismatch" })] });
+        expect(up.body).toEqual({
+          accepted: [],
+          rejected: [
+            expect.objectContaining({ index: 0, code: "invalid_mls" }),
+            expect.objectContaining({ index: 1, code: "credential_mismatch" }),
+          ],
+        });
       }));
 
     it("rejects KeyPackages beyond the per-client cap with key_package_limit and keeps the ones that fit", async () => {
@@ -168,12 +219,23 @@ describe("a provider refuses bad input with a specific error and leaves its stor
 
     it("refuses JSON of the wrong shape with 400 bad_request", () =>
       withoutEffect(async () => {
-        for (const json of [{}, { keyPackages: "abc" }, { keyPackages: [1] }, { keyPackages: [] }, { keyPackages: [], extra: true }, ["x"]]) {
+        for (const json of [
+          {},
+          { keyPackages: "abc" },
+          { keyPackages: [1] },
+          { keyPackages: [] },
+          { keyPackages: [], extra: true },
+          ["x"],
+        ]) {
           expectError(await post("/v1/key-packages", tok.bob, json), 400, "bad_request");
         }
         expectError(await post(`/v1/groups/${groupId}/messages`, tok.alice, { text: "hi" }), 400, "bad_request");
         expectError(await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: 42 }), 400, "bad_request");
-        expectError(await post("/v1/key-packages/claim", tok.alice, { user: "bob@a.example", cipherSuites: "1" }), 400, "bad_request");
+        expectError(
+          await post("/v1/key-packages/claim", tok.alice, { user: "bob@a.example", cipherSuites: "1" }),
+          400,
+          "bad_request",
+        );
       }));
 
     it("refuses a body that is not valid JSON with 400 bad_request", () =>
@@ -200,7 +262,11 @@ describe("a provider refuses bad input with a specific error and leaves its stor
         const raw = JSON.stringify({ keyPackages: ["A".repeat(BODY_BYTES)] });
         expectError(await http(a, "POST", "/v1/key-packages", { token: tok.bob, raw }), 413, "payload_too_large");
         const commit = JSON.stringify({ commit: "A".repeat(BODY_BYTES + 10) });
-        expectError(await http(a, "POST", `/v1/groups/${groupId}/commits`, { token: tok.alice, raw: commit }), 413, "payload_too_large");
+        expectError(
+          await http(a, "POST", `/v1/groups/${groupId}/commits`, { token: tok.alice, raw: commit }),
+          413,
+          "payload_too_large",
+        );
       }));
   });
 
@@ -222,8 +288,14 @@ describe("a provider refuses bad input with a specific error and leaves its stor
         const foreign = await tokenOf(b, "eve@b.example/phone");
         expectError(await http(a, "GET", "/v1/key-packages", { token: foreign }), 401, "unauthenticated");
         const devSecret = createHash("sha256").update("mls-fedgate-dev-token:a.example").digest();
-        const wrongDomain = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("eve@b.example/phone")
-          .setIssuer("dev:a.example").setAudience("a.example").setIssuedAt().setExpirationTime("1h").sign(devSecret);
+        const wrongDomain = await new SignJWT({})
+          .setProtectedHeader({ alg: "HS256" })
+          .setSubject("eve@b.example/phone")
+          .setIssuer("dev:a.example")
+          .setAudience("a.example")
+          .setIssuedAt()
+          .setExpirationTime("1h")
+          .sign(devSecret);
         expectError(await http(a, "GET", "/v1/key-packages", { token: wrongDomain }), 401, "unauthenticated");
         expectError(await http(a, "POST", "/v1/dev/token", { json: { client: "eve@b.example/phone" } }), 403, "forbidden");
       } finally {
@@ -243,7 +315,10 @@ describe("a provider refuses bad input with a specific error and leaves its stor
       await withoutEffect(async () => {
         const message = mls({ version: "mls10", wireformat: "mls_private_message", privateMessage });
         expectError(await post(`/v1/groups/${groupId}/messages`, tok.mallory, { message }), 403, "not_a_member");
-        const bundle = { commit: mls(commit.commit), groupInfo: mls({ version: "mls10", wireformat: "mls_group_info", groupInfo: gi }) };
+        const bundle = {
+          commit: mls(commit.commit),
+          groupInfo: mls({ version: "mls10", wireformat: "mls_group_info", groupInfo: gi }),
+        };
         expectError(await post(`/v1/groups/${groupId}/commits`, tok.mallory, bundle), 403, "not_a_member");
         expectError(await http(a, "GET", `/v1/groups/${groupId}/messages`, { token: tok.mallory }), 403, "not_a_member");
       });
@@ -262,12 +337,28 @@ describe("a provider refuses bad input with a specific error and leaves its stor
 
     it("refuses random bytes, padded base64 and non-message MLS as a commit with 400 invalid_mls", () =>
       withoutEffect(async () => {
-        expectError(await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: toB64u(randomBytes(500)) }), 400, "invalid_mls");
-        expectError(await post(`/v1/groups/${groupId}/messages`, tok.alice, { message: toB64u(randomBytes(500)) }), 400, "invalid_mls");
+        expectError(
+          await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: toB64u(randomBytes(500)) }),
+          400,
+          "invalid_mls",
+        );
+        expectError(
+          await post(`/v1/groups/${groupId}/messages`, tok.alice, { message: toB64u(randomBytes(500)) }),
+          400,
+          "invalid_mls",
+        );
         const real = mls((await commitOf(alice.state(groupId))).commit);
         expectError(await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: `${real}=` }), 400, "invalid_mls");
-        expectError(await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: toB64u(new Uint8Array([...fromB64u(real), 7])) }), 400, "invalid_mls");
-        expectError(await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: (await keyPackage(alice)).b64 }), 400, "invalid_mls");
+        expectError(
+          await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: toB64u(new Uint8Array([...fromB64u(real), 7])) }),
+          400,
+          "invalid_mls",
+        );
+        expectError(
+          await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: (await keyPackage(alice)).b64 }),
+          400,
+          "invalid_mls",
+        );
       }));
 
     it("answers 404 unknown_group for a well-formed id of no group and 400 for a malformed id", () =>
@@ -292,13 +383,21 @@ describe("a provider refuses bad input with a specific error and leaves its stor
     });
 
     it("refuses a message or commit larger than limits.messageBytes with 413 payload_too_large", async () => {
-      const { privateMessage } = await createApplicationMessage(alice.state(groupId), new Uint8Array(MESSAGE_BYTES + 1), alice.cs);
+      const { privateMessage } = await createApplicationMessage(
+        alice.state(groupId),
+        new Uint8Array(MESSAGE_BYTES + 1),
+        alice.cs,
+      );
       const big = await commitOf(alice.state(groupId), { authenticatedData: new Uint8Array(MESSAGE_BYTES + 1) });
       await withoutEffect(async () => {
         const message = mls({ version: "mls10", wireformat: "mls_private_message", privateMessage });
         expect(message.length).toBeLessThan(BODY_BYTES);
         expectError(await post(`/v1/groups/${groupId}/messages`, tok.alice, { message }), 413, "payload_too_large");
-        expectError(await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: mls(big.commit) }), 413, "payload_too_large");
+        expectError(
+          await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: mls(big.commit) }),
+          413,
+          "payload_too_large",
+        );
       });
     });
 
@@ -311,20 +410,32 @@ describe("a provider refuses bad input with a specific error and leaves its stor
         const [claim] = await alice.claimUsers(["carol@a.example"]);
         const m = decodeMlsMessage(fromB64u(claim!.bundles[0]!.keyPackage), 0)![0];
         if (m.wireformat !== "mls_key_package") throw new Error("claim returned no KeyPackage");
-        add = await commitOf(alice.state(groupId), { extraProposals: [{ proposalType: "add", add: { keyPackage: m.keyPackage } }] });
+        add = await commitOf(alice.state(groupId), {
+          extraProposals: [{ proposalType: "add", add: { keyPackage: m.keyPackage } }],
+        });
         welcome = mls({ version: "mls10", wireformat: "mls_welcome", welcome: add.welcome! });
-        groupInfo = mls({ version: "mls10", wireformat: "mls_group_info", groupInfo: await createGroupInfoWithExternalPubAndRatchetTree(add.newState, [], alice.cs) });
+        groupInfo = mls({
+          version: "mls10",
+          wireformat: "mls_group_info",
+          groupInfo: await createGroupInfoWithExternalPubAndRatchetTree(add.newState, [], alice.cs),
+        });
       });
 
       it("refuses a Welcome whose KeyPackageRef belongs to no added client with 400 invalid_welcome", async () => {
         const stranger = await keyPackage(alice, { identity: "zed@a.example/x" });
-        const strangerAdd = await commitOf(alice.state(groupId), { extraProposals: [{ proposalType: "add", add: { keyPackage: stranger.kp } }] });
+        const strangerAdd = await commitOf(alice.state(groupId), {
+          extraProposals: [{ proposalType: "add", add: { keyPackage: stranger.kp } }],
+        });
         const strangerWelcome = mls({ version: "mls10", wireformat: "mls_welcome", welcome: strangerAdd.welcome! });
         await withoutEffect(async () => {
           const commit = mls(add.commit);
           const url = `/v1/groups/${groupId}/commits`;
           expectError(await post(url, tok.alice, { commit, welcome, groupInfo }), 400, "invalid_welcome");
-          expectError(await post(url, tok.alice, { commit, welcome, groupInfo, added: ["dave@a.example/phone"] }), 400, "invalid_welcome");
+          expectError(
+            await post(url, tok.alice, { commit, welcome, groupInfo, added: ["dave@a.example/phone"] }),
+            400,
+            "invalid_welcome",
+          );
           expectError(await post(url, tok.alice, { commit, groupInfo, added: [carol.id] }), 400, "invalid_welcome");
           const stray = { commit: mls(strangerAdd.commit), welcome: strangerWelcome, added: ["zed@a.example/x"] };
           expectError(await post(url, tok.alice, stray), 400, "invalid_welcome");
@@ -333,12 +444,21 @@ describe("a provider refuses bad input with a specific error and leaves its stor
       });
 
       it("refuses the whole bundle with 400 invalid_group_info when its GroupInfo has the wrong epoch, signature or group", async () => {
-        const stale = mls({ version: "mls10", wireformat: "mls_group_info", groupInfo: await createGroupInfoWithExternalPubAndRatchetTree(alice.state(groupId), [], alice.cs) });
+        const stale = mls({
+          version: "mls10",
+          wireformat: "mls_group_info",
+          groupInfo: await createGroupInfoWithExternalPubAndRatchetTree(alice.state(groupId), [], alice.cs),
+        });
         const foreignGroup = await alice.createGroup();
         const foreign = (await alice.api.groupInfo(foreignGroup)).groupInfo;
         await withoutEffect(async () => {
           for (const bad of [stale, flipLast(groupInfo), foreign, welcome]) {
-            const a2 = await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: mls(add.commit), welcome, groupInfo: bad, added: [carol.id] });
+            const a2 = await post(`/v1/groups/${groupId}/commits`, tok.alice, {
+              commit: mls(add.commit),
+              welcome,
+              groupInfo: bad,
+              added: [carol.id],
+            });
             expectError(a2, 400, "invalid_group_info");
           }
         });
@@ -346,7 +466,12 @@ describe("a provider refuses bad input with a specific error and leaves its stor
       });
 
       it("accepts the same commit once the bundle is right, and the group works after all the refused input", async () => {
-        const answer = await post(`/v1/groups/${groupId}/commits`, tok.alice, { commit: mls(add.commit), welcome, groupInfo, added: [carol.id] });
+        const answer = await post(`/v1/groups/${groupId}/commits`, tok.alice, {
+          commit: mls(add.commit),
+          welcome,
+          groupInfo,
+          added: [carol.id],
+        });
         expect(answer).toMatchObject({ status: 201, body: { epoch: 2 } });
         expect(await carol.sync()).toEqual([{ kind: "joined", groupId, sender: alice.id }]);
         expect(await bob.sync()).toEqual([expect.objectContaining({ kind: "commit", epoch: 2 })]);
@@ -384,20 +509,29 @@ describe("rate limits", () => {
     const c = await startProvider("c.example", { limits: { rateLimit: { claimsPerTargetPerHour: 2 } } });
     try {
       const [alice, dave, bob, carol] = await Promise.all(
-        ["alice@c.example/phone", "dave@c.example/phone", "bob@c.example/laptop", "carol@c.example/tablet"].map((id) => MlsClient.connect(c.url, id)),
+        ["alice@c.example/phone", "dave@c.example/phone", "bob@c.example/laptop", "carol@c.example/tablet"].map((id) =>
+          MlsClient.connect(c.url, id),
+        ),
       );
       await bob!.publishKeyPackages(5);
       await carol!.publishKeyPackages(1);
       await alice!.api.claim("bob@c.example", [1]);
       await alice!.api.claim("bob@c.example", [1]);
       const token = await tokenOf(c, alice!.id);
-      const third = await http(c, "POST", "/v1/key-packages/claim", { token, json: { user: "bob@c.example", cipherSuites: [1] } });
+      const third = await http(c, "POST", "/v1/key-packages/claim", {
+        token,
+        json: { user: "bob@c.example", cipherSuites: [1] },
+      });
       expectError(third, 429, "rate_limited");
       expect(Number(third.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
       expect((await bob!.api.listKeyPackages()).keyPackages).toHaveLength(3);
       // Per requester and target: other pairs are unaffected.
-      await expect(alice!.api.claim("carol@c.example", [1])).resolves.toMatchObject({ bundles: [expect.objectContaining({ client: carol!.id })] });
-      await expect(dave!.api.claim("bob@c.example", [1])).resolves.toMatchObject({ bundles: [expect.objectContaining({ client: bob!.id })] });
+      await expect(alice!.api.claim("carol@c.example", [1])).resolves.toMatchObject({
+        bundles: [expect.objectContaining({ client: carol!.id })],
+      });
+      await expect(dave!.api.claim("bob@c.example", [1])).resolves.toMatchObject({
+        bundles: [expect.objectContaining({ client: bob!.id })],
+      });
       expect((await bob!.api.listKeyPackages()).keyPackages).toHaveLength(2);
     } finally {
       await stopAll([c]);

@@ -43,9 +43,18 @@ describe("the inbox", () => {
   });
 
   it("streams entries as server-sent events", async () => {
-    const token = await (await fetch(`${a.url}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ client: "bob@a.example/1" }) })).json() as { token: string };
+    const token = (await (
+      await fetch(`${a.url}/v1/dev/token`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ client: "bob@a.example/1" }),
+      })
+    ).json()) as { token: string };
     const abort = new AbortController();
-    const res = await request(`${a.url}/v1/inbox/stream`, { headers: { authorization: `Bearer ${token.token}` }, signal: abort.signal });
+    const res = await request(`${a.url}/v1/inbox/stream`, {
+      headers: { authorization: `Bearer ${token.token}` },
+      signal: abort.signal,
+    });
     expect(res.statusCode).toBe(200);
     expect(res.headers["content-type"]).toContain("text/event-stream");
     setTimeout(() => void alice.send(groupId, "streamed"), 100);

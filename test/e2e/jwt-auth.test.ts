@@ -46,7 +46,11 @@ describe("jwt client auth against a configured issuer", () => {
     ["a static public key", () => staticKey],
     ["a JWKS URL", () => viaJwks],
   ])("accepts tokens of the issuer verified with %s, with sub as the client id", async (_how, provider) => {
-    const api = new FedgateApi(provider().url, "alice@a.example/phone", await tokenFor(keys.privateKey, "alice@a.example/phone", { kid: "k1" }));
+    const api = new FedgateApi(
+      provider().url,
+      "alice@a.example/phone",
+      await tokenFor(keys.privateKey, "alice@a.example/phone", { kid: "k1" }),
+    );
     await expect(api.listKeyPackages()).resolves.toEqual({ keyPackages: [] });
     expect((await api.devices("alice@a.example")).devices.map((d) => d.client)).toEqual(["alice@a.example/phone"]);
   });
@@ -67,6 +71,9 @@ describe("jwt client auth against a configured issuer", () => {
   });
 
   it("has no dev-token endpoint in jwt mode", async () => {
-    await expect(new FedgateApi(staticKey.url, "alice@a.example/phone").login()).rejects.toMatchObject({ status: 404, code: "not_found" });
+    await expect(new FedgateApi(staticKey.url, "alice@a.example/phone").login()).rejects.toMatchObject({
+      status: 404,
+      code: "not_found",
+    });
   });
 });

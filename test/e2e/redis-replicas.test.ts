@@ -18,22 +18,31 @@ describe("two replicas of one provider on a shared Redis", () => {
 
   it("accepts exactly one of 20 simultaneous commits for one epoch, sent through both replicas", async () => {
     const owner = await MlsClient.connect(r1.url, "owner@a.example/1");
-    const others = await Promise.all(Array.from({ length: 19 }, (_, i) => MlsClient.connect(i % 2 ? r1.url : r2.url, `m${i}@a.example/1`)));
+    const others = await Promise.all(
+      Array.from({ length: 19 }, (_, i) => MlsClient.connect(i % 2 ? r1.url : r2.url, `m${i}@a.example/1`)),
+    );
     for (const c of others) await c.publishKeyPackages(1);
     const groupId = await owner.createGroup();
-    await owner.addUsers(groupId, others.map((c) => c.user));
+    await owner.addUsers(
+      groupId,
+      others.map((c) => c.user),
+    );
     for (const c of others) await c.sync({ waitMs: 2000 });
     const everyone = [owner, ...others];
     expect(new Set(everyone.map((c) => c.epoch(groupId)))).toEqual(new Set([1]));
     // Every member builds a commit on epoch 1; all are sent at once, alternating replicas.
     const commits = await Promise.all(
-      everyone.map(async (c) => toB64u(encodeMlsMessage((await createCommit({ state: c.state(groupId), cipherSuite: c.cs })).commit))),
+      everyone.map(async (c) =>
+        toB64u(encodeMlsMessage((await createCommit({ state: c.state(groupId), cipherSuite: c.cs })).commit)),
+      ),
     );
     const apis = everyone.map((c, i) => new FedgateApi(i % 2 ? r1.url : r2.url, c.id));
     await Promise.all(apis.map((api) => api.login()));
     const outcomes = await Promise.allSettled(apis.map((api, i) => api.commit(groupId, { commit: commits[i]! })));
     const accepted = outcomes.filter((o) => o.status === "fulfilled");
-    const stale = outcomes.filter((o) => o.status === "rejected" && o.reason instanceof FedgateError && o.reason.code === "stale_epoch");
+    const stale = outcomes.filter(
+      (o) => o.status === "rejected" && o.reason instanceof FedgateError && o.reason.code === "stale_epoch",
+    );
     expect(accepted).toHaveLength(1);
     expect(stale).toHaveLength(19);
     for (const o of stale) expect((o as PromiseRejectedResult).reason.details.expectedEpoch).toBe(2);
@@ -43,7 +52,9 @@ describe("two replicas of one provider on a shared Redis", () => {
   it("hands 10 KeyPackages to 20 concurrent claims exactly once, then the last-resort one", async () => {
     const target = await MlsClient.connect(r1.url, "target@a.example/1");
     await target.publishKeyPackages(10, { lastResort: true });
-    const claimers = await Promise.all(Array.from({ length: 20 }, (_, i) => new FedgateApi(i % 2 ? r1.url : r2.url, `claimer${i}@a.example/1`).login()));
+    const claimers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => new FedgateApi(i % 2 ? r1.url : r2.url, `claimer${i}@a.example/1`).login()),
+    );
     const answers = await Promise.all(claimers.map((api) => api.claim("target@a.example", [1])));
     const fresh = answers.filter((a) => !a.bundles[0]!.lastResort).map((a) => a.bundles[0]!.keyPackage);
     const lastResort = answers.filter((a) => a.bundles[0]!.lastResort).map((a) => a.bundles[0]!.keyPackage);
@@ -71,7 +82,11 @@ describe("two replicas of one provider on a shared Redis", () => {
     await bob.sync({ waitMs: 2000 });
 
     const lease = await alice.api.lease(groupId, 10_000);
-    await expect(bob.update(groupId)).rejects.toMatchObject({ status: 423, code: "group_locked", details: { leaseExpiresAt: lease.expiresAt } });
+    await expect(bob.update(groupId)).rejects.toMatchObject({
+      status: 423,
+      code: "group_locked",
+      details: { leaseExpiresAt: lease.expiresAt },
+    });
     await alice.update(groupId, { leaseToken: lease.leaseToken });
     await alice.api.releaseLease(groupId, lease.leaseToken);
     await bob.sync({ waitMs: 1000 });
@@ -113,7 +128,11 @@ describe("a hub running as two replicas on one Redis, with follower replicas sub
     const [keyA, keyB] = [await testKey(), await testKey()];
     // a1 ↔ b1 and a2 ↔ b2: each follower replica talks to a different hub replica.
     const start = (domain: string, i: number, store: object, peer: string, peerIndex: number, signingKey: typeof keyA) =>
-      startProvider(domain, { port: ports[i], store, federation: { peers: { [peer]: { url: url(peerIndex) } } } }, { signingKey });
+      startProvider(
+        domain,
+        { port: ports[i], store, federation: { peers: { [peer]: { url: url(peerIndex) } } } },
+        { signingKey },
+      );
     providers.push(
       await start("a.example", 0, storeA, "b.example", 2, keyA),
       await start("a.example", 1, storeA, "b.example", 3, keyA),

@@ -24,16 +24,26 @@ describe("the stated roster change of a PublicMessage commit is cross-checked", 
     if (kp.wireformat !== "mls_key_package") throw new Error("no KeyPackage");
     const r = await createCommit(
       { state: alice.state(groupId), cipherSuite: alice.cs },
-      { wireAsPublicMessage: true, extraProposals: [{ proposalType: "add", add: { keyPackage: kp.keyPackage } }, { proposalType: "remove", remove: { removed: 1 } }] },
+      {
+        wireAsPublicMessage: true,
+        extraProposals: [
+          { proposalType: "add", add: { keyPackage: kp.keyPackage } },
+          { proposalType: "remove", remove: { removed: 1 } },
+        ],
+      },
     );
     const commit = toB64u(encodeMlsMessage(r.commit));
     const welcome = toB64u(encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome: r.welcome! }));
-    const lie = await alice.api.commit(groupId, { commit, welcome, added: ["bob@a.example/1"], removed: ["alice@a.example/1"] }).catch((e: unknown) => e);
+    const lie = await alice.api
+      .commit(groupId, { commit, welcome, added: ["bob@a.example/1"], removed: ["alice@a.example/1"] })
+      .catch((e: unknown) => e);
     expect(lie).toMatchObject({ status: 400, code: "roster_mismatch", details: { proposed: ["carol@a.example/1"] } });
     const missing = await alice.api.commit(groupId, { commit, welcome, added: ["bob@a.example/1"] }).catch((e: unknown) => e);
     expect(missing).toMatchObject({ status: 400, code: "roster_mismatch" });
     expect((await alice.api.group(groupId)).epoch).toBe(1);
-    await expect(alice.api.commit(groupId, { commit, welcome, added: ["bob@a.example/1"], removed: ["carol@a.example/1"] })).resolves.toMatchObject({ epoch: 2 });
+    await expect(
+      alice.api.commit(groupId, { commit, welcome, added: ["bob@a.example/1"], removed: ["carol@a.example/1"] }),
+    ).resolves.toMatchObject({ epoch: 2 });
     expect((await alice.api.group(groupId)).members).toEqual(["alice@a.example/1", "bob@a.example/1"]);
   });
 });

@@ -17,9 +17,9 @@ describe("a single provider runs a whole group life cycle with real MLS clients"
 
   beforeAll(async () => {
     a = await startProvider("a.example");
-    [alice, bob, carol] = await Promise.all(
+    [alice, bob, carol] = (await Promise.all(
       ["alice@a.example/phone", "bob@a.example/laptop", "carol@a.example/tablet"].map((c) => MlsClient.connect(a.url, c)),
-    ) as [MlsClient, MlsClient, MlsClient];
+    )) as [MlsClient, MlsClient, MlsClient];
     for (const c of [alice, bob, carol]) {
       const up = await c.publishKeyPackages(3);
       expect(up.accepted).toHaveLength(3);
@@ -41,7 +41,11 @@ describe("a single provider runs a whole group life cycle with real MLS clients"
     expect(carolEvents).toEqual([{ kind: "joined", groupId, sender: "alice@a.example/phone" }]);
     expect(bob.members(groupId)).toEqual(["alice@a.example/phone", "bob@a.example/laptop", "carol@a.example/tablet"]);
     const view = await alice.api.group(groupId);
-    expect(view).toMatchObject({ epoch: 1, hub: "a.example", members: ["alice@a.example/phone", "bob@a.example/laptop", "carol@a.example/tablet"] });
+    expect(view).toMatchObject({
+      epoch: 1,
+      hub: "a.example",
+      members: ["alice@a.example/phone", "bob@a.example/laptop", "carol@a.example/tablet"],
+    });
   });
 
   it("delivers application messages that every other member decrypts", async () => {
@@ -78,9 +82,10 @@ describe("a single provider runs a whole group life cycle with real MLS clients"
     // Bob has not seen anything since alice's last message; alice commits first.
     const staleState = bob.state(groupId);
     await alice.update(groupId);
-    const err = await bob.api
-      .commit(groupId, { commit: await staleCommit(bob, groupId) })
-      .then(() => undefined, (e: unknown) => e);
+    const err = await bob.api.commit(groupId, { commit: await staleCommit(bob, groupId) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(FedgateError);
     expect(err).toMatchObject({ status: 409, code: "stale_epoch", details: { expectedEpoch: 4 } });
     expect(bob.state(groupId)).toBe(staleState);

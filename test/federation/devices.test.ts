@@ -48,11 +48,17 @@ describe("multi-device users across providers", () => {
     const ev = await syncUntil(bob, (e) => e.some((x) => x.kind === "device_update"));
     const update = ev.find((x) => x.kind === "device_update");
     expect(update).toMatchObject({ kind: "device_update", user: "alice@a.example" });
-    expect(update?.kind === "device_update" && update.devices.map((d) => d.client)).toEqual(["alice@a.example/phone", "alice@a.example/tablet"]);
+    expect(update?.kind === "device_update" && update.devices.map((d) => d.client)).toEqual([
+      "alice@a.example/phone",
+      "alice@a.example/tablet",
+    ]);
     // Bob claims alice's devices; one bundle per device, and adds only the new one.
     const claim = await bob.api.claim("alice@a.example", [1]);
     expect(claim.bundles.map((x) => x.client)).toEqual(["alice@a.example/phone", "alice@a.example/tablet"]);
-    await bob.addKeyPackages(groupId, claim.bundles.filter((x) => x.client === "alice@a.example/tablet"));
+    await bob.addKeyPackages(
+      groupId,
+      claim.bundles.filter((x) => x.client === "alice@a.example/tablet"),
+    );
     await syncUntil(aliceTablet, (e) => e.some((x) => x.kind === "joined"));
     await syncUntil(alicePhone, (e) => e.some((x) => x.kind === "commit"));
     await bob.send(groupId, "hello both devices");
@@ -100,7 +106,13 @@ describe("multi-device users across providers", () => {
     const { groupInfo } = await aliceLaptop.api.groupInfo(groupId);
     const gi = decodeMlsMessage(fromB64u(groupInfo), 0)![0];
     if (gi.wireformat !== "mls_group_info") throw new Error("not a GroupInfo");
-    const kp = await generateKeyPackage({ credentialType: "basic", identity: new TextEncoder().encode("eve@a.example/1") }, defaultCapabilities(), { notBefore: 0n, notAfter: 2n ** 40n }, [], aliceLaptop.cs);
+    const kp = await generateKeyPackage(
+      { credentialType: "basic", identity: new TextEncoder().encode("eve@a.example/1") },
+      defaultCapabilities(),
+      { notBefore: 0n, notAfter: 2n ** 40n },
+      [],
+      aliceLaptop.cs,
+    );
     const { publicMessage } = await joinGroupExternal(gi.groupInfo, kp.publicPackage, kp.privatePackage, false, aliceLaptop.cs);
     const commit = toB64u(encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage }));
     const before = await bob.api.group(groupId);
@@ -134,10 +146,13 @@ describe("multi-device users across providers", () => {
     await alicePhone.addKeyPackages(g, claim.bundles);
     for (const d of [dan1, dan2]) await syncUntil(d, (e) => e.some((x) => x.kind === "joined" && x.groupId === g));
     await alicePhone.send(g, "to every dan");
-    for (const d of [dan1, dan2]) expect(texts(await syncUntil(d, (e) => texts(e).length > 0))).toEqual(["alice@a.example/phone: to every dan"]);
+    for (const d of [dan1, dan2])
+      expect(texts(await syncUntil(d, (e) => texts(e).length > 0))).toEqual(["alice@a.example/phone: to every dan"]);
     // Either device speaks as the virtual client.
     await dan2.send(g, "dan via device 2");
     const got = await syncUntil(alicePhone, (e) => e.some((x) => x.kind === "message" && x.groupId === g));
-    expect(got.filter((x) => x.kind === "message" && x.groupId === g)).toEqual([expect.objectContaining({ sender: "dan@b.example/*", text: "dan via device 2" })]);
+    expect(got.filter((x) => x.kind === "message" && x.groupId === g)).toEqual([
+      expect.objectContaining({ sender: "dan@b.example/*", text: "dan via device 2" }),
+    ]);
   });
 });

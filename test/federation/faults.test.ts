@@ -19,11 +19,17 @@ async function syncUntil(client: MlsClient, count: number, timeoutMs = 20_000): 
 describe("the durable outbox delivers everything, in order, once", () => {
   it("holds 50 messages while the follower is down and delivers all of them after it restarts", async () => {
     const [pa, pb] = [await freePort(), await freePort()];
-    const peersOf = (other: string, port: number) => ({ federation: { peers: { [other]: { url: `http://127.0.0.1:${port}` } }, outbox: { batchSize: 20, retryBaseMs: 50, retryMaxMs: 400, pollMs: 200 } } });
+    const peersOf = (other: string, port: number) => ({
+      federation: {
+        peers: { [other]: { url: `http://127.0.0.1:${port}` } },
+        outbox: { batchSize: 20, retryBaseMs: 50, retryMaxMs: 400, pollMs: 200 },
+      },
+    });
     const bStore = new MemoryStore();
     const bKey = await testKey();
     const a = await startProvider("a.example", { port: pa, ...peersOf("b.example", pb) });
-    const startB = () => startProvider("b.example", { port: pb, ...peersOf("a.example", pa) }, { store: bStore, signingKey: bKey });
+    const startB = () =>
+      startProvider("b.example", { port: pb, ...peersOf("a.example", pa) }, { store: bStore, signingKey: bKey });
     let b: Provider = await startB();
     try {
       const alice = await MlsClient.connect(a.url, "alice@a.example/1");
@@ -57,8 +63,14 @@ describe("the durable outbox delivers everything, in order, once", () => {
 
   it("fills a gap from the hub when a delivery is missing", async () => {
     const [pa, pb] = [await freePort(), await freePort()];
-    const a = await startProvider("a.example", { port: pa, federation: { peers: { "b.example": { url: `http://127.0.0.1:${pb}` } } } });
-    const b = await startProvider("b.example", { port: pb, federation: { peers: { "a.example": { url: `http://127.0.0.1:${pa}` } } } });
+    const a = await startProvider("a.example", {
+      port: pa,
+      federation: { peers: { "b.example": { url: `http://127.0.0.1:${pb}` } } },
+    });
+    const b = await startProvider("b.example", {
+      port: pb,
+      federation: { peers: { "a.example": { url: `http://127.0.0.1:${pa}` } } },
+    });
     try {
       const alice = await MlsClient.connect(a.url, "alice@a.example/1");
       const bob = await MlsClient.connect(b.url, "bob@b.example/1");
@@ -93,7 +105,9 @@ describe("a peer that never answers", () => {
     blackhole = createServer((s) => sockets.push(s));
     const port = await freePort();
     await new Promise<void>((r) => blackhole.listen(port, "127.0.0.1", r));
-    const a = await startProvider("a.example", { federation: { requestTimeoutMs: 500, peers: { "b.example": { url: `http://127.0.0.1:${port}` } } } });
+    const a = await startProvider("a.example", {
+      federation: { requestTimeoutMs: 500, peers: { "b.example": { url: `http://127.0.0.1:${port}` } } },
+    });
     try {
       const alice = await MlsClient.connect(a.url, "alice@a.example/1");
       const started = Date.now();

@@ -58,11 +58,17 @@ describe("Multi-MLS send groups, commit gossip and group metadata across two pro
     expect(err).toMatchObject({ status: 403, code: "not_designated_sender" });
     await expect(bob.api.lease(groupId, 1000)).rejects.toMatchObject({ status: 400, code: "bad_request" });
     await alice.send(groupId, "only I speak here");
-    for (const c of [bob, carol]) expect(texts(await syncUntil(c, (ev) => texts(ev).length > 0))).toEqual(["alice@a.example/1: only I speak here"]);
+    for (const c of [bob, carol])
+      expect(texts(await syncUntil(c, (ev) => texts(ev).length > 0))).toEqual(["alice@a.example/1: only I speak here"]);
   });
 
   it("accepts proposals from members and delivers them to the designated sender only", async () => {
-    const { message } = await createProposal(bob.state(groupId), false, { proposalType: "remove", remove: { removed: 2 } }, bob.cs);
+    const { message } = await createProposal(
+      bob.state(groupId),
+      false,
+      { proposalType: "remove", remove: { removed: 2 } },
+      bob.cs,
+    );
     const { seq } = await bob.api.send(groupId, toB64u(encodeMlsMessage(message)));
     const got = await syncUntil(alice, (ev) => ev.some((e) => e.kind === "proposal"));
     expect(got).toContainEqual({ kind: "proposal", groupId, sender: "bob@b.example/1", seq });
@@ -113,10 +119,15 @@ describe("Multi-MLS send groups, commit gossip and group metadata across two pro
     const full = (await bob.api.tree(g3)) as { nodes: { index: number; node: string | null }[]; epoch: number };
     expect(full.epoch).toBe(1);
     expect(full.nodes).toHaveLength(bob.state(g3).ratchetTree.length);
-    const part = (await bob.api.tree(g3, 1)) as { leaves: { node: string | null }[]; directPath: { index: number; copathResolution: unknown[] }[] };
+    const part = (await bob.api.tree(g3, 1)) as {
+      leaves: { node: string | null }[];
+      directPath: { index: number; copathResolution: unknown[] }[];
+    };
     expect(part.leaves.filter((l) => l.node !== null)).toHaveLength(3);
     const leaf1 = decodeNode(fromB64u(part.leaves[1]!.node!), 0)![0];
-    expect(leaf1.nodeType === "leaf" && new TextDecoder().decode((leaf1.leaf.credential as { identity: Uint8Array }).identity)).toBe("bob@b.example/1");
+    expect(
+      leaf1.nodeType === "leaf" && new TextDecoder().decode((leaf1.leaf.credential as { identity: Uint8Array }).identity),
+    ).toBe("bob@b.example/1");
     expect(part.directPath.length).toBeGreaterThan(0);
     const verified = (await bob.api.request("GET", `/v1/groups/${g3}/tree?verify=true`)) as { verification: { valid: boolean } };
     expect(verified.verification.valid).toBe(true);

@@ -15,14 +15,29 @@ async function post(url: string, path: string, body: string, token?: string) {
     headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
     body,
   });
-  return { status: res.statusCode, body: (await res.body.json()) as { error?: { code: string; reason?: string }; notified?: number } };
+  return {
+    status: res.statusCode,
+    body: (await res.body.json()) as { error?: { code: string; reason?: string }; notified?: number },
+  };
 }
 
 /** A token built by hand, so each claim can be broken on purpose. */
 async function token(key: SigningKey, claims: Record<string, unknown>, header: Record<string, unknown> = {}) {
   const now = Math.floor(Date.now() / 1000);
-  const payload = { iss: "b.example", aud: "a.example", iat: now, exp: now + 60, jti: randomUUID(), htm: "POST", htu: PATH, bdh: sha256B64u(BODY), ...claims };
-  return new SignJWT(payload).setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "mls-fedgate+jwt", ...header }).sign(key.privateKey);
+  const payload = {
+    iss: "b.example",
+    aud: "a.example",
+    iat: now,
+    exp: now + 60,
+    jti: randomUUID(),
+    htm: "POST",
+    htu: PATH,
+    bdh: sha256B64u(BODY),
+    ...claims,
+  };
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "mls-fedgate+jwt", ...header })
+    .sign(key.privateKey);
 }
 
 describe("federation requests are authenticated by signed, single-use, request-bound tokens", () => {
@@ -32,7 +47,11 @@ describe("federation requests are authenticated by signed, single-use, request-b
 
   beforeAll(async () => {
     bKey = await testKey();
-    providers = await startFederation(["a.example", "b.example"], () => ({}), (d) => (d === "b.example" ? { signingKey: bKey } : {}));
+    providers = await startFederation(
+      ["a.example", "b.example"],
+      () => ({}),
+      (d) => (d === "b.example" ? { signingKey: bKey } : {}),
+    );
     a = providers[0]!;
   });
   afterAll(() => stopAll(providers));
@@ -43,13 +62,19 @@ describe("federation requests are authenticated by signed, single-use, request-b
   });
 
   it("refuses a request without a token", async () => {
-    expect(await post(a.url, PATH, BODY)).toMatchObject({ status: 401, body: { error: { code: "unauthenticated", reason: "missing_token" } } });
+    expect(await post(a.url, PATH, BODY)).toMatchObject({
+      status: 401,
+      body: { error: { code: "unauthenticated", reason: "missing_token" } },
+    });
   });
 
   it("refuses a forged signature (a key the peer does not publish)", async () => {
     const forger = await testKey();
     const forged = await token({ ...forger, kid: bKey.kid }, {});
-    expect(await post(a.url, PATH, BODY, forged)).toMatchObject({ status: 401, body: { error: { code: "unauthenticated", reason: "bad_signature" } } });
+    expect(await post(a.url, PATH, BODY, forged)).toMatchObject({
+      status: 401,
+      body: { error: { code: "unauthenticated", reason: "bad_signature" } },
+    });
   });
 
   it("refuses an expired token and one that lives longer than 60 s", async () => {
@@ -61,8 +86,14 @@ describe("federation requests are authenticated by signed, single-use, request-b
   });
 
   it("refuses a token for another audience, method or path", async () => {
-    expect(await post(a.url, PATH, BODY, await token(bKey, { aud: "c.example" }))).toMatchObject({ status: 401, body: { error: { reason: "bad_aud" } } });
-    expect(await post(a.url, PATH, BODY, await token(bKey, { htm: "GET" }))).toMatchObject({ status: 401, body: { error: { reason: "bad_htm" } } });
+    expect(await post(a.url, PATH, BODY, await token(bKey, { aud: "c.example" }))).toMatchObject({
+      status: 401,
+      body: { error: { reason: "bad_aud" } },
+    });
+    expect(await post(a.url, PATH, BODY, await token(bKey, { htm: "GET" }))).toMatchObject({
+      status: 401,
+      body: { error: { reason: "bad_htm" } },
+    });
     expect(await post(a.url, PATH, BODY, await token(bKey, { htu: "/federation/v1/deliver" }))).toMatchObject({
       status: 401,
       body: { error: { reason: "bad_htu" } },
@@ -72,7 +103,10 @@ describe("federation requests are authenticated by signed, single-use, request-b
   it("refuses a body changed after signing", async () => {
     const t = await signRequest(bKey, "b.example", "a.example", { method: "POST", path: PATH, body: Buffer.from(BODY) }, 60);
     const tampered = BODY.replace('"version":1', '"version":2');
-    expect(await post(a.url, PATH, tampered, t)).toMatchObject({ status: 401, body: { error: { code: "unauthenticated", reason: "bad_bdh" } } });
+    expect(await post(a.url, PATH, tampered, t)).toMatchObject({
+      status: 401,
+      body: { error: { code: "unauthenticated", reason: "bad_bdh" } },
+    });
   });
 
   it("refuses a replayed token", async () => {
@@ -83,7 +117,10 @@ describe("federation requests are authenticated by signed, single-use, request-b
 
   it("refuses a domain that is not a configured peer", async () => {
     const stranger = await token(bKey, { iss: "evil.example" });
-    expect(await post(a.url, PATH, BODY, stranger)).toMatchObject({ status: 403, body: { error: { code: "forbidden", reason: "unknown_peer" } } });
+    expect(await post(a.url, PATH, BODY, stranger)).toMatchObject({
+      status: 403,
+      body: { error: { code: "forbidden", reason: "unknown_peer" } },
+    });
   });
 
   it("does not let a peer speak for another provider's users", async () => {

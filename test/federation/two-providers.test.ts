@@ -62,7 +62,9 @@ describe("three providers share one conversation through server fan-out", () => 
     await bob.send(groupId, "hi from B");
     await dave.send(groupId, "hi from C");
     const want = (me: MlsClient) =>
-      ["alice@a.example/phone: hi from A", "bob@b.example/laptop: hi from B", "dave@c.example/desk: hi from C"].filter((t) => !t.startsWith(me.id));
+      ["alice@a.example/phone: hi from A", "bob@b.example/laptop: hi from B", "dave@c.example/desk: hi from C"].filter(
+        (t) => !t.startsWith(me.id),
+      );
     for (const cl of [alice, bob, carol, dave]) {
       const events = await syncUntil(cl, (ev) => texts(ev).length >= want(cl).length);
       expect(texts(events).sort()).toEqual(want(cl).sort());

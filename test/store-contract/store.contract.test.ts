@@ -62,7 +62,11 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
   describe("key directory", () => {
     it("stores KeyPackages up to the per-client limit and reports the rest", async () => {
       await store.registerDevice("bob@a.example/1");
-      const res = await store.putKeyPackages("bob@a.example/1", [kp("bob@a.example/1", 1), kp("bob@a.example/1", 2), kp("bob@a.example/1", 3)], 2);
+      const res = await store.putKeyPackages(
+        "bob@a.example/1",
+        [kp("bob@a.example/1", 1), kp("bob@a.example/1", 2), kp("bob@a.example/1", 3)],
+        2,
+      );
       expect(res.stored).toHaveLength(2);
       expect(res.overLimit).toEqual(["ref-bob@a.example/1-3-1"]);
       expect(await store.listKeyPackages("bob@a.example/1")).toHaveLength(2);
@@ -120,13 +124,22 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       await store.registerDevice("dan@a.example/*");
       await store.putKeyPackages("dan@a.example/*", [kp("dan@a.example/*", 1)], 10);
       const r = await store.claim("dan@a.example", [1], 1000);
-      expect(r).toEqual({ kind: "ok", cipherSuite: 1, bundles: [expect.objectContaining({ client: "dan@a.example/*" })], missing: [] });
+      expect(r).toEqual({
+        kind: "ok",
+        cipherSuite: 1,
+        bundles: [expect.objectContaining({ client: "dan@a.example/*" })],
+        missing: [],
+      });
     });
 
     it("never hands the same KeyPackage to two concurrent claims", async () => {
       const d = "bob@a.example/1";
       await store.registerDevice(d);
-      await store.putKeyPackages(d, Array.from({ length: 10 }, (_, i) => kp(d, i)), 100);
+      await store.putKeyPackages(
+        d,
+        Array.from({ length: 10 }, (_, i) => kp(d, i)),
+        100,
+      );
       const results = await Promise.all(Array.from({ length: 20 }, () => store.claim("bob@a.example", [1], 1000)));
       const got = results.flatMap((r) => (r.kind === "ok" ? r.bundles.map((b) => b.ref) : []));
       expect(got).toHaveLength(10);
@@ -195,11 +208,16 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
     it("refuses non-members, and strangers' external commits, without changing state", async () => {
       const g = group({ members: ["alice@a.example/1"] });
       await store.createGroup(g);
-      expect(await store.submit(g.groupId, { kind: "application", sender: "eve@a.example/1", epoch: 0, sha256: "x", message: "m" }, 1)).toEqual({
+      expect(
+        await store.submit(g.groupId, { kind: "application", sender: "eve@a.example/1", epoch: 0, sha256: "x", message: "m" }, 1),
+      ).toEqual({
         ok: false,
         code: "not_a_member",
       });
-      expect(await store.submit(g.groupId, commit("eve@a.example/1", 0, { external: true }), 1)).toEqual({ ok: false, code: "not_a_member" });
+      expect(await store.submit(g.groupId, commit("eve@a.example/1", 0, { external: true }), 1)).toEqual({
+        ok: false,
+        code: "not_a_member",
+      });
       const ext = await store.submit(g.groupId, commit("alice@a.example/2", 0, { external: true }), 1);
       expect(ext).toMatchObject({ ok: true, epoch: 1 });
       expect((await store.getGroup(g.groupId))?.members).toEqual(["alice@a.example/1", "alice@a.example/2"]);
@@ -210,7 +228,11 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       const g = group({ members: ["a/1", "b/1", "c/1"] });
       await store.createGroup(g);
       await store.submit(g.groupId, commit("a/1", 0, { removed: ["c/1"] }), 1);
-      const app = await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 1, sha256: "app1", message: "m" }, 1);
+      const app = await store.submit(
+        g.groupId,
+        { kind: "application", sender: "a/1", epoch: 1, sha256: "app1", message: "m" },
+        1,
+      );
       expect(app.ok && app.entries[0]?.recipients).toEqual(["b/1"]);
       expect(await store.groupsOf("c/1")).toEqual([]);
       expect(await store.groupsOf("b/1")).toEqual([g.groupId]);
@@ -221,14 +243,26 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       await store.createGroup(g);
       const lease = await store.acquireLease(g.groupId, "a/1", 1000, "tok-a", 100);
       expect(lease).toEqual({ ok: true, token: "tok-a", expiresAt: 1100 });
-      expect(await store.acquireLease(g.groupId, "b/1", 1000, "tok-b", 200)).toEqual({ ok: false, code: "group_locked", leaseExpiresAt: 1100 });
-      expect(await store.submit(g.groupId, commit("b/1", 0), 200)).toEqual({ ok: false, code: "group_locked", leaseExpiresAt: 1100 });
+      expect(await store.acquireLease(g.groupId, "b/1", 1000, "tok-b", 200)).toEqual({
+        ok: false,
+        code: "group_locked",
+        leaseExpiresAt: 1100,
+      });
+      expect(await store.submit(g.groupId, commit("b/1", 0), 200)).toEqual({
+        ok: false,
+        code: "group_locked",
+        leaseExpiresAt: 1100,
+      });
       expect(await store.submit(g.groupId, commit("a/1", 0, { leaseToken: "tok-a" }), 200)).toMatchObject({ ok: true, epoch: 1 });
       expect(await store.submit(g.groupId, commit("a/1", 1, { leaseToken: "tok-a" }), 300)).toMatchObject({ ok: true, epoch: 2 });
       // After expiry anyone may commit again, and that commit drops the stale lease (decideSubmit).
       expect(await store.submit(g.groupId, commit("b/1", 2), 1200)).toMatchObject({ ok: true, epoch: 3 });
       expect(await store.releaseLease(g.groupId, "tok-a")).toBe(false);
-      expect(await store.acquireLease(g.groupId, "b/1", 1000, "tok-b", 1300)).toEqual({ ok: true, token: "tok-b", expiresAt: 2300 });
+      expect(await store.acquireLease(g.groupId, "b/1", 1000, "tok-b", 1300)).toEqual({
+        ok: true,
+        token: "tok-b",
+        expiresAt: 2300,
+      });
       expect(await store.releaseLease(g.groupId, "tok-b")).toBe(true);
       expect(await store.releaseLease(g.groupId, "tok-b")).toBe(false);
     });
@@ -236,17 +270,31 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
     it("renews a lease for its holder without changing the token", async () => {
       const g = group({ members: ["a/1", "b/1"] });
       await store.createGroup(g);
-      expect(await store.acquireLease(g.groupId, "a/1", 1000, "tok-1", 100)).toEqual({ ok: true, token: "tok-1", expiresAt: 1100 });
-      expect(await store.acquireLease(g.groupId, "a/1", 1000, "tok-2", 500)).toEqual({ ok: true, token: "tok-1", expiresAt: 1500 });
+      expect(await store.acquireLease(g.groupId, "a/1", 1000, "tok-1", 100)).toEqual({
+        ok: true,
+        token: "tok-1",
+        expiresAt: 1100,
+      });
+      expect(await store.acquireLease(g.groupId, "a/1", 1000, "tok-2", 500)).toEqual({
+        ok: true,
+        token: "tok-1",
+        expiresAt: 1500,
+      });
       expect(await store.submit(g.groupId, commit("a/1", 0, { leaseToken: "tok-1" }), 600)).toMatchObject({ ok: true, epoch: 1 });
-      expect(await store.acquireLease(g.groupId, "a/1", 1000, "tok-3", 2000)).toEqual({ ok: true, token: "tok-3", expiresAt: 3000 });
+      expect(await store.acquireLease(g.groupId, "a/1", 1000, "tok-3", 2000)).toEqual({
+        ok: true,
+        token: "tok-3",
+        expiresAt: 3000,
+      });
     });
 
     it("lets only the designated sender commit or send in a send group", async () => {
       const g = group({ mode: "send-group", members: ["a/1", "b/1"], owner: "a/1" });
       await store.createGroup(g);
       expect(await store.submit(g.groupId, commit("b/1", 0), 1)).toEqual({ ok: false, code: "not_designated_sender" });
-      expect(await store.submit(g.groupId, { kind: "application", sender: "b/1", epoch: 0, sha256: "s", message: "m" }, 1)).toEqual({
+      expect(
+        await store.submit(g.groupId, { kind: "application", sender: "b/1", epoch: 0, sha256: "s", message: "m" }, 1),
+      ).toEqual({
         ok: false,
         code: "not_designated_sender",
       });
@@ -268,7 +316,8 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       await store.createGroup(g, { epoch: 0, groupInfo: "gi0" });
       expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 0, groupInfo: "gi0" });
       await store.submit(g.groupId, commit("a/1", 0, { groupInfo: "gi1" }), 1);
-      for (let i = 0; i < 5; i++) await store.submit(g.groupId, { kind: "application", sender: "b/1", epoch: 1, sha256: `s${i}`, message: `m${i}` }, 1);
+      for (let i = 0; i < 5; i++)
+        await store.submit(g.groupId, { kind: "application", sender: "b/1", epoch: 1, sha256: `s${i}`, message: `m${i}` }, 1);
       expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 1, groupInfo: "gi1" });
       expect((await store.readLog(g.groupId, 2, 2)).map((e) => e.seq)).toEqual([3, 4]);
       expect((await store.readEntries(g.groupId, [6, 99])).map((e) => e?.message)).toEqual(["m4", undefined]);
@@ -285,7 +334,15 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
 
     it("keeps a follower replica idempotent by seq and reports gaps", async () => {
       const { nextSeq: _n, ...rec } = group({ hub: "b.example" });
-      const e = (seq: number) => ({ seq, kind: "application" as const, epoch: 0, sender: "x/1", message: `m${seq}`, sha256: `h${seq}`, recipients: ["a/1"] });
+      const e = (seq: number) => ({
+        seq,
+        kind: "application" as const,
+        epoch: 0,
+        sender: "x/1",
+        message: `m${seq}`,
+        sha256: `h${seq}`,
+        recipients: ["a/1"],
+      });
       expect((await store.putReplicaEntries(rec, [e(1), e(2)])).map((x) => x.seq)).toEqual([1, 2]);
       expect((await store.putReplicaEntries(rec, [e(2), e(4)])).map((x) => x.seq)).toEqual([4]);
       expect(await store.contiguousSeq(rec.groupId)).toBe(2);
@@ -315,10 +372,18 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
     it("wakes a waiting reader when an entry arrives", async () => {
       const started = Date.now();
       const waiting = store.waitInbox("w/1", 0, 5000);
-      setTimeout(() => void store.appendInbox("w/1", [{ kind: "notice", id: "n1", type: "device_update", body: { user: "x" } }]), 50);
+      setTimeout(
+        () => void store.appendInbox("w/1", [{ kind: "notice", id: "n1", type: "device_update", body: { user: "x" } }]),
+        50,
+      );
       await waiting;
       expect(Date.now() - started).toBeLessThan(4000);
-      expect((await store.readInbox("w/1", 0, 10))[0]?.item).toEqual({ kind: "notice", id: "n1", type: "device_update", body: { user: "x" } });
+      expect((await store.readInbox("w/1", 0, 10))[0]?.item).toEqual({
+        kind: "notice",
+        id: "n1",
+        type: "device_update",
+        body: { user: "x" },
+      });
     });
 
     it("appends to many inboxes at once, in order, idempotently, and wakes their readers", async () => {

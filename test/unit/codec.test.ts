@@ -58,7 +58,8 @@ describe("decodeMlsStrict accepts only whole, canonical MLS messages within the 
   });
 
   it("rejects a message cut short anywhere", () => {
-    for (let n = 1; n < message.byteLength; n += 7) expect(codeOf(() => decodeMlsStrict(message.subarray(0, n), 1 << 16))).toBe("invalid_mls");
+    for (let n = 1; n < message.byteLength; n += 7)
+      expect(codeOf(() => decodeMlsStrict(message.subarray(0, n), 1 << 16))).toBe("invalid_mls");
   });
 
   it("rejects trailing bytes after a complete message", () => {
@@ -93,7 +94,8 @@ describe("decodeMlsField checks the JSON field before the MLS bytes", () => {
   });
 
   it("rejects a field that is not a string with bad_request", () => {
-    for (const v of [undefined, null, 42, ["x"], { a: 1 }]) expect(codeOf(() => decodeMlsField(v, "message", 1 << 16))).toBe("bad_request");
+    for (const v of [undefined, null, 42, ["x"], { a: 1 }])
+      expect(codeOf(() => decodeMlsField(v, "message", 1 << 16))).toBe("bad_request");
   });
 
   it("rejects padded, standard-alphabet or otherwise malformed base64 with invalid_mls", () => {

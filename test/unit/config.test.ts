@@ -65,7 +65,9 @@ describe("configuration", () => {
       timeout: 30_000,
     });
     expect(run.status).toBe(1);
-    const lines = run.stderr.split("\n").filter((l) => l.trim() && !l.includes("ExperimentalWarning") && !l.includes("--trace-warnings"));
+    const lines = run.stderr
+      .split("\n")
+      .filter((l) => l.trim() && !l.includes("ExperimentalWarning") && !l.includes("--trace-warnings"));
     expect(lines).toEqual([expect.stringMatching(/^config error: store\.kind: /)]);
   });
 });

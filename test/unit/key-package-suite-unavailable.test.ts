@@ -23,7 +23,11 @@ it("rejects a KeyPackage of an allowed suite that cannot be loaded with unsuppor
   );
   const { signature: _unused, ...tbs } = publicPackage;
   // Suites 1 and 3 share X25519 and Ed25519, so this is a genuine suite-3 KeyPackage.
-  const suite3 = await signKeyPackage({ ...tbs, cipherSuite: "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519" }, privatePackage.signaturePrivateKey, cs.signature);
+  const suite3 = await signKeyPackage(
+    { ...tbs, cipherSuite: "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519" },
+    privatePackage.signaturePrivateKey,
+    cs.signature,
+  );
   const bytes = encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: suite3 });
   const policy = { allowedSuites: [1, 3], maxLifetimeSeconds: 86400, maxBytes: 8192, clockSkewSeconds: 300 };
   const err = await validateKeyPackage(bytes, "alice@a.example/phone", policy, Number(now)).then(

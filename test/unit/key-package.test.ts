@@ -94,7 +94,9 @@ describe("validateKeyPackage accepts real KeyPackages", () => {
 
   it("accepts a KeyPackage of exactly the maximum size", async () => {
     const { bytes } = await make();
-    await expect(validateKeyPackage(bytes, ALICE, { ...policy, maxBytes: bytes.byteLength }, NOW)).resolves.toMatchObject({ client: ALICE });
+    await expect(validateKeyPackage(bytes, ALICE, { ...policy, maxBytes: bytes.byteLength }, NOW)).resolves.toMatchObject({
+      client: ALICE,
+    });
   });
 });
 
@@ -220,7 +222,11 @@ describe("validateKeyPackage enforces the KeyPackage policy", () => {
   it("rejects a correctly signed KeyPackage whose init_key equals the leaf encryption_key", async () => {
     const { kp, priv } = await make();
     const { signature: _unused, ...tbs } = kp;
-    const sameKeys = await signKeyPackage({ ...tbs, initKey: kp.leafNode.hpkePublicKey }, priv.signaturePrivateKey, cs1.signature);
+    const sameKeys = await signKeyPackage(
+      { ...tbs, initKey: kp.leafNode.hpkePublicKey },
+      priv.signaturePrivateKey,
+      cs1.signature,
+    );
     const err = await rejection(wire(sameKeys));
     expect(err.code).toBe("invalid_key_package");
     expect(err.message).toMatch(/init_key/);
