@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { MlsClient, type MlsEvent } from "./client/index.js";
+import { MlsClient } from "./client/index.js";
 import { loadConfig } from "./config/load.js";
 import { DeliveryService } from "./index.js";
 
@@ -14,16 +14,6 @@ function configDir(): string {
     dir = resolve(dir, "..");
   }
   return resolve("config");
-}
-
-async function waitFor(client: MlsClient, want: (e: MlsEvent) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
-  const events: MlsEvent[] = [];
-  const deadline = Date.now() + timeoutMs;
-  while (!events.some(want)) {
-    if (Date.now() > deadline) throw new Error(`${client.id}: timed out waiting (${JSON.stringify(events)})`);
-    events.push(...(await client.sync({ waitMs: 1000 })));
-  }
-  return events;
 }
 
 /**
@@ -82,22 +72,22 @@ export async function runDemo(opts: { print: (line: string) => void; ports?: [nu
     const added = await alice.addUsers(groupId, ["bob@b.example", "carol@b.example"]);
     print(`5. alice adds ${added.added.join(" and ")} in one commit (epoch 1)`);
     for (const c of [bob, carol]) {
-      await waitFor(c, (e) => e.kind === "joined");
+      await c.syncUntil((ev) => ev.some((e) => e.kind === "joined"));
       print(`6. ${c.id} finds the Welcome in its inbox on b.example and joins`);
     }
     const sentAt = Date.now();
     await alice.send(groupId, "Hello from a.example!");
-    const got = await waitFor(bob, (e) => e.kind === "message");
+    const got = await bob.syncUntil((ev) => ev.some((e) => e.kind === "message"));
     const latency = Date.now() - sentAt;
     const msg = got.find((e) => e.kind === "message");
     print(
       `7. bob decrypts on b.example: "${msg?.kind === "message" ? msg.text : "?"}" (${latency} ms from alice's send to bob's plaintext)`,
     );
     await bob.send(groupId, "Hi alice, bob here on b.example");
-    const back = await waitFor(alice, (e) => e.kind === "message");
+    const back = await alice.syncUntil((ev) => ev.some((e) => e.kind === "message"));
     const reply = back.find((e) => e.kind === "message");
     print(`8. alice decrypts on a.example: "${reply?.kind === "message" ? reply.text : "?"}"`);
-    await waitFor(carol, (e) => e.kind === "message" && e.sender === bob.id);
+    await carol.syncUntil((ev) => ev.some((e) => e.kind === "message" && e.sender === bob.id));
     print(`9. carol (same provider as bob) got both messages`);
     print(`10. alice and bob commit at the same epoch at the same moment…`);
     const race = await Promise.all([alice.update(groupId), bob.update(groupId)]);
@@ -106,12 +96,12 @@ export async function runDemo(opts: { print: (line: string) => void; ports?: [nu
       `    one commit won epoch ${Math.min(race[0].epoch, race[1].epoch)}; ${loser} got stale_epoch, caught up and committed epoch ${Math.max(race[0].epoch, race[1].epoch)}`,
     );
     for (const c of [alice, bob, carol]) await c.sync({ waitMs: 300 });
-    await waitFor(carol, (e) => e.kind === "commit" && e.epoch === 3).catch(() => []);
+    await carol.syncUntil((ev) => ev.some((e) => e.kind === "commit" && e.epoch === 3)).catch(() => []);
     const [logA, logB] = await Promise.all([alice.api.commitLog(groupId), bob.api.commitLog(groupId)]);
     const same = JSON.stringify(logA.entries) === JSON.stringify(logB.entries);
     print(`11. commit logs on a.example and b.example: ${logA.entries.length} entries, ${same ? "identical" : "DIFFERENT"}`);
     await carol.send(groupId, "all in sync after the race");
-    await waitFor(alice, (e) => e.kind === "message" && e.sender === carol.id);
+    await alice.syncUntil((ev) => ev.some((e) => e.kind === "message" && e.sender === carol.id));
     print(`12. carol's message after the race decrypts at alice: everyone is on epoch ${alice.epoch(groupId)}`);
     print("demo complete");
   } catch (e) {

@@ -36,17 +36,6 @@ async function discover(url: string): Promise<Discovery> {
   return (await res.json()) as Discovery;
 }
 
-async function until(client: MlsClient, want: (e: MlsEvent[]) => boolean, timeoutMs: number): Promise<MlsEvent[]> {
-  const events: MlsEvent[] = [];
-  const deadline = Date.now() + timeoutMs;
-  while (!want(events)) {
-    if (Date.now() > deadline)
-      throw new Error(`${client.id} timed out (events: ${events.map((e) => e.kind).join(",") || "none"})`);
-    events.push(...(await client.sync({ waitMs: 500 })));
-  }
-  return events;
-}
-
 const texts = (ev: MlsEvent[]) => ev.flatMap((e) => (e.kind === "message" ? [e.text] : []));
 
 export async function runConformance(opts: ConformanceOptions): Promise<CheckResult[]> {
@@ -129,7 +118,7 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   await check("a group hubbed on A adds users of B, who join from Welcomes delivered by B", async () => {
     groupId = await alice.createGroup();
     await alice.addUsers(groupId, [bob.user, carol.user]);
-    await Promise.all([bob, carol].map((c) => until(c, (ev) => ev.some((e) => e.kind === "joined"), timeoutMs)));
+    await Promise.all([bob, carol].map((c) => c.syncUntil((ev) => ev.some((e) => e.kind === "joined"), timeoutMs)));
     return `group ${groupId}`;
   });
   essential();
@@ -137,18 +126,18 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   await check("application messages cross providers both ways and decrypt", async () => {
     const t0 = Date.now();
     await alice.send(groupId, "ping from A");
-    await until(bob, (ev) => texts(ev).includes("ping from A"), timeoutMs);
+    await bob.syncUntil((ev) => texts(ev).includes("ping from A"), timeoutMs);
     const ab = Date.now() - t0;
     await bob.send(groupId, "pong from B");
-    await until(alice, (ev) => texts(ev).includes("pong from B"), timeoutMs);
-    await until(carol, (ev) => texts(ev).includes("pong from B") || texts(ev).includes("ping from A"), timeoutMs);
+    await alice.syncUntil((ev) => texts(ev).includes("pong from B"), timeoutMs);
+    await carol.syncUntil((ev) => texts(ev).includes("pong from B") || texts(ev).includes("ping from A"), timeoutMs);
     return `A→B ${ab} ms`;
   });
 
   await check("a follower's commit is ordered by the hub and reaches everyone", async () => {
     const { epoch } = await bob.update(groupId);
-    await until(alice, (ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch), timeoutMs);
-    await until(carol, (ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch), timeoutMs);
+    await alice.syncUntil((ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch), timeoutMs);
+    await carol.syncUntil((ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch), timeoutMs);
     return `epoch ${epoch}`;
   });
 
@@ -172,9 +161,9 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   await check("a group hubbed on B works for a client of A (reverse direction)", async () => {
     const g2 = await carol.createGroup();
     await carol.addUsers(g2, [alice.user]);
-    await until(alice, (ev) => ev.some((e) => e.kind === "joined" && e.groupId === g2), timeoutMs);
+    await alice.syncUntil((ev) => ev.some((e) => e.kind === "joined" && e.groupId === g2), timeoutMs);
     await alice.send(g2, "reverse hello");
-    await until(carol, (ev) => texts(ev).includes("reverse hello"), timeoutMs);
+    await carol.syncUntil((ev) => texts(ev).includes("reverse hello"), timeoutMs);
     return `group ${g2}`;
   });
 

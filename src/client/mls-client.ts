@@ -303,6 +303,22 @@ export class MlsClient {
     return events;
   }
 
+  /**
+   * Syncs (long-polling) until `want` holds for the events collected so far; remote delivery is
+   * asynchronous, so this is how a caller waits for "bob has joined" or "carol got the message".
+   */
+  async syncUntil(want: (events: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
+    const events: MlsEvent[] = [];
+    const deadline = Date.now() + timeoutMs;
+    while (!want(events)) {
+      if (Date.now() > deadline) {
+        throw new Error(`${this.id}: timed out after ${timeoutMs} ms (events: ${events.map((e) => e.kind).join(",") || "none"})`);
+      }
+      events.push(...(await this.sync({ waitMs: Math.min(500, Math.max(1, deadline - Date.now())) })));
+    }
+    return events;
+  }
+
   /** Catch-up after `stale_epoch`: processes the group's log entries this client has not seen. */
   async catchUp(groupId: string): Promise<MlsEvent[]> {
     const slot = this.slot(groupId);

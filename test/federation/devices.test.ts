@@ -5,16 +5,6 @@ import { startFederation, stopAll, type Provider } from "../helpers/providers.js
 
 const texts = (ev: MlsEvent[]) => ev.flatMap((e) => (e.kind === "message" ? [`${e.sender}: ${e.text}`] : []));
 
-async function syncUntil(client: MlsClient, want: (ev: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
-  const events: MlsEvent[] = [];
-  const deadline = Date.now() + timeoutMs;
-  while (!want(events)) {
-    if (Date.now() > deadline) throw new Error(`${client.id} timed out: ${JSON.stringify(events)}`);
-    events.push(...(await client.sync({ waitMs: 300 })));
-  }
-  return events;
-}
-
 describe("multi-device users across providers", () => {
   let providers: Provider[];
   let a: Provider, b: Provider;
@@ -30,7 +20,7 @@ describe("multi-device users across providers", () => {
     await bob.publishKeyPackages(2);
     groupId = await bob.createGroup();
     await bob.addUsers(groupId, ["alice@a.example"]);
-    await syncUntil(alicePhone, (ev) => ev.some((e) => e.kind === "joined"));
+    await alicePhone.syncUntil((ev) => ev.some((e) => e.kind === "joined"));
   });
   afterAll(() => stopAll(providers));
 
@@ -45,7 +35,7 @@ describe("multi-device users across providers", () => {
   it("pushes a device_update to a client on B when alice adds a device on A, and bob adds it to the common group", async () => {
     const aliceTablet = await MlsClient.connect(a.url, "alice@a.example/tablet");
     await aliceTablet.publishKeyPackages(1);
-    const ev = await syncUntil(bob, (e) => e.some((x) => x.kind === "device_update"));
+    const ev = await bob.syncUntil((e) => e.some((x) => x.kind === "device_update"));
     const update = ev.find((x) => x.kind === "device_update");
     expect(update).toMatchObject({ kind: "device_update", user: "alice@a.example" });
     expect(update?.kind === "device_update" && update.devices.map((d) => d.client)).toEqual([
@@ -59,11 +49,11 @@ describe("multi-device users across providers", () => {
       groupId,
       claim.bundles.filter((x) => x.client === "alice@a.example/tablet"),
     );
-    await syncUntil(aliceTablet, (e) => e.some((x) => x.kind === "joined"));
-    await syncUntil(alicePhone, (e) => e.some((x) => x.kind === "commit"));
+    await aliceTablet.syncUntil((e) => e.some((x) => x.kind === "joined"));
+    await alicePhone.syncUntil((e) => e.some((x) => x.kind === "commit"));
     await bob.send(groupId, "hello both devices");
     for (const dev of [alicePhone, aliceTablet]) {
-      const got = await syncUntil(dev, (e) => texts(e).length > 0);
+      const got = await dev.syncUntil((e) => texts(e).length > 0);
       expect(texts(got)).toEqual(["bob@b.example/laptop: hello both devices"]);
     }
     // alice's phone also learnt of its sibling (it shares a group with its own user).
@@ -77,7 +67,7 @@ describe("multi-device users across providers", () => {
     await carolB.publishKeyPackages(1);
     const hubGroup = await alicePhone.createGroup();
     await alicePhone.addUsers(hubGroup, ["bob@b.example"]);
-    await syncUntil(bob, (e) => e.some((x) => x.kind === "joined" && x.groupId === hubGroup));
+    await bob.syncUntil((e) => e.some((x) => x.kind === "joined" && x.groupId === hubGroup));
     const lease = await bob.api.lease(hubGroup, 5000);
     const claim = await bob.api.claim("carol@a.example", [1]);
     expect(claim.bundles).toHaveLength(2);
@@ -88,17 +78,17 @@ describe("multi-device users across providers", () => {
     await bob.api.releaseLease(hubGroup, lease.leaseToken);
     const log = await alicePhone.api.commitLog(hubGroup);
     expect(log.entries.map((e) => e.sender)).toEqual(["alice@a.example/phone", "bob@b.example/laptop", "bob@b.example/laptop"]);
-    for (const c of [carolA, carolB]) await syncUntil(c, (e) => e.some((x) => x.kind === "joined"));
+    for (const c of [carolA, carolB]) await c.syncUntil((e) => e.some((x) => x.kind === "joined"));
   });
 
   it("lets a new device join its user's groups by external commit, and refuses a stranger's", async () => {
     const aliceLaptop = await MlsClient.connect(a.url, "alice@a.example/laptop");
     const answer = await aliceLaptop.joinExternal(groupId);
     expect(answer.epoch).toBeGreaterThan(0);
-    const ev = await syncUntil(bob, (e) => e.some((x) => x.kind === "commit" && x.sender === "alice@a.example/laptop"));
+    const ev = await bob.syncUntil((e) => e.some((x) => x.kind === "commit" && x.sender === "alice@a.example/laptop"));
     expect(ev.filter((x) => x.kind === "error")).toEqual([]);
     await aliceLaptop.send(groupId, "laptop here");
-    await syncUntil(bob, (e) => texts(e).includes("alice@a.example/laptop: laptop here"));
+    await bob.syncUntil((e) => texts(e).includes("alice@a.example/laptop: laptop here"));
 
     const eve = await new FedgateApi(a.url, "eve@a.example/1").login();
     await expect(eve.groupInfo(groupId)).rejects.toMatchObject({ status: 403, code: "not_a_member" });
@@ -127,7 +117,7 @@ describe("multi-device users across providers", () => {
     const before = await bob.api.devices("alice@a.example");
     expect(before.devices.map((d) => d.client)).toContain("alice@a.example/spare");
     await alicePhone.api.removeDevice("alice@a.example/spare");
-    const ev = await syncUntil(bob, (e) => e.some((x) => x.kind === "device_update" && x.version > before.version));
+    const ev = await bob.syncUntil((e) => e.some((x) => x.kind === "device_update" && x.version > before.version));
     const update = ev.find((x) => x.kind === "device_update" && x.version > before.version);
     expect(update?.kind === "device_update" && update.devices.map((d) => d.client)).not.toContain("alice@a.example/spare");
     expect((await bob.api.devices("alice@a.example")).devices.map((d) => d.client)).not.toContain("alice@a.example/spare");
@@ -144,13 +134,13 @@ describe("multi-device users across providers", () => {
     expect(claim.bundles.map((x) => x.client)).toEqual(["dan@b.example/*"]);
     const g = await alicePhone.createGroup();
     await alicePhone.addKeyPackages(g, claim.bundles);
-    for (const d of [dan1, dan2]) await syncUntil(d, (e) => e.some((x) => x.kind === "joined" && x.groupId === g));
+    for (const d of [dan1, dan2]) await d.syncUntil((e) => e.some((x) => x.kind === "joined" && x.groupId === g));
     await alicePhone.send(g, "to every dan");
     for (const d of [dan1, dan2])
-      expect(texts(await syncUntil(d, (e) => texts(e).length > 0))).toEqual(["alice@a.example/phone: to every dan"]);
+      expect(texts(await d.syncUntil((e) => texts(e).length > 0))).toEqual(["alice@a.example/phone: to every dan"]);
     // Either device speaks as the virtual client.
     await dan2.send(g, "dan via device 2");
-    const got = await syncUntil(alicePhone, (e) => e.some((x) => x.kind === "message" && x.groupId === g));
+    const got = await alicePhone.syncUntil((e) => e.some((x) => x.kind === "message" && x.groupId === g));
     expect(got.filter((x) => x.kind === "message" && x.groupId === g)).toEqual([
       expect.objectContaining({ sender: "dan@b.example/*", text: "dan via device 2" }),
     ]);

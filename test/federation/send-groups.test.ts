@@ -7,16 +7,6 @@ import { startFederation, stopAll, type Provider } from "../helpers/providers.js
 
 const texts = (ev: MlsEvent[]) => ev.flatMap((e) => (e.kind === "message" ? [`${e.sender}: ${e.text}`] : []));
 
-async function syncUntil(client: MlsClient, want: (ev: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
-  const events: MlsEvent[] = [];
-  const deadline = Date.now() + timeoutMs;
-  while (!want(events)) {
-    if (Date.now() > deadline) throw new Error(`${client.id} timed out: ${JSON.stringify(events)}`);
-    events.push(...(await client.sync({ waitMs: 300 })));
-  }
-  return events;
-}
-
 describe("Multi-MLS send groups, commit gossip and group metadata across two providers", () => {
   let providers: Provider[];
   let a: Provider;
@@ -46,7 +36,7 @@ describe("Multi-MLS send groups, commit gossip and group metadata across two pro
     for (const c of [alice, bob, carol]) await c.publishKeyPackages(5);
     groupId = await alice.createGroup({ mode: "send-group" });
     await alice.addUsers(groupId, ["bob@b.example", "carol@b.example"]);
-    for (const c of [bob, carol]) await syncUntil(c, (ev) => ev.some((e) => e.kind === "joined"));
+    for (const c of [bob, carol]) await c.syncUntil((ev) => ev.some((e) => e.kind === "joined"));
   });
   afterAll(() => stopAll(providers));
 
@@ -59,7 +49,7 @@ describe("Multi-MLS send groups, commit gossip and group metadata across two pro
     await expect(bob.api.lease(groupId, 1000)).rejects.toMatchObject({ status: 400, code: "bad_request" });
     await alice.send(groupId, "only I speak here");
     for (const c of [bob, carol])
-      expect(texts(await syncUntil(c, (ev) => texts(ev).length > 0))).toEqual(["alice@a.example/1: only I speak here"]);
+      expect(texts(await c.syncUntil((ev) => texts(ev).length > 0))).toEqual(["alice@a.example/1: only I speak here"]);
   });
 
   it("accepts proposals from members and delivers them to the designated sender only", async () => {
@@ -70,7 +60,7 @@ describe("Multi-MLS send groups, commit gossip and group metadata across two pro
       bob.cs,
     );
     const { seq } = await bob.api.send(groupId, toB64u(encodeMlsMessage(message)));
-    const got = await syncUntil(alice, (ev) => ev.some((e) => e.kind === "proposal"));
+    const got = await alice.syncUntil((ev) => ev.some((e) => e.kind === "proposal"));
     expect(got).toContainEqual({ kind: "proposal", groupId, sender: "bob@b.example/1", seq });
     expect((await carol.sync({ waitMs: 300 })).filter((e) => e.kind === "proposal")).toEqual([]);
   });
@@ -84,7 +74,7 @@ describe("Multi-MLS send groups, commit gossip and group metadata across two pro
     const before = await metric(a.url, "mlsfg_commit_conflicts_total");
     await alice.update(groupId);
     equivocate = undefined;
-    const got = await syncUntil(bob, (ev) => ev.some((e) => e.kind === "commit_conflict"));
+    const got = await bob.syncUntil((ev) => ev.some((e) => e.kind === "commit_conflict"));
     expect(got).toContainEqual(expect.objectContaining({ kind: "commit_conflict", groupId, epoch: view.epoch }));
     // The follower's own commit log shows the hash of what it received, not the hub's.
     const [hubLog, followerLog] = await Promise.all([alice.api.commitLog(groupId), bob.api.commitLog(groupId)]);
@@ -97,17 +87,17 @@ describe("Multi-MLS send groups, commit gossip and group metadata across two pro
   it("links a reply-all send group seeded from a secret exported from the original group", async () => {
     const g2 = await alice.createGroup({ mode: "send-group" });
     await alice.addUsers(g2, ["bob@b.example", "carol@b.example"]);
-    for (const c of [bob, carol]) await syncUntil(c, (ev) => ev.some((e) => e.kind === "joined" && e.groupId === g2));
+    for (const c of [bob, carol]) await c.syncUntil((ev) => ev.some((e) => e.kind === "joined" && e.groupId === g2));
     const reply = await bob.createReplyGroup(g2);
     expect(reply).toBe(await alice.replyGroupId(g2, bob.id));
-    for (const c of [alice, carol]) await syncUntil(c, (ev) => ev.some((e) => e.kind === "joined" && e.groupId === reply));
+    for (const c of [alice, carol]) await c.syncUntil((ev) => ev.some((e) => e.kind === "joined" && e.groupId === reply));
     const view = await alice.api.group(reply);
     expect(view).toMatchObject({ replyTo: g2, mode: "send-group", owner: "bob@b.example/1", hub: "b.example" });
     // Every participant can recompute the id from the parent group: it cannot be made up by an outsider.
     expect(await carol.replyGroupId(g2, bob.id)).toBe(reply);
     await bob.send(reply, "replying to all");
     for (const c of [alice, carol]) {
-      const ev = await syncUntil(c, (e) => e.some((x) => x.kind === "message" && x.groupId === reply));
+      const ev = await c.syncUntil((e) => e.some((x) => x.kind === "message" && x.groupId === reply));
       expect(texts(ev)).toContain("bob@b.example/1: replying to all");
     }
   });
@@ -115,7 +105,7 @@ describe("Multi-MLS send groups, commit gossip and group metadata across two pro
   it("serves the ratchet tree, a single leaf's path, and a full verification when asked", async () => {
     const g3 = await alice.createGroup();
     await alice.addUsers(g3, ["bob@b.example", "carol@b.example"]);
-    await syncUntil(bob, (ev) => ev.some((e) => e.kind === "joined" && e.groupId === g3));
+    await bob.syncUntil((ev) => ev.some((e) => e.kind === "joined" && e.groupId === g3));
     const full = (await bob.api.tree(g3)) as { nodes: { index: number; node: string | null }[]; epoch: number };
     expect(full.epoch).toBe(1);
     expect(full.nodes).toHaveLength(bob.state(g3).ratchetTree.length);

@@ -5,17 +5,6 @@ function texts(events: MlsEvent[]): string[] {
   return events.flatMap((e) => (e.kind === "message" ? [`${e.sender}: ${e.text}`] : []));
 }
 
-/** Syncs until `predicate` holds for the collected events (remote delivery is asynchronous). */
-async function syncUntil(client: MlsClient, predicate: (events: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
-  const events: MlsEvent[] = [];
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate(events)) {
-    if (Date.now() > deadline) throw new Error(`${client.id} timed out; events so far: ${JSON.stringify(events)}`);
-    events.push(...(await client.sync({ waitMs: 500 })));
-  }
-  return events;
-}
-
 describe("three providers share one conversation through server fan-out", () => {
   let providers: Provider[];
   let a: Provider, b: Provider, c: Provider;
@@ -49,7 +38,7 @@ describe("three providers share one conversation through server fan-out", () => 
     groupId = await alice.createGroup();
     await alice.addUsers(groupId, ["bob@b.example", "carol@b.example", "dave@c.example"]);
     for (const cl of [bob, carol, dave]) {
-      const events = await syncUntil(cl, (ev) => ev.some((e) => e.kind === "joined"));
+      const events = await cl.syncUntil((ev) => ev.some((e) => e.kind === "joined"));
       expect(events).toContainEqual({ kind: "joined", groupId, sender: "alice@a.example/phone" });
     }
     const fromB = await bob.api.group(groupId);
@@ -66,7 +55,7 @@ describe("three providers share one conversation through server fan-out", () => 
         (t) => !t.startsWith(me.id),
       );
     for (const cl of [alice, bob, carol, dave]) {
-      const events = await syncUntil(cl, (ev) => texts(ev).length >= want(cl).length);
+      const events = await cl.syncUntil((ev) => texts(ev).length >= want(cl).length);
       expect(texts(events).sort()).toEqual(want(cl).sort());
     }
   });
@@ -75,13 +64,13 @@ describe("three providers share one conversation through server fan-out", () => 
     const { epoch } = await carol.removeClients(groupId, ["dave@c.example/desk"]);
     expect(epoch).toBe(2);
     for (const cl of [alice, bob]) {
-      const events = await syncUntil(cl, (ev) => ev.some((e) => e.kind === "commit"));
+      const events = await cl.syncUntil((ev) => ev.some((e) => e.kind === "commit"));
       expect(events).toContainEqual(expect.objectContaining({ kind: "commit", sender: "carol@b.example/phone", epoch: 2 }));
     }
-    const daveEvents = await syncUntil(dave, (ev) => ev.some((e) => e.kind === "removed"));
+    const daveEvents = await dave.syncUntil((ev) => ev.some((e) => e.kind === "removed"));
     expect(daveEvents).toContainEqual({ kind: "removed", groupId, sender: "carol@b.example/phone" });
     await alice.send(groupId, "dave is out");
-    await syncUntil(bob, (ev) => texts(ev).includes("alice@a.example/phone: dave is out"));
+    await bob.syncUntil((ev) => texts(ev).includes("alice@a.example/phone: dave is out"));
     expect(await dave.sync({ waitMs: 300 })).toEqual([]);
   });
 
@@ -107,7 +96,7 @@ describe("three providers share one conversation through server fan-out", () => 
     expect(logs[2]).toEqual(logs[0]);
     // Everyone still decrypts everyone after the races.
     await bob.send(groupId, "after the race");
-    for (const cl of [alice, carol]) await syncUntil(cl, (ev) => texts(ev).includes("bob@b.example/laptop: after the race"));
+    for (const cl of [alice, carol]) await cl.syncUntil((ev) => texts(ev).includes("bob@b.example/laptop: after the race"));
   });
 
   it("lets a client of B hold the hub's lease through its own DS", async () => {
@@ -116,7 +105,7 @@ describe("three providers share one conversation through server fan-out", () => 
     expect(blocked).toMatchObject({ status: 423, code: "group_locked" });
     const { epoch } = await bob.update(groupId, { leaseToken: lease.leaseToken });
     await bob.api.releaseLease(groupId, lease.leaseToken);
-    await syncUntil(alice, (ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch));
+    await alice.syncUntil((ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch));
     await expect(alice.update(groupId)).resolves.toMatchObject({ epoch: epoch + 1 });
   });
 });

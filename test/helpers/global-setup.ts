@@ -14,7 +14,7 @@ export default async function globalSetup(): Promise<void> {
     ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
     { stdio: "ignore", detached: false },
   );
-  (globalThis as Record<string, unknown>).__MLSFG_REDIS__ = child;
+  (globalThis as Record<string, unknown>).__MLSFG_REDIS__ = { child, dir };
   process.env.MLSFEDGATE_TEST_REDIS_URL = `redis://127.0.0.1:${port}`;
   await waitForPort(port);
 }
