@@ -152,6 +152,18 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
     return `one winner per epoch; all at epoch ${epochs[0]}`;
   });
 
+  await check("a hub client removes a follower's client, who then receives nothing more", async () => {
+    const { epoch } = await alice.removeClients(groupId, [carol.id]);
+    await carol.syncUntil((ev) => ev.some((e) => e.kind === "removed" && e.groupId === groupId), timeoutMs);
+    await bob.syncUntil((ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch), timeoutMs);
+    await alice.send(groupId, "after carol left");
+    await bob.syncUntil((ev) => texts(ev).includes("after carol left"), timeoutMs);
+    const late = await carol.sync({ waitMs: 300 });
+    if (late.some((e) => e.kind === "message" && e.groupId === groupId))
+      throw new Error("a removed member still receives messages");
+    return `epoch ${epoch}`;
+  });
+
   await check("commit-log hashes are identical on hub and follower", async () => {
     const [la, lb] = await Promise.all([alice.api.commitLog(groupId), bob.api.commitLog(groupId)]);
     if (JSON.stringify(la.entries) !== JSON.stringify(lb.entries)) throw new Error("commit logs differ");

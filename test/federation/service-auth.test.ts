@@ -130,6 +130,43 @@ describe("federation requests are authenticated by signed, single-use, request-b
   });
 });
 
+describe("per-peer rate limiting", () => {
+  it("answers 429 rate_limited with Retry-After once a peer exceeds its requests per second", async () => {
+    const bKey = await testKey();
+    const providers = await startFederation(
+      ["a.example", "b.example"],
+      (d) =>
+        d === "a.example"
+          ? { limits: { rateLimit: { clientRequestsPerSecond: 1000, peerRequestsPerSecond: 3, claimsPerTargetPerHour: 1000 } } }
+          : {},
+      (d) => (d === "b.example" ? { signingKey: bKey } : {}),
+    );
+    try {
+      const a = providers[0]!;
+      const answers = [];
+      for (let i = 0; i < 6; i++) {
+        const t = await signRequest(bKey, "b.example", "a.example", { method: "POST", path: PATH, body: Buffer.from(BODY) }, 60);
+        answers.push(
+          await request(a.url + PATH, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${t}` },
+            body: BODY,
+          }),
+        );
+      }
+      const statuses = answers.map((r) => r.statusCode);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(3);
+      const limited = answers.filter((r) => r.statusCode === 429);
+      expect(limited).toHaveLength(3);
+      expect(Number(limited[0]!.headers["retry-after"])).toBeGreaterThanOrEqual(1);
+      expect(((await limited[0]!.body.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
+      await Promise.all(answers.filter((r) => r.statusCode !== 429).map((r) => r.body.dump()));
+    } finally {
+      await stopAll(providers);
+    }
+  });
+});
+
 describe("replay protection is shared by the replicas of a provider", () => {
   it("refuses on replica 2 a token already used on replica 1 (shared Redis)", async () => {
     const { redisUrl, uniquePrefix } = await import("../helpers/providers.js");
