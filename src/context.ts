@@ -128,7 +128,6 @@ export class AppContext {
       peers,
       dispatcher,
       (domain) => peerClient.isPeer(domain),
-      overrides.hooks,
     );
     const inbox = new Inbox(store, limits.inboxPageSize, limits.maxWaitMs);
     const limiters = makeLimiters(config, store);

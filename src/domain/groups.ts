@@ -43,7 +43,6 @@ export interface WireLogEntry {
 
 /** Test-only hooks (equivocation tests); never set in production configs. */
 export interface GroupHooks {
-  beforeDispatch?: (groupId: string, entries: LogEntry[]) => LogEntry[];
   /** Rewrites what the outbox sends to a peer: lets a test make the hub equivocate. */
   tamperDelivery?: (peer: string, messages: DeliveredMessage[]) => DeliveredMessage[];
 }
@@ -108,7 +107,6 @@ export class Groups {
     private readonly peers: PeerGateway,
     private readonly dispatcher: Dispatcher,
     private readonly isPeer: (domain: string) => boolean,
-    private readonly hooks: GroupHooks = {},
   ) {}
 
   private checkGroupId(groupId: string): void {
@@ -304,8 +302,7 @@ export class Groups {
     const outcome = await this.store.submit(groupId, sub, this.clock.nowMs());
     if (!outcome.ok) throw outcomeError(outcome);
     if (!outcome.duplicate) {
-      const entries = this.hooks.beforeDispatch ? this.hooks.beforeDispatch(groupId, outcome.entries) : outcome.entries;
-      await this.dispatcher.dispatch(groupId, entries, members);
+      await this.dispatcher.dispatch(groupId, outcome.entries, members);
     } else {
       // A retry: the first attempt may have failed after the entry was ordered (its fan-out or the
       // store's answer lost in a store outage). Fan the original entries out again: inboxes and
