@@ -4,7 +4,7 @@
  * One recorded run of every scenario of issue #5 on this machine: a private redis-server, DS
  * processes (`mls-fedgate serve`) on 127.0.0.1, the load generator in its own process, and the
  * ceilings H (bare express) and R (EVALSHA of a trivial script) measured in the same run.
- * Writes docs/BENCHMARKS.md (unless --no-write or --only) and the raw figures next to it as JSON.
+ * Writes docs/BENCHMARKS.md (unless --no-write, --only, or --quick without --out) and the raw figures next to it as JSON.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -81,7 +81,8 @@ function machine(): Record<string, string> {
 async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
   const only = arg("--only")?.split(",");
-  const write = !process.argv.includes("--no-write");
+  // A --quick smoke run never replaces the recorded full run unless an --out file is named.
+  const write = !process.argv.includes("--no-write") && (!quick || arg("--out") !== undefined);
   const out = arg("--out") ?? join(ROOT, "docs", "BENCHMARKS.md");
   const started = new Date();
   const t0 = performance.now();
@@ -137,7 +138,7 @@ function render(info: Record<string, string>, started: Date, seconds: number, qu
 
 Every figure below comes from ONE run of \`npm run bench${quick ? " -- --quick" : ""}\` (started ${started.toISOString()},
 ${seconds.toFixed(0)} s); run the same command on a checkout of this commit to reproduce it (\`-- --quick\` is a short smoke
-run with smaller counts; \`-- --only s1,s3\` runs some scenarios and prints instead of writing this file). The raw figures of
+run with smaller counts that prints instead of writing this file; \`-- --only s1,s3\` runs some scenarios and prints too). The raw figures of
 the run are in [BENCHMARKS.json](BENCHMARKS.json). \`npm run bench\` is not part of \`npm test\`.
 
 ## Summary
