@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { DsError } from "../errors.js";
 import { fromB64u, sha256Hex } from "../encoding.js";
 import { decodeMlsField } from "../mls/codec.js";
-import { readFraming, rosterChange, welcomeRefs } from "../mls/framing.js";
+import { readFraming, rosterChange, welcomeRefs, type Framing } from "../mls/framing.js";
 import { checkGroupInfo, storedLeaves } from "../mls/group-info.js";
 import type { MLSMessage } from "ts-mls/message.js";
 import {
@@ -80,6 +80,13 @@ export function viewOf(g: GroupRecord): GroupView {
 
 export function wireEntry(e: LogEntry): WireLogEntry {
   return { seq: e.seq, kind: e.kind, epoch: e.epoch, sender: e.sender, message: e.message };
+}
+
+interface DecodedBundle {
+  bytes: Uint8Array;
+  message: MLSMessage;
+  framing: Framing;
+  welcome?: { bytes: Uint8Array; message: MLSMessage };
 }
 
 const CLIENT_ID = /^[^\s/@]+@[a-z0-9.-]+\/[^\s/]+$/;
@@ -181,11 +188,8 @@ export class Groups {
     requestId?: string,
   ): Promise<{ seq: number; epoch: number }> {
     const g = await this.requireKnown(groupId);
-    const { message } = decodeMlsField(bundle.commit, "commit", this.limits.messageBytes);
-    const framing = readFraming(message);
-    if (framing.contentType !== "commit")
-      throw new DsError("bad_request", "commit must carry a Commit (send other content to /messages)");
-    if (framing.groupId !== groupId) throw new DsError("bad_request", "the commit belongs to another group");
+    const decoded = this.decodeBundle(bundle, groupId);
+    const { framing } = decoded;
     for (const c of [...(bundle.added ?? []), ...(bundle.removed ?? [])]) {
       if (!CLIENT_ID.test(c)) throw new DsError("bad_request", `${JSON.stringify(c)} is not a client id (user@domain/device)`);
     }
@@ -194,10 +198,9 @@ export class Groups {
       throw new DsError("peer_unknown", `${unreachable} is not a peer of ${this.domain}: its clients cannot be added`);
     if (bundle.welcome) {
       // Route the Welcome by what the DS can check: each KeyPackageRef must belong to an added client.
-      const { message: welcome } = decodeMlsField(bundle.welcome, "welcome", this.limits.messageBytes);
       const added = new Set(bundle.added ?? []);
       const welcomed = new Set<string>();
-      for (const ref of welcomeRefs(welcome)) {
+      for (const ref of welcomeRefs(decoded.welcome!.message)) {
         const owner = await this.store.resolveRef(ref);
         if (!owner || !added.has(owner)) {
           throw new DsError("invalid_welcome", `the Welcome names KeyPackage ${ref}, which belongs to no added client`);
@@ -213,21 +216,36 @@ export class Groups {
     if (g.hub !== this.domain) {
       return this.peers.submit(g.hub, groupId, actorIn(g, client), { kind: "commit", bundle }, requestId);
     }
-    return this.acceptCommit(actorIn(g, client), g, bundle);
+    return this.accept(actorIn(g, client), g, bundle, decoded);
   }
 
-  /** Hub side of a commit (from a local client or a follower). */
-  async acceptCommit(sender: string, g: GroupRecord, bundle: CommitBundle): Promise<{ seq: number; epoch: number }> {
+  /** Strict decoding of a bundle's commit and Welcome, once per request. */
+  private decodeBundle(bundle: CommitBundle, groupId: string): DecodedBundle {
     const { bytes, message } = decodeMlsField(bundle.commit, "commit", this.limits.messageBytes);
     const framing = readFraming(message);
-    if (framing.contentType !== "commit" || framing.groupId !== g.groupId)
-      throw new DsError("bad_request", "not a commit of this group");
-    let welcome: { message: string; sha256: string } | undefined;
-    if (bundle.welcome) {
-      const w = decodeMlsField(bundle.welcome, "welcome", this.limits.messageBytes);
-      if (w.message.wireformat !== "mls_welcome") throw new DsError("invalid_mls", "welcome must be a Welcome");
-      welcome = { message: bundle.welcome, sha256: sha256Hex(w.bytes) };
-    }
+    if (framing.contentType !== "commit")
+      throw new DsError("bad_request", "commit must carry a Commit (send other content to /messages)");
+    if (framing.groupId !== groupId) throw new DsError("bad_request", "the commit belongs to another group");
+    if (!bundle.welcome) return { bytes, message, framing };
+    const welcome = decodeMlsField(bundle.welcome, "welcome", this.limits.messageBytes);
+    if (welcome.message.wireformat !== "mls_welcome") throw new DsError("invalid_mls", "welcome must be a Welcome");
+    return { bytes, message, framing, welcome };
+  }
+
+  /** Hub side of a commit forwarded by a follower (which checked the Welcome's refs). */
+  acceptCommit(sender: string, g: GroupRecord, bundle: CommitBundle): Promise<{ seq: number; epoch: number }> {
+    return this.accept(sender, g, bundle, this.decodeBundle(bundle, g.groupId));
+  }
+
+  private async accept(
+    sender: string,
+    g: GroupRecord,
+    bundle: CommitBundle,
+    decoded: DecodedBundle,
+  ): Promise<{ seq: number; epoch: number }> {
+    const { bytes, message, framing } = decoded;
+    const welcome =
+      decoded.welcome && bundle.welcome ? { message: bundle.welcome, sha256: sha256Hex(decoded.welcome.bytes) } : undefined;
     await this.crossCheckRoster(g, message, bundle);
     if (bundle.groupInfo) {
       const gi = decodeMlsField(bundle.groupInfo, "groupInfo", this.limits.groupInfoBytes);
