@@ -7,43 +7,15 @@ import { LUA_HELPERS, luaScript } from "./script.js";
  */
 
 /**
- * KEYS: counter, queue, items, seen. ARGV: nowMs, dedupeTtlMs, then id, JSON pairs.
- * Returns how many items were added.
+ * The append body shared by both scripts: items are id, JSON pairs from ARGV[first]; with
+ * `channel`, PUBLISHes "1" on ARGV[channel] when something was added.
  */
-export const QUEUE_APPEND = luaScript(
-  "queueAppend",
-  `${LUA_HELPERS}
+function appendScript(first: number, channel?: number): string {
+  return `${LUA_HELPERS}
 local ctrK, qK, itemsK, seenK = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local added = 0
-for i = 3, #ARGV, 2 do
-  local id = ARGV[i]
-  if not redis.call('ZSCORE', qK, id) and not redis.call('ZSCORE', seenK, id) then
-    local cursor = redis.call('INCR', ctrK)
-    redis.call('ZADD', qK, istr(cursor), id)
-    redis.call('HSET', itemsK, id, ARGV[i + 1])
-    redis.call('ZADD', seenK, ARGV[1], id)
-    added = added + 1
-  end
-end
-redis.call('ZREMRANGEBYSCORE', seenK, '-inf', '(' .. istr(now - ttl))
-if added > 0 then redis.call('PEXPIRE', seenK, ARGV[2]) end
-return added
-`,
-);
-
-/**
- * QUEUE_APPEND for inboxes, plus the wake-up: KEYS as QUEUE_APPEND; ARGV: nowMs, dedupeTtlMs,
- * pub/sub channel, then id, JSON pairs. PUBLISHes "1" on the channel when something was added
- * (from the script: one command per recipient instead of an append and a separate PUBLISH).
- */
-export const INBOX_APPEND = luaScript(
-  "inboxAppend",
-  `${LUA_HELPERS}
-local ctrK, qK, itemsK, seenK = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local added = 0
-for i = 4, #ARGV, 2 do
+for i = ${first}, #ARGV, 2 do
   local id = ARGV[i]
   if not redis.call('ZSCORE', qK, id) and not redis.call('ZSCORE', seenK, id) then
     local cursor = redis.call('INCR', ctrK)
@@ -56,11 +28,24 @@ end
 redis.call('ZREMRANGEBYSCORE', seenK, '-inf', '(' .. istr(now - ttl))
 if added > 0 then
   redis.call('PEXPIRE', seenK, ARGV[2])
-  redis.call('PUBLISH', ARGV[3], '1')
+  ${channel === undefined ? "" : `redis.call('PUBLISH', ARGV[${channel}], '1')`}
 end
 return added
-`,
-);
+`;
+}
+
+/**
+ * KEYS: counter, queue, items, seen. ARGV: nowMs, dedupeTtlMs, then id, JSON pairs.
+ * Returns how many items were added.
+ */
+export const QUEUE_APPEND = luaScript("queueAppend", appendScript(3));
+
+/**
+ * QUEUE_APPEND for inboxes, plus the wake-up: KEYS as QUEUE_APPEND; ARGV: nowMs, dedupeTtlMs,
+ * pub/sub channel, then id, JSON pairs (one command per recipient instead of an append and a
+ * separate PUBLISH).
+ */
+export const INBOX_APPEND = luaScript("inboxAppend", appendScript(4, 3));
 
 /**
  * KEYS: queue, items. ARGV: min score (e.g. "(12" or "-inf"), limit.
