@@ -9,3 +9,7 @@ export {
 } from "./api.js";
 export { MlsClient, type MlsEvent } from "./mls-client.js";
 export { toB64u, fromB64u } from "./b64.js";
+export { sframe, deriveKeySalt, sframeLabels } from "./sframe.js";
+export { encodeSframeHeader, decodeSframeHeader, type SframeHeader } from "./sframe-header.js";
+export { SframeError, type SframeErrorCode } from "./sframe-error.js";
+export { SFRAME_SUITE_IDS, sframeSuite, type SframeSuite } from "./sframe-suites.js";
