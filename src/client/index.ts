@@ -13,3 +13,22 @@ export { sframe, deriveKeySalt, sframeLabels } from "./sframe.js";
 export { encodeSframeHeader, decodeSframeHeader, type SframeHeader } from "./sframe-header.js";
 export { SframeError, type SframeErrorCode } from "./sframe-error.js";
 export { SFRAME_SUITE_IDS, sframeSuite, type SframeSuite } from "./sframe-suites.js";
+export {
+  SframeKeyRing,
+  systemClock,
+  KEY_RING_DEFAULTS,
+  type CallClock,
+  type EpochKeys,
+  type KeyRingOptions,
+  type OpenedFrame,
+} from "./sframe-key-ring.js";
+export {
+  CallKeys,
+  DEFAULT_CALL_SUITE,
+  SFRAME_EXPORTER_LABEL,
+  type CallFrame,
+  type CallKeysOptions,
+  type EpochSnapshot,
+  type EpochSource,
+  type GroupEpochEvent,
+} from "./call-keys.js";

@@ -25,6 +25,7 @@ import type { MLSMessage } from "ts-mls/message.js";
 import type { Proposal } from "ts-mls/proposal.js";
 import { FedgateApi, FedgateError, type ClaimAnswer, type InboxEntry } from "./api.js";
 import { fromB64u, toB64u } from "./b64.js";
+import type { EpochSnapshot, GroupEpochEvent } from "./call-keys.js";
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
@@ -66,6 +67,7 @@ export class MlsClient {
   private keyPackages = new Map<string, { publicPackage: KeyPackage; privatePackage: PrivateKeyPackage; lastResort: boolean }>();
   private groups = new Map<string, GroupSlot>();
   private cursor = 0;
+  private epochListeners = new Set<(event: GroupEpochEvent) => void>();
 
   private constructor(
     readonly api: FedgateApi,
@@ -150,6 +152,7 @@ export class MlsClient {
       ...(opts.replyTo ? { replyTo: opts.replyTo } : {}),
     });
     this.groups.set(groupId, { state, lastSeq: 0 });
+    this.emitEpoch(groupId);
     return groupId;
   }
 
@@ -229,6 +232,7 @@ export class MlsClient {
         });
         slot.state = result.newState;
         slot.lastSeq = Math.max(slot.lastSeq, answer.seq);
+        this.emitEpoch(groupId);
         return { ...answer, attempts: attempt };
       } catch (e) {
         if (!(e instanceof FedgateError) || e.code !== "stale_epoch" || attempt >= MAX_COMMIT_ATTEMPTS) throw e;
@@ -263,12 +267,45 @@ export class MlsClient {
       groupInfo: wire({ version: "mls10", wireformat: "mls_group_info", groupInfo: newInfo }),
     });
     this.groups.set(groupId, { state: newState, lastSeq: answer.seq });
+    this.emitEpoch(groupId);
     return answer;
   }
 
   /** RFC 9420 exporter on the current epoch (e.g. the reply-all seed of a send group). */
   exportSecret(groupId: string, label: string, context: Uint8Array, length = 32): Promise<Uint8Array> {
     return mlsExporter(this.state(groupId).keySchedule.exporterSecret, label, context, length, this.cs);
+  }
+
+  /** The current epoch of a group as an SFrame call needs it (RFC 9605 §5.2); used by CallKeys. */
+  epochSnapshot(groupId: string): EpochSnapshot {
+    const state = this.state(groupId);
+    return {
+      groupId,
+      epoch: state.groupContext.epoch,
+      ownLeaf: state.privatePath.leafIndex,
+      members: leafIdentities(state),
+      exportSecret: (label, context, length) => mlsExporter(state.keySchedule.exporterSecret, label, context, length, this.cs),
+    };
+  }
+
+  /** Called after every epoch change of any group (create, join, own or processed commit) and on removal. */
+  onEpochChange(listener: (event: GroupEpochEvent) => void): () => void {
+    this.epochListeners.add(listener);
+    return () => this.epochListeners.delete(listener);
+  }
+
+  private emitEpoch(groupId: string): void {
+    if (this.epochListeners.size > 0) this.emit({ kind: "epoch", snapshot: this.epochSnapshot(groupId) });
+  }
+
+  private emit(event: GroupEpochEvent): void {
+    for (const listener of this.epochListeners) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's failure must not break message processing.
+      }
+    }
   }
 
   /**
@@ -376,8 +413,10 @@ export class MlsClient {
       if (entry.kind === "proposal") return [{ kind: "proposal", groupId, sender, seq }];
       if (slot.state.groupActiveState.kind === "removedFromGroup") {
         this.groups.delete(groupId);
+        this.emit({ kind: "removed", groupId });
         return [{ kind: "removed", groupId, sender }];
       }
+      this.emitEpoch(groupId);
       return [{ kind: "commit", groupId, sender, epoch: Number(slot.state.groupContext.epoch), seq }];
     } catch (e) {
       return [{ kind: "error", groupId, seq, error: (e as Error).message }];
@@ -395,6 +434,7 @@ export class MlsClient {
       const state = await joinGroup(decoded.welcome, kp.publicPackage, kp.privatePackage, emptyPskIndex, this.cs);
       if (!kp.lastResort) this.keyPackages.delete(ref);
       this.groups.set(groupId, { state, lastSeq: seq });
+      this.emitEpoch(groupId);
       return [{ kind: "joined", groupId, sender }];
     }
     return [];
