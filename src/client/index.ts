@@ -32,3 +32,20 @@ export {
   type EpochSource,
   type GroupEpochEvent,
 } from "./call-keys.js";
+export {
+  CLEAR_BYTES,
+  MEDIA_CONTEXT,
+  SframeTransformHost,
+  clearByteCount,
+  installSframeWorker,
+  protectFrame,
+  unprotectFrame,
+  type EncodedFrameType,
+  type MediaKind,
+  type ScriptTransformer,
+  type SframeTransformOptions,
+  type SframeWorkerReply,
+  type SframeWorkerRequest,
+  type TransformStats,
+  type TransformWorkerScope,
+} from "./sframe-transform.js";
