@@ -7,8 +7,9 @@ export default {
   },
   moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },
   testMatch: ["<rootDir>/test/**/*.test.ts"],
-  // The heavy fault tests (Redis SIGKILL, replica kill, partitions) run by `npm run test:faults`.
-  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/faults/"],
+  // The heavy fault tests (Redis SIGKILL, replica kill, partitions) run by `npm run test:faults`,
+  // the Chromium tests by `npm run test:browser`.
+  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/faults/", "<rootDir>/test/browser/"],
   globalSetup: "<rootDir>/test/helpers/global-setup.ts",
   globalTeardown: "<rootDir>/test/helpers/global-teardown.ts",
   testTimeout: 60000,
