@@ -131,6 +131,7 @@ export class CallKeys {
           senders: snapshot.members.flatMap((m, leaf) => (m === null ? [] : [leaf])),
         };
         this.ring.install(keys);
+        this.lastError = undefined;
         this.members.set(snapshot.epoch, snapshot.members);
         for (const e of [...this.members.keys()]) if (!this.ring.liveEpochs().includes(e)) this.members.delete(e);
         for (const listener of this.keyListeners) listener({ ...keys, baseKey: baseKey.slice() });

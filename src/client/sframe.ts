@@ -36,7 +36,7 @@ export async function deriveKeySalt(
   kid: bigint,
 ): Promise<{ key: Uint8Array; salt: Uint8Array }> {
   const suite = sframeSuite(suiteId);
-  if (!(baseKey instanceof Uint8Array) || baseKey.length < MIN_BASE_KEY_BYTES) {
+  if (!ArrayBuffer.isView(baseKey) || baseKey.length < MIN_BASE_KEY_BYTES) {
     throw new SframeError("bad_input", `base key must be at least ${MIN_BASE_KEY_BYTES} bytes`);
   }
   const { keyLabel, saltLabel } = sframeLabels(suiteId, kid);

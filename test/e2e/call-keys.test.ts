@@ -121,4 +121,21 @@ describe("CallKeys: SFrame keys from a real MLS group (RFC 9605 §5.2)", () => {
     expect(await refusal(kb.decrypt(meta, await carolHoard.encrypt(meta, frame("x"))))).toBe("unknown_key");
     expect(kb.ring.liveEpochs()).toEqual([3n]);
   });
+
+  it("follows a commit race: the loser catches up and commits again, and both end on the same keys", async () => {
+    const [ka, kb] = calls as [CallKeys, CallKeys];
+    const [ra, rb] = await Promise.all([alice.update(groupId), bob.update(groupId)]);
+    expect([ra.attempts, rb.attempts].sort()).toEqual([1, 2]);
+    await Promise.all([alice.syncUntil(() => alice.epoch(groupId) === 5), bob.syncUntil(() => bob.epoch(groupId) === 5)]);
+    await Promise.all([ka.settled(), kb.settled()]);
+    expect([ka.currentEpoch, kb.currentEpoch]).toEqual([5n, 5n]);
+    expect(await kb.decrypt(meta, await ka.encrypt(meta, frame("alice at 5")))).toMatchObject({
+      epoch: 5n,
+      senderClient: "alice@a.example/phone",
+    });
+    expect(await ka.decrypt(meta, await kb.encrypt(meta, frame("bob at 5")))).toMatchObject({
+      epoch: 5n,
+      senderClient: "bob@a.example/laptop",
+    });
+  });
 });
