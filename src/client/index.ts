@@ -17,6 +17,7 @@ export {
   SframeKeyRing,
   systemClock,
   KEY_RING_DEFAULTS,
+  MAX_CONTEXTS,
   type CallClock,
   type EpochKeys,
   type KeyRingOptions,

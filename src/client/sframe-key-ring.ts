@@ -1,7 +1,7 @@
 import { ReplayWindow } from "./replay-window.js";
 import { SframeError, U64_MAX } from "./sframe-error.js";
 import { decodeSframeHeader } from "./sframe-header.js";
-import { deriveFrameKey, openFrame, sealFrame, type FrameKey } from "./sframe.js";
+import { MIN_BASE_KEY_BYTES, deriveFrameKey, openFrame, sealFrame, type FrameKey } from "./sframe.js";
 import { sframeSuite } from "./sframe-suites.js";
 
 /**
@@ -54,6 +54,12 @@ export interface KeyRingOptions {
 }
 
 export const KEY_RING_DEFAULTS = { epochBits: 4, graceMs: 3000, replayWindow: 128 } as const;
+
+/**
+ * KID contexts a sender may use (0..15). Bounded so that frames naming arbitrary contexts cannot
+ * make a receiver derive and cache keys without limit: at most senders × 16 keys per epoch.
+ */
+export const MAX_CONTEXTS = 16;
 
 export interface OpenedFrame {
   kid: bigint;
@@ -141,8 +147,10 @@ export class SframeKeyRing {
       sendCounters: new Map(),
       windows: new Map(),
     };
-    // Fails early (bad base key, unknown suite) rather than on the first frame.
-    if (record.keys.baseKey.length < 16) throw new SframeError("bad_input", "base key must be at least 16 bytes");
+    // Fails here rather than on the first frame.
+    if (record.keys.baseKey.length < MIN_BASE_KEY_BYTES) {
+      throw new SframeError("bad_input", `base key must be at least ${MIN_BASE_KEY_BYTES} bytes`);
+    }
     if (this.current) {
       const replaced = this.current;
       replaced.expiresAt = this.clock.now() + this.graceMs;
@@ -162,9 +170,11 @@ export class SframeKeyRing {
   }
 
   private kidFor(record: EpochRecord, leaf: number, context: bigint): bigint {
-    if (typeof context !== "bigint" || context < 0n) throw new SframeError("bad_input", "context must be a bigint >= 0");
+    if (typeof context !== "bigint" || context < 0n || context >= BigInt(MAX_CONTEXTS)) {
+      throw new SframeError("bad_input", `context must be a bigint in 0..${MAX_CONTEXTS - 1}`);
+    }
     const kid = (context << (record.senderBits + BigInt(this.epochBits))) | (BigInt(leaf) << BigInt(this.epochBits)) | record.low;
-    if (kid > U64_MAX) throw new SframeError("bad_input", "context too large for a 64-bit KID");
+    if (kid > U64_MAX) throw new SframeError("bad_input", "KID does not fit 64 bits");
     return kid;
   }
 
@@ -180,8 +190,8 @@ export class SframeKeyRing {
   /** Encrypts with this member's key of the current epoch; each call takes the next CTR of that KID. */
   async encrypt(metadata: Uint8Array, plaintext: Uint8Array, opts: { context?: bigint } = {}): Promise<Uint8Array> {
     const record = this.current;
-    const kid = this.senderKid(opts.context ?? 0n);
     if (!record) throw new SframeError("no_sender_key", "no current epoch to send in");
+    const kid = this.senderKid(opts.context ?? 0n);
     // The counter is taken before any await, so concurrent calls never share one.
     const ctr = record.sendCounters.get(kid) ?? 0n;
     if (ctr > U64_MAX) throw new SframeError("counter_exhausted", `KID ${kid} has used every counter`);
@@ -202,6 +212,7 @@ export class SframeKeyRing {
     if (!record.senders.has(sender))
       throw new SframeError("unknown_key", `leaf ${sender} is not a member of epoch ${record.keys.epoch}`);
     if (sender === record.keys.ownLeaf) throw new SframeError("unknown_key", "a frame under this member's own sending KID");
+    if (context >= BigInt(MAX_CONTEXTS)) throw new SframeError("unknown_key", `KID context ${context} is out of range`);
     let window = record.windows.get(header.kid);
     const early = window?.check(header.ctr);
     if (early) throw new SframeError("replayed", `CTR ${header.ctr} of KID ${header.kid} is ${early.replace("_", " ")}`);

@@ -1,4 +1,4 @@
-import { SframeError, SframeKeyRing, decodeSframeHeader, type EpochKeys } from "../../src/client/index.js";
+import { SframeError, SframeKeyRing, decodeSframeHeader, encodeSframeHeader, type EpochKeys } from "../../src/client/index.js";
 import { FakeClock } from "../helpers/fake-clock.js";
 
 const meta = new TextEncoder().encode("clear bytes");
@@ -170,6 +170,21 @@ describe("SframeKeyRing grace period", () => {
     expect(bob.liveEpochs()).toEqual([2n, 3n]);
     // KID low bit 1 now names epoch 3: epoch 1's frame does not authenticate under epoch 3's key.
     expect(await refusal(bob.decrypt(meta, old))).toBe("auth_failed");
+  });
+});
+
+describe("SframeKeyRing input bounds", () => {
+  it("bounds KID contexts, so frames naming arbitrary contexts cannot grow a receiver's key cache", async () => {
+    const alice = new SframeKeyRing({ suite: 4 });
+    const bob = new SframeKeyRing({ suite: 4 });
+    alice.install(epoch(1, 0));
+    bob.install(epoch(1, 1));
+    expect(await refusal(alice.encrypt(meta, frame(0), { context: 16n }))).toBe("bad_input");
+    // A header naming context 16 of leaf 0 (S = 2, E = 4): refused before any key is derived.
+    const kid = (16n << 6n) | (0n << 4n) | 1n;
+    const forged = new Uint8Array([...encodeSframeHeader(kid, 0n), ...new Uint8Array(32)]);
+    expect(await refusal(bob.decrypt(meta, forged))).toBe("unknown_key");
+    expect(await bob.decrypt(meta, await alice.encrypt(meta, frame(1), { context: 15n }))).toMatchObject({ context: 15n });
   });
 
   it("validates its options", () => {
