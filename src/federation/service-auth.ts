@@ -45,16 +45,11 @@ function refuse(reason: string, message: string): DsError {
 }
 
 /**
- * Verifies a federation request: a configured peer signed it with a published key, for us, for
- * this method, path and body, within 60 s, and never before (jti kept in the shared store).
+ * The cheap first look at a federation request, without any crypto or the body: a bearer token
+ * that decodes and names a configured peer as its issuer. Run before the body is read, so a
+ * stranger's request costs no body buffering; verifyRequest repeats it and checks everything.
  */
-export async function verifyRequest(
-  authorization: string | undefined,
-  myDomain: string,
-  req: RequestFacts,
-  peers: PeerKeySource,
-  replay: ReplayStore,
-): Promise<string> {
+export function claimedPeer(authorization: string | undefined, peers: PeerKeySource): { token: string; iss: string } {
   const token = authorization && /^bearer /i.test(authorization) ? authorization.slice(7).trim() : undefined;
   if (!token) throw refuse("missing_token", "federation request without a bearer token");
   let iss: string | undefined;
@@ -66,6 +61,21 @@ export async function verifyRequest(
   }
   if (!iss || !peers.isPeer(iss))
     throw new DsError("forbidden", `${String(iss)} is not a configured peer`, { reason: "unknown_peer" });
+  return { token, iss };
+}
+
+/**
+ * Verifies a federation request: a configured peer signed it with a published key, for us, for
+ * this method, path and body, within 60 s, and never before (jti kept in the shared store).
+ */
+export async function verifyRequest(
+  authorization: string | undefined,
+  myDomain: string,
+  req: RequestFacts,
+  peers: PeerKeySource,
+  replay: ReplayStore,
+): Promise<string> {
+  const { token, iss } = claimedPeer(authorization, peers);
 
   const verify = async (refresh: boolean) =>
     jwtVerify(token, createLocalJWKSet({ keys: await peers.keysOf(iss, refresh) }), {

@@ -2,8 +2,9 @@ import { Router, type Request, type Response } from "express";
 import type { AppContext } from "../context.js";
 import { viewOf, wireEntry } from "../domain/groups.js";
 import { DsError } from "../errors.js";
-import { verifyRequest } from "../federation/service-auth.js";
+import { claimedPeer, verifyRequest } from "../federation/service-auth.js";
 import { domainOf, userOf } from "../store/port.js";
+import { jsonBody, readRawBody } from "./body.js";
 import { consume, locals } from "./middleware.js";
 import {
   deliverBody,
@@ -52,6 +53,13 @@ export function discoveryDocument(ctx: AppContext) {
 export function federationRoutes(ctx: AppContext): Router {
   const r = Router();
 
+  // Before authentication nothing but a header look and a capped raw read: the body is hashed
+  // (bdh) once the signature verified, and parsed only after the whole token checked out.
+  r.use((req, _res, next) => {
+    claimedPeer(req.header("authorization"), ctx.peerClient);
+    next();
+  });
+  r.use(readRawBody(ctx.config.limits.bodyBytes, false));
   r.use(async (req, res, next) => {
     const raw = locals(res).rawBody ?? Buffer.alloc(0);
     const peer = await verifyRequest(
@@ -65,6 +73,7 @@ export function federationRoutes(ctx: AppContext): Router {
     await consume(ctx.limiters.peer, peer);
     next();
   });
+  r.use(jsonBody(ctx.config.limits.jsonMaxDepth));
 
   r.post("/key-packages/claim", async (req, res) => {
     const body = parse(fedClaimBody, req.body);
