@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from "express";
 import type { AppContext } from "../context.js";
 import { viewOf, wireEntry } from "../domain/groups.js";
 import { DsError } from "../errors.js";
-import { claimedPeer, verifyRequest } from "../federation/service-auth.js";
+import { verifyRequestBody, verifyRequestToken } from "../federation/service-auth.js";
 import { domainOf, userOf } from "../store/port.js";
 import { jsonBody, readRawBody } from "./body.js";
 import { consume, locals } from "./middleware.js";
@@ -53,22 +53,21 @@ export function discoveryDocument(ctx: AppContext) {
 export function federationRoutes(ctx: AppContext): Router {
   const r = Router();
 
-  // Before authentication nothing but a header look and a capped raw read: the body is hashed
-  // (bdh) once the signature verified, and parsed only after the whole token checked out.
-  r.use((req, _res, next) => {
-    claimedPeer(req.header("authorization"), ctx.peerClient);
+  // Before authentication nothing but headers: the token's signature and claims are verified
+  // first, then the raw body is read (capped, not parsed) and checked against the signed hash
+  // (bdh), and only then parsed.
+  r.use(async (req, res, next) => {
+    locals(res).peerToken = await verifyRequestToken(
+      req.header("authorization"),
+      ctx.config.domain,
+      { method: req.method, path: req.originalUrl },
+      ctx.peerClient,
+    );
     next();
   });
   r.use(readRawBody(ctx.config.limits.bodyBytes, false));
-  r.use(async (req, res, next) => {
-    const raw = locals(res).rawBody ?? Buffer.alloc(0);
-    const peer = await verifyRequest(
-      req.header("authorization"),
-      ctx.config.domain,
-      { method: req.method, path: req.originalUrl, body: raw },
-      ctx.peerClient,
-      ctx.store,
-    );
+  r.use(async (_req, res, next) => {
+    const peer = await verifyRequestBody(locals(res).peerToken!, locals(res).rawBody ?? Buffer.alloc(0), ctx.store);
     locals(res).peer = peer;
     await consume(ctx.limiters.peer, peer);
     next();

@@ -4,6 +4,7 @@ import { RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible"
 import type { AppContext } from "../context.js";
 import { issuedBefore } from "../domain/revocations.js";
 import { DsError } from "../errors.js";
+import type { VerifiedToken } from "../federation/service-auth.js";
 
 export interface Locals {
   requestId: string;
@@ -11,6 +12,8 @@ export interface Locals {
   /** When the client's token was issued (s). */
   issuedAt?: number;
   peer?: string;
+  /** A federation token verified from the headers, before the body is read. */
+  peerToken?: VerifiedToken;
   rawBody?: Buffer;
   mount?: string;
 }

@@ -73,17 +73,31 @@ describe("the edge: nothing expensive before authentication, caps on streams, ti
       }
     });
 
-    it("answers a bad token before the body has arrived, and closes the connection", async () => {
-      const c = rawConnection(a.url);
-      c.socket.write(
-        "POST /v1/key-packages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
-          "Authorization: Bearer nope\r\nContent-Length: 1000000\r\n\r\n" +
-          nested(100),
+    it("answers a bad client or peer token before the body has arrived, and closes the connection", async () => {
+      const path = "/federation/v1/deliver";
+      // Names the configured peer b.example but is signed by another key: refused by its signature.
+      const forged = await signRequest(
+        await testKey(),
+        "b.example",
+        "a.example",
+        { method: "POST", path, body: Buffer.alloc(0) },
+        60,
       );
-      await c.closed;
-      expect(c.received()).toMatch(/^HTTP\/1\.1 401 /);
-      expect(c.received()).toContain('"code":"unauthenticated"');
-      expect(c.received().toLowerCase()).toContain("connection: close");
+      for (const [target, authorization] of [
+        ["/v1/key-packages", "Bearer nope"],
+        [path, `Bearer ${forged}`],
+      ]) {
+        const c = rawConnection(a.url);
+        c.socket.write(
+          `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+            `Authorization: ${authorization}\r\nContent-Length: 1000000\r\n\r\n` +
+            nested(100),
+        );
+        await c.closed;
+        expect(c.received()).toMatch(/^HTTP\/1\.1 401 /);
+        expect(c.received()).toContain('"code":"unauthenticated"');
+        expect(c.received().toLowerCase()).toContain("connection: close");
+      }
     });
 
     it("refuses a federation request without a valid peer token with 401/403 without parsing its body", async () => {
