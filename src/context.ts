@@ -5,6 +5,7 @@ import { DeviceNotifier } from "./domain/devices.js";
 import { Dispatcher } from "./domain/fanout.js";
 import { Groups, type GroupHooks } from "./domain/groups.js";
 import { Inbox } from "./domain/inbox.js";
+import { DeviceRevocations } from "./domain/revocations.js";
 import { KeyDirectory } from "./domain/key-directory.js";
 import { systemClock, type Clock, type PeerGateway } from "./domain/types.js";
 import { FederationGateway } from "./federation/gateway.js";
@@ -54,6 +55,7 @@ export class AppContext {
     readonly outbox: OutboxWorker,
     readonly devices: DeviceNotifier,
     readonly limiters: RateLimiters,
+    readonly revocations: DeviceRevocations,
   ) {}
 
   static async fromConfig(config: Readonly<Config>, overrides: ContextOverrides = {}): Promise<AppContext> {
@@ -99,6 +101,9 @@ export class AppContext {
     });
     const devices = new DeviceNotifier(config.domain, store, peers, log.child({ part: "devices" }));
     const { limits } = config;
+    // A deletion must outlive every token issued before it: the longest lifetime any token may have.
+    const tokenLifetimeS = Math.max(config.auth.maxTokenLifetimeSeconds, config.auth.devTokenTtlSeconds);
+    const revocations = new DeviceRevocations(store, clock, tokenLifetimeS * 1000 + 60_000, config.auth.revocationCacheMs);
     const keys = new KeyDirectory(
       config.domain,
       store,
@@ -113,6 +118,7 @@ export class AppContext {
       clock,
       peers,
       (list, changed) => devices.localChange(list, changed),
+      revocations,
     );
     const groups = new Groups(
       config.domain,
@@ -149,6 +155,7 @@ export class AppContext {
       outbox,
       devices,
       limiters,
+      revocations,
     );
   }
 

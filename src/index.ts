@@ -4,6 +4,7 @@ import { loadConfig, type LoadOptions } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { AppContext, type ContextOverrides } from "./context.js";
 import { buildApp } from "./http/app.js";
+import { createHttpServer } from "./http/server.js";
 
 export { loadConfig, ConfigError } from "./config/load.js";
 export type { Config } from "./config/schema.js";
@@ -36,10 +37,9 @@ export class DeliveryService {
   async start(): Promise<this> {
     const app = buildApp(this.ctx, { ready: () => this.ctx.store.ping() });
     await new Promise<void>((resolve, reject) => {
-      const server = app.listen(this.ctx.config.port, this.ctx.config.host, () => resolve());
+      const server = createHttpServer(this.ctx, app);
       server.once("error", reject);
-      server.keepAliveTimeout = 65_000;
-      server.requestTimeout = this.ctx.config.limits.maxWaitMs + 30_000;
+      server.listen(this.ctx.config.port, this.ctx.config.host, () => resolve());
       this.server = server;
     });
     this.ctx.outbox.start();

@@ -71,6 +71,11 @@ export class Metrics {
     labelNames: ["peer"] as const,
     registers: [this.registry],
   });
+  readonly connectionsDropped = new Counter({
+    name: "mlsfg_connections_dropped_total",
+    help: "Connections closed at accept because limits.maxConnections were open",
+    registers: [this.registry],
+  });
   readonly commitConflicts = new Counter({
     name: "mlsfg_commit_conflicts_total",
     help: "Equivocations detected by commit gossip",

@@ -13,6 +13,8 @@ export const defaultConfig: Config = {
     mode: "dev",
     algorithms: ["EdDSA", "ES256", "RS256"],
     devTokenTtlSeconds: 86400,
+    maxTokenLifetimeSeconds: 86400,
+    revocationCacheMs: 2000,
   },
   federation: {
     signingKeyFile: "config/keys/federation.jwk.json",
@@ -37,6 +39,12 @@ export const defaultConfig: Config = {
     maxWaitMs: 30000,
     leaseMaxTtlMs: 30000,
     groupsLogPageSize: 1000,
+    jsonMaxDepth: 32,
+    headersTimeoutMs: 10000,
+    requestTimeoutMs: 30000,
+    maxConnections: 10000,
+    sseStreamsPerClient: 4,
+    longPollsPerClient: 4,
     rateLimit: { clientRequestsPerSecond: 200, peerRequestsPerSecond: 2000, claimsPerTargetPerHour: 600 },
   },
 };

@@ -138,6 +138,12 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
       throw new ConfigError("auth", "jwt mode needs auth.jwksUrl or auth.publicKey");
     }
   }
+  if (config.auth.mode === "dev" && config.auth.devTokenTtlSeconds > config.auth.maxTokenLifetimeSeconds) {
+    throw new ConfigError("auth.devTokenTtlSeconds", "must not exceed auth.maxTokenLifetimeSeconds");
+  }
+  if (config.limits.headersTimeoutMs > config.limits.requestTimeoutMs) {
+    throw new ConfigError("limits.headersTimeoutMs", "must not exceed limits.requestTimeoutMs");
+  }
   if (config.federation.peers[config.domain]) throw new ConfigError("federation.peers", "a DS cannot peer with itself");
   return deepFreeze(config);
 }

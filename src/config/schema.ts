@@ -28,6 +28,10 @@ export const configSchema = z.strictObject({
     publicKey: z.string().optional(),
     algorithms: z.array(z.string()).min(1),
     devTokenTtlSeconds: z.number().int().positive(),
+    /** Longest accepted exp − iat (or exp − now) of a client token; tokens without exp are refused. */
+    maxTokenLifetimeSeconds: z.number().int().positive(),
+    /** How long a replica trusts its cached answer to "was this device deleted?" (0 = ask the store every request). */
+    revocationCacheMs: z.number().int().min(0),
   }),
   federation: z.strictObject({
     /** Path of the JWK file (private key) that signs this DS's federation requests. */
@@ -60,6 +64,18 @@ export const configSchema = z.strictObject({
     maxWaitMs: z.number().int().min(0),
     leaseMaxTtlMs: z.number().int().positive(),
     groupsLogPageSize: z.number().int().positive(),
+    /** Deepest JSON nesting of a request body (checked by a scan before JSON.parse). */
+    jsonMaxDepth: z.number().int().min(2).max(1000),
+    /** The request headers must arrive within this → 408 request_timeout. */
+    headersTimeoutMs: z.number().int().positive(),
+    /** The whole request (headers and body) must arrive within this → 408 request_timeout. */
+    requestTimeoutMs: z.number().int().positive(),
+    /** Open TCP connections per process; more are closed at accept. */
+    maxConnections: z.number().int().positive(),
+    /** Concurrent SSE inbox streams per client and replica → 429 stream_limit. */
+    sseStreamsPerClient: z.number().int().positive(),
+    /** Concurrent inbox long-polls (waitMs > 0) per client and replica → 429 stream_limit. */
+    longPollsPerClient: z.number().int().positive(),
     rateLimit: z.strictObject({
       clientRequestsPerSecond: z.number().int().positive(),
       peerRequestsPerSecond: z.number().int().positive(),

@@ -2,6 +2,7 @@ import { DsError } from "../errors.js";
 import { fromB64u } from "../encoding.js";
 import { keyPackageRefOf, validateKeyPackage, type KeyPackagePolicy, type ValidKeyPackage } from "../mls/key-package.js";
 import { domainOf, userOf, type DeviceList, type Store, type StoredKeyPackage } from "../store/port.js";
+import type { DeviceRevocations } from "./revocations.js";
 import type { Clock, PeerGateway } from "./types.js";
 
 export interface ClaimRequest {
@@ -35,6 +36,7 @@ export class KeyDirectory {
     private readonly clock: Clock,
     private readonly peers: PeerGateway,
     private readonly onDevicesChanged: (list: DeviceList, changed: string) => Promise<void>,
+    private readonly revocations: DeviceRevocations,
   ) {}
 
   async touchDevice(client: string): Promise<void> {
@@ -168,6 +170,11 @@ export class KeyDirectory {
 
   async removeDevice(requester: string, client: string): Promise<void> {
     if (userOf(requester) !== userOf(client)) throw new DsError("forbidden", "a user may only remove its own devices");
+    const before = await this.store.listDevices(userOf(client));
+    if (!before.devices.some((d) => d.client === client)) throw new DsError("not_found", `${client} is not a device of yours`);
+    // Revoked first: from here on no replica accepts the device's current tokens, so it cannot
+    // re-register itself between its removal and the revocation.
+    await this.revocations.revoke(client);
     const r = await this.store.removeDevice(client);
     if (!r.removed) throw new DsError("not_found", `${client} is not a device of yours`);
     await this.onDevicesChanged(await this.store.listDevices(userOf(client)), client);

@@ -45,16 +45,11 @@ function refuse(reason: string, message: string): DsError {
 }
 
 /**
- * Verifies a federation request: a configured peer signed it with a published key, for us, for
- * this method, path and body, within 60 s, and never before (jti kept in the shared store).
+ * The cheap first look at a federation request, without any crypto or the body: a bearer token
+ * that decodes and names a configured peer as its issuer. Run before the body is read, so a
+ * stranger's request costs no body buffering; verifyRequest repeats it and checks everything.
  */
-export async function verifyRequest(
-  authorization: string | undefined,
-  myDomain: string,
-  req: RequestFacts,
-  peers: PeerKeySource,
-  replay: ReplayStore,
-): Promise<string> {
+export function claimedPeer(authorization: string | undefined, peers: PeerKeySource): { token: string; iss: string } {
   const token = authorization && /^bearer /i.test(authorization) ? authorization.slice(7).trim() : undefined;
   if (!token) throw refuse("missing_token", "federation request without a bearer token");
   let iss: string | undefined;
@@ -66,6 +61,41 @@ export async function verifyRequest(
   }
   if (!iss || !peers.isPeer(iss))
     throw new DsError("forbidden", `${String(iss)} is not a configured peer`, { reason: "unknown_peer" });
+  return { token, iss };
+}
+
+/**
+ * Verifies a federation request: a configured peer signed it with a published key, for us, for
+ * this method, path and body, within 60 s, and never before (jti kept in the shared store).
+ */
+export async function verifyRequest(
+  authorization: string | undefined,
+  myDomain: string,
+  req: RequestFacts,
+  peers: PeerKeySource,
+  replay: ReplayStore,
+): Promise<string> {
+  return verifyRequestBody(await verifyRequestToken(authorization, myDomain, req, peers), req.body, replay);
+}
+
+/** A federation token whose signature and claims verified; the body and the jti are still to check. */
+export interface VerifiedToken {
+  iss: string;
+  claims: Record<string, unknown>;
+}
+
+/**
+ * The first half of verifyRequest, from the headers alone: signature, issuer, audience, lifetime,
+ * method and path. The HTTP layer runs it before reading the body, so a stranger's body is never
+ * buffered; verifyRequestBody then checks `bdh` against the raw bytes and spends the `jti`.
+ */
+export async function verifyRequestToken(
+  authorization: string | undefined,
+  myDomain: string,
+  req: Omit<RequestFacts, "body">,
+  peers: PeerKeySource,
+): Promise<VerifiedToken> {
+  const { token, iss } = claimedPeer(authorization, peers);
 
   const verify = async (refresh: boolean) =>
     jwtVerify(token, createLocalJWKSet({ keys: await peers.keysOf(iss, refresh) }), {
@@ -95,14 +125,21 @@ export async function verifyRequest(
       throw refuse("unknown_key", "federation token names a key the peer does not publish");
     throw refuse("invalid_token", `federation token rejected: ${(e as Error).message}`);
   }
-  const { iat, exp, jti, htm, htu, bdh } = payload as Record<string, unknown>;
+  const { iat, exp, htm, htu } = payload as Record<string, unknown>;
   if (typeof iat !== "number" || typeof exp !== "number" || exp - iat > MAX_TOKEN_LIFETIME_S) {
     throw refuse("bad_lifetime", `federation token must expire within ${MAX_TOKEN_LIFETIME_S} s of issue`);
   }
   if (iat > Date.now() / 1000 + 30) throw refuse("bad_iat", "federation token is issued in the future");
   if (htm !== req.method.toUpperCase()) throw refuse("bad_htm", "federation token is for another method");
   if (htu !== req.path) throw refuse("bad_htu", "federation token is for another path");
-  if (bdh !== sha256B64u(req.body)) throw refuse("bad_bdh", "request body does not match the signed hash");
+  return { iss, claims: payload as Record<string, unknown> };
+}
+
+/** The second half of verifyRequest: the body is the one signed (`bdh`), and the token is used once. */
+export async function verifyRequestBody(token: VerifiedToken, body: Uint8Array, replay: ReplayStore): Promise<string> {
+  const { iss } = token;
+  const { exp, jti, bdh } = token.claims as { exp: number; jti: unknown; bdh: unknown };
+  if (bdh !== sha256B64u(body)) throw refuse("bad_bdh", "request body does not match the signed hash");
   if (typeof jti !== "string" || jti.length === 0 || jti.length > 128) throw refuse("bad_jti", "federation token needs a jti");
   if (!(await replay.rememberOnce(`jti:${iss}:${jti}`, exp * 1000 + 1000))) {
     throw new DsError("replayed_request", "this federation token was already used");

@@ -12,15 +12,8 @@ export function buildApp(ctx: AppContext, state: { ready: () => Promise<void> })
   app.set("etag", false);
   app.set("query parser", "simple");
   app.use(requestContext(ctx));
-  app.use(
-    express.json({
-      limit: ctx.config.limits.bodyBytes,
-      // The exact body bytes are signed in federation tokens (bdh).
-      verify: (_req, res, buf) => {
-        locals(res as unknown as express.Response).rawBody = buf;
-      },
-    }),
-  );
+  // No body parser here: /v1 reads and parses bodies after authenticating the client, and
+  // /federation/v1 reads the raw bytes (the token's bdh covers them) and parses after verifying.
 
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });

@@ -5,7 +5,19 @@ import { ConfigError } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { DsError } from "../errors.js";
 
-const CLIENT_ID = /^[^\s/@]+@([a-z0-9.-]+)\/[^\s/]+$/;
+const CLIENT_ID = /^[^\s/@]+@([a-z0-9.-]+)\/([^\s/]+)$/;
+/** C0 and C1 control characters (DEL included): never part of an id that is logged, listed and compared. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+export const CLIENT_ID_MAX = 512;
+/** A token issued this far in the future is refused (clock skew allowance). */
+const FUTURE_IAT_SKEW_S = 60;
+
+export interface Authenticated {
+  client: string;
+  /** When the token was issued (s); without `iat`, the earliest moment its lifetime allows. */
+  issuedAt: number;
+}
 /** Verified tokens are remembered (exact token text → client) this long at most, and never past their exp. */
 const VERIFIED_TTL_MS = 60_000;
 const VERIFIED_MAX = 10_000;
@@ -22,7 +34,7 @@ export class ClientAuth {
    * accepted again without a signature check until its `exp` (or VERIFIED_TTL_MS, whichever comes
    * first, so a key withdrawn from the JWKS stops working within a minute).
    */
-  private readonly verified = new Map<string, { sub: string; until: number }>();
+  private readonly verified = new Map<string, { who: Authenticated; until: number }>();
 
   private constructor(
     private readonly config: Readonly<Config>,
@@ -69,42 +81,60 @@ export class ClientAuth {
       .sign(this.devSecret);
   }
 
+  /** A client id of this domain: user@domain/device, at most 512 characters, no control characters, not the virtual `/*`. */
   checkClient(client: string): void {
+    if (client.length > CLIENT_ID_MAX) throw new DsError("bad_request", `client id longer than ${CLIENT_ID_MAX} characters`);
+    if (CONTROL.test(client)) throw new DsError("bad_request", "client id contains control characters");
     const m = CLIENT_ID.exec(client);
     if (!m) throw new DsError("bad_request", "client must be user@domain/device");
+    if (m[2] === "*") throw new DsError("bad_request", "user@domain/* is the virtual client of a user, not a device");
     if (m[1] !== this.config.domain) throw new DsError("forbidden", `client ${client} does not belong to ${this.config.domain}`);
   }
 
-  /** The authenticated client id of a request. */
-  async authenticate(header: string | undefined): Promise<string> {
+  /** The authenticated client of a request and when its token was issued. */
+  async authenticate(header: string | undefined): Promise<Authenticated> {
     // The auth scheme is case-insensitive (RFC 9110 §11.1).
     const token = header && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
     if (!token) throw new DsError("unauthenticated", "missing bearer token");
     const now = Date.now();
     const hit = this.verified.get(token);
-    if (hit && now < hit.until) return hit.sub;
+    if (hit && now < hit.until) return hit.who;
     if (hit) this.verified.delete(token);
-    let sub: string | undefined;
-    let exp: number | undefined;
+    let payload: { sub?: string; exp?: number; iat?: number };
     try {
-      const opts = this.devSecret
-        ? { issuer: `dev:${this.config.domain}`, audience: this.config.domain, algorithms: ["HS256"] }
-        : { issuer: this.config.auth.issuer!, audience: this.config.auth.audience!, algorithms: this.config.auth.algorithms };
-      const { payload } =
-        typeof this.key === "function" ? await jwtVerify(token, this.key, opts) : await jwtVerify(token, this.key, opts);
-      sub = payload.sub;
-      exp = payload.exp;
+      const opts = {
+        ...(this.devSecret
+          ? { issuer: `dev:${this.config.domain}`, audience: this.config.domain, algorithms: ["HS256"] }
+          : { issuer: this.config.auth.issuer!, audience: this.config.auth.audience!, algorithms: this.config.auth.algorithms }),
+        requiredClaims: ["exp", "sub"],
+      };
+      ({ payload } =
+        typeof this.key === "function" ? await jwtVerify(token, this.key, opts) : await jwtVerify(token, this.key, opts));
     } catch (e) {
       throw new DsError("unauthenticated", `invalid token: ${(e as Error).message}`);
     }
-    if (!sub) throw new DsError("unauthenticated", "token has no sub");
+    const sub = payload.sub!;
+    const exp = payload.exp!;
+    const who = { client: sub, issuedAt: this.checkLifetime(exp, payload.iat, now / 1000) };
     try {
       this.checkClient(sub);
     } catch (e) {
       throw new DsError("unauthenticated", `token subject rejected: ${(e as Error).message}`);
     }
     if (this.verified.size >= VERIFIED_MAX) this.verified.delete(this.verified.keys().next().value!);
-    this.verified.set(token, { sub, until: Math.min(now + VERIFIED_TTL_MS, exp === undefined ? Infinity : exp * 1000) });
-    return sub;
+    this.verified.set(token, { who, until: Math.min(now + VERIFIED_TTL_MS, exp * 1000) });
+    return who;
+  }
+
+  /** exp − iat, and exp − now, within auth.maxTokenLifetimeSeconds; iat not in the future. Returns the issue time. */
+  private checkLifetime(exp: number, iat: number | undefined, nowSeconds: number): number {
+    const max = this.config.auth.maxTokenLifetimeSeconds;
+    if (iat !== undefined && iat > nowSeconds + FUTURE_IAT_SKEW_S)
+      throw new DsError("unauthenticated", "invalid token: issued in the future", { reason: "bad_iat" });
+    if (exp - (iat ?? nowSeconds) > max || exp - nowSeconds > max + FUTURE_IAT_SKEW_S)
+      throw new DsError("unauthenticated", `invalid token: lives longer than ${max} s (auth.maxTokenLifetimeSeconds)`, {
+        reason: "lifetime",
+      });
+    return iat ?? exp - max;
   }
 }

@@ -1,6 +1,9 @@
-import { Router, type Request, type Response } from "express";
+import { Router, type Request, type RequestHandler, type Response } from "express";
 import type { AppContext } from "../context.js";
+import { issuedBefore } from "../domain/revocations.js";
 import { DsError } from "../errors.js";
+import { jsonBody, PRE_AUTH_BODY_BYTES, readRawBody } from "./body.js";
+import { StreamCap } from "./stream-caps.js";
 import { clientAuth, consume, locals } from "./middleware.js";
 import {
   ackBody,
@@ -32,8 +35,13 @@ function param(req: Request, name: string): string {
 export function clientRoutes(ctx: AppContext): Router {
   const r = Router();
 
-  r.post("/dev/token", async (req, res) => {
+  const devOnly: RequestHandler = (_req, _res, next) => {
     if (!ctx.auth.devMode) throw new DsError("not_found", "dev tokens are disabled (auth.mode is jwt)");
+    next();
+  };
+  // The one unauthenticated call with a body: a tiny one.
+  const preAuthBody = [readRawBody(PRE_AUTH_BODY_BYTES, false), jsonBody(ctx.config.limits.jsonMaxDepth)];
+  r.post("/dev/token", devOnly, ...preAuthBody, async (req, res) => {
     const { client } = parse(devTokenBody, req.body);
     const token = await ctx.auth.issueDevToken(client);
     await ctx.keys.touchDevice(client);
@@ -41,6 +49,7 @@ export function clientRoutes(ctx: AppContext): Router {
   });
 
   r.use(clientAuth(ctx));
+  r.use(readRawBody(ctx.config.limits.bodyBytes, true), jsonBody(ctx.config.limits.jsonMaxDepth));
 
   r.post("/key-packages", async (req, res) => {
     const body = parse(uploadBody, req.body);
@@ -164,10 +173,15 @@ export function clientRoutes(ctx: AppContext): Router {
     res.json({ entries: await ctx.groups.commitLog(me(res), param(req, "groupId"), after) });
   });
 
+  const { limits } = ctx.config;
+  const longPolls = new StreamCap("long_poll", limits.longPollsPerClient, "limits.longPollsPerClient");
+  const streams = new StreamCap("sse", limits.sseStreamsPerClient, "limits.sseStreamsPerClient");
+
   r.get("/inbox", async (req, res) => {
     const after = intParam(req.query.after, "after", 0);
     const limit = intParam(req.query.limit, "limit", ctx.config.limits.inboxPageSize);
     const waitMs = intParam(req.query.waitMs, "waitMs", 0);
+    if (waitMs > 0 && limits.maxWaitMs > 0) longPolls.hold(me(res), res);
     const abort = new AbortController();
     res.on("close", () => abort.abort());
     res.json(await ctx.inbox.read(me(res), after, limit, waitMs, abort.signal));
@@ -183,12 +197,15 @@ export function clientRoutes(ctx: AppContext): Router {
     const client = me(res);
     // On reconnect the browser's Last-Event-ID wins over the ?after= baked into the URL.
     let after = intParam(req.header("last-event-id") ?? req.query.after, "after", 0);
+    streams.hold(client, res);
     const abort = new AbortController();
     res.on("close", () => abort.abort());
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
     res.write(": mls-fedgate inbox\n\n");
     try {
       while (!abort.signal.aborted) {
+        // A stream opened before its device was deleted ends with the deletion (within revocationCacheMs + one wait).
+        if (issuedBefore(locals(res).issuedAt ?? 0, await ctx.revocations.revokedAt(client))) break;
         const { messages, next } = await ctx.inbox.read(
           client,
           after,

@@ -2,8 +2,9 @@ import { Router, type Request, type Response } from "express";
 import type { AppContext } from "../context.js";
 import { viewOf, wireEntry } from "../domain/groups.js";
 import { DsError } from "../errors.js";
-import { verifyRequest } from "../federation/service-auth.js";
+import { verifyRequestBody, verifyRequestToken } from "../federation/service-auth.js";
 import { domainOf, userOf } from "../store/port.js";
+import { jsonBody, readRawBody } from "./body.js";
 import { consume, locals } from "./middleware.js";
 import {
   deliverBody,
@@ -52,19 +53,26 @@ export function discoveryDocument(ctx: AppContext) {
 export function federationRoutes(ctx: AppContext): Router {
   const r = Router();
 
+  // Before authentication nothing but headers: the token's signature and claims are verified
+  // first, then the raw body is read (capped, not parsed) and checked against the signed hash
+  // (bdh), and only then parsed.
   r.use(async (req, res, next) => {
-    const raw = locals(res).rawBody ?? Buffer.alloc(0);
-    const peer = await verifyRequest(
+    locals(res).peerToken = await verifyRequestToken(
       req.header("authorization"),
       ctx.config.domain,
-      { method: req.method, path: req.originalUrl, body: raw },
+      { method: req.method, path: req.originalUrl },
       ctx.peerClient,
-      ctx.store,
     );
+    next();
+  });
+  r.use(readRawBody(ctx.config.limits.bodyBytes, false));
+  r.use(async (_req, res, next) => {
+    const peer = await verifyRequestBody(locals(res).peerToken!, locals(res).rawBody ?? Buffer.alloc(0), ctx.store);
     locals(res).peer = peer;
     await consume(ctx.limiters.peer, peer);
     next();
   });
+  r.use(jsonBody(ctx.config.limits.jsonMaxDepth));
 
   r.post("/key-packages/claim", async (req, res) => {
     const body = parse(fedClaimBody, req.body);

@@ -2,12 +2,18 @@ import { randomUUID } from "node:crypto";
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from "express";
 import { RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import type { AppContext } from "../context.js";
+import { issuedBefore } from "../domain/revocations.js";
 import { DsError } from "../errors.js";
+import type { VerifiedToken } from "../federation/service-auth.js";
 
 export interface Locals {
   requestId: string;
   client?: string;
+  /** When the client's token was issued (s). */
+  issuedAt?: number;
   peer?: string;
+  /** A federation token verified from the headers, before the body is read. */
+  peerToken?: VerifiedToken;
   rawBody?: Buffer;
   mount?: string;
 }
@@ -49,18 +55,30 @@ export async function consume(limiter: RateLimiterAbstract, key: string): Promis
 
 const KNOWN_CLIENTS_MAX = 100_000;
 
-/** Bearer JWT → client id, then the per-client rate limit; a client's first request registers its device. */
+/**
+ * Bearer JWT → client id; a token issued before the device was deleted is refused; then the
+ * per-client rate limit; a client's first request (after its deletion too) registers its device.
+ * Runs before the body is read: nothing is parsed for a request that does not authenticate.
+ */
 export function clientAuth(ctx: AppContext): RequestHandler {
-  // Remembered per process so registration costs one store call per client, not per request.
-  const known = new Set<string>();
+  // client → the deletion time this process saw when it registered the device (0: none), so a
+  // device deleted (on any replica) and brought back by a new token is registered again.
+  const known = new Map<string, number>();
   return async (req: Request, res: Response, next: NextFunction) => {
-    const client = await ctx.auth.authenticate(req.header("authorization"));
+    const { client, issuedAt } = await ctx.auth.authenticate(req.header("authorization"));
+    const revokedAt = await ctx.revocations.revokedAt(client);
+    if (issuedBefore(issuedAt, revokedAt)) {
+      throw new DsError("unauthenticated", "this device was deleted: a token issued after the deletion is needed", {
+        reason: "device_deleted",
+      });
+    }
     locals(res).client = client;
+    locals(res).issuedAt = issuedAt;
     await consume(ctx.limiters.client, client);
-    if (!known.has(client)) {
+    if (known.get(client) !== (revokedAt ?? 0)) {
       if (known.size >= KNOWN_CLIENTS_MAX) known.clear();
       await ctx.keys.touchDevice(client);
-      known.add(client);
+      known.set(client, revokedAt ?? 0);
     }
     next();
   };
@@ -93,12 +111,15 @@ function storeUnreachable(err: unknown): boolean {
 }
 
 export function errorHandler(ctx: AppContext): ErrorRequestHandler {
-  return (err: unknown, _req, res, _next) => {
+  return (err: unknown, req, res, _next) => {
     let error: DsError;
     const type = (err as { type?: string }).type;
     if (err instanceof DsError) error = err;
     else if (type === "entity.too.large")
-      error = new DsError("payload_too_large", `body exceeds ${ctx.config.limits.bodyBytes} bytes`);
+      error = new DsError(
+        "payload_too_large",
+        `body exceeds ${(err as { limit?: number }).limit ?? ctx.config.limits.bodyBytes} bytes`,
+      );
     else if (type === "entity.parse.failed" || type === "encoding.unsupported" || type === "charset.unsupported") {
       error = new DsError("bad_request", "body is not valid JSON");
     } else if (clientFault(err)) {
@@ -119,6 +140,8 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
     if (error.status >= 500 && error.code !== "internal")
       ctx.log.warn({ code: error.code, msg: error.message, requestId: locals(res).requestId });
     if (res.headersSent) return;
+    // Refused before its body was read (authentication, size): close rather than drain the rest.
+    if (!req.complete) res.setHeader("connection", "close");
     res.status(error.status).json(error.toBody());
   };
 }

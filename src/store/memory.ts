@@ -39,6 +39,9 @@ interface Queue<T> {
   entries: { cursor: number; item: T; at: number }[];
 }
 
+/** Expired revocations are swept once this many are held. */
+const REVOKED_PRUNE_AT = 10_000;
+
 function itemId(item: InboxItem): string {
   return item.kind === "ref" ? `${item.groupId}:${item.seq}` : `n:${item.id}`;
 }
@@ -57,6 +60,8 @@ export class MemoryStore implements Store {
   private inboxes = new Map<string, Queue<InboxItem>>();
   private outboxes = new Map<string, Queue<OutboxItem>>();
   private seen = new Map<string, number>();
+  /** client → {deleted at, forget at} (ms). */
+  private revoked = new Map<string, { atMs: number; expiresAtMs: number }>();
   private events = new EventEmitter();
 
   constructor() {
@@ -478,5 +483,24 @@ export class MemoryStore implements Store {
     if (exp !== undefined && exp >= now) return false;
     this.seen.set(key, expiresAtMs);
     return true;
+  }
+
+  // ---- device revocations ----
+  async revokeDevice(client: string, atMs: number, ttlMs: number): Promise<void> {
+    const now = Date.now();
+    if (this.revoked.size >= REVOKED_PRUNE_AT)
+      for (const [c, r] of this.revoked) if (r.expiresAtMs <= now) this.revoked.delete(c);
+    this.revoked.delete(client);
+    this.revoked.set(client, { atMs, expiresAtMs: now + ttlMs });
+  }
+
+  async deviceRevokedAt(client: string): Promise<number | undefined> {
+    const r = this.revoked.get(client);
+    if (!r) return undefined;
+    if (r.expiresAtMs <= Date.now()) {
+      this.revoked.delete(client);
+      return undefined;
+    }
+    return r.atMs;
   }
 }

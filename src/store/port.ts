@@ -207,7 +207,14 @@ export interface ReplayStore {
   rememberOnce(key: string, expiresAtMs: number): Promise<boolean>;
 }
 
-export interface Store extends KeyDirectoryStore, GroupStore, InboxStore, OutboxStore, ReplayStore {
+export interface RevocationStore {
+  /** Records that `client` was deleted at `atMs`; forgotten after `ttlMs` (when its older tokens have expired). */
+  revokeDevice(client: string, atMs: number, ttlMs: number): Promise<void>;
+  /** The last recorded deletion of `client` (ms), if not yet forgotten. */
+  deviceRevokedAt(client: string): Promise<number | undefined>;
+}
+
+export interface Store extends KeyDirectoryStore, GroupStore, InboxStore, OutboxStore, ReplayStore, RevocationStore {
   readonly kind: "memory" | "redis";
   ping(): Promise<void>;
   close(): Promise<void>;

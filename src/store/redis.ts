@@ -623,4 +623,15 @@ export class RedisStore implements Store {
     const reply = await this.client.set(this.keys.replay(key), "1", { condition: "NX", expiration: { type: "PXAT", value: at } });
     return reply !== null;
   }
+
+  // ---- device revocations ----
+  async revokeDevice(client: string, atMs: number, ttlMs: number): Promise<void> {
+    const key = this.userBase(client) + USER_KEYS.revoked + client;
+    await this.client.set(key, String(atMs), { expiration: { type: "PX", value: Math.max(1, Math.ceil(ttlMs)) } });
+  }
+
+  async deviceRevokedAt(client: string): Promise<number | undefined> {
+    const value = await this.client.get(this.userBase(client) + USER_KEYS.revoked + client);
+    return value === null ? undefined : Number(value);
+  }
 }

@@ -298,8 +298,21 @@ export function fingerprint(store: Store): string {
     memberships: Map<string, Set<string>>;
     inboxes: Map<string, { counter: number; ids: Set<string>; entries: { cursor: number }[] }>;
     outboxes: Map<string, { counter: number; ids: Set<string>; entries: { cursor: number }[] }>;
+    revoked: Map<string, { atMs: number }>;
   };
-  const known = new Set(["kind", "keys", "refs", "devices", "groups", "memberships", "inboxes", "outboxes", "seen", "events"]);
+  const known = new Set([
+    "kind",
+    "keys",
+    "refs",
+    "devices",
+    "groups",
+    "memberships",
+    "inboxes",
+    "outboxes",
+    "seen",
+    "events",
+    "revoked",
+  ]);
   const unknown = Object.keys(m).filter((k) => !known.has(k));
   if (unknown.length) throw new Error(`MemoryStore has state the fuzz fingerprint does not cover: ${unknown.join(", ")}`);
   const h = createHash("sha256");
@@ -308,6 +321,7 @@ export function fingerprint(store: Store): string {
     add(["kp", client, k.pool.map((p) => p.ref), [...k.lastResort].map(([s, lr]) => [s, lr.ref])]);
   for (const [ref, r] of m.refs) add(["ref", ref, r.client, r.expiresAt]);
   for (const [user, d] of m.devices) add(["dev", user, d.version, [...d.clients]]);
+  for (const [client, r] of m.revoked) add(["revoked", client, r.atMs]);
   for (const [id, g] of m.groups) {
     add([
       "group",

@@ -434,4 +434,25 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect(await store.rememberOnce("b.example:jti2", exp)).toBe(true);
     });
   });
+
+  describe("device revocations", () => {
+    it("remembers when a device was deleted, per client, the last deletion winning", async () => {
+      expect(await store.deviceRevokedAt("alice@a.example/phone")).toBeUndefined();
+      await store.revokeDevice("alice@a.example/phone", 1_700_000_000_123, 60_000);
+      await store.revokeDevice("alice@a.example/pc", 1_700_000_000_500, 60_000);
+      expect(await store.deviceRevokedAt("alice@a.example/phone")).toBe(1_700_000_000_123);
+      expect(await store.deviceRevokedAt("alice@a.example/tablet")).toBeUndefined();
+      await store.revokeDevice("alice@a.example/phone", 1_700_000_009_000, 60_000);
+      expect(await store.deviceRevokedAt("alice@a.example/phone")).toBe(1_700_000_009_000);
+    });
+
+    it("forgets a deletion after its ttl (every token issued before it has expired by then)", async () => {
+      await store.revokeDevice("bob@a.example/old", 1_700_000_000_000, 30);
+      expect(await store.deviceRevokedAt("bob@a.example/old")).toBe(1_700_000_000_000);
+      const until = Date.now() + 2000;
+      while ((await store.deviceRevokedAt("bob@a.example/old")) !== undefined && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(await store.deviceRevokedAt("bob@a.example/old")).toBeUndefined();
+    });
+  });
 });

@@ -32,6 +32,7 @@ export const USER_KEYS = {
   suites: "suites:", // SET of suites with a non-empty queue
   lastResort: "lr:", // HASH suite → StoredKeyPackage JSON
   lastResortOrder: "lrs:", // LIST of suites in first-upload order (listing order)
+  revoked: "revoked:", // STRING deletion time (ms) of a deleted device, with a TTL (token lifetime)
 } as const;
 
 /** Suffixes below a group's base key `<prefix>:{g:<groupId>}:`. */
