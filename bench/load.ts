@@ -288,7 +288,13 @@ async function runValidate(spec: ValidateSpec): Promise<ValidateResult> {
     client: p.client,
     bytes: Buffer.from(p.keyPackage, "base64url"),
   }));
-  const policy = { allowedSuites: [1, 2, 3], maxLifetimeSeconds: 90 * 86400, maxBytes: 8192, clockSkewSeconds: 300 };
+  const policy = {
+    allowedSuites: [1, 2, 3],
+    maxLifetimeSeconds: 90 * 86400,
+    maxBytes: 8192,
+    clockSkewSeconds: 300,
+    identitySchemes: ["fedgate"] as const,
+  };
   const now = Math.floor(Date.now() / 1000);
   const perSecond: Record<string, number[]> = {};
   const perCpuSecond: Record<string, number[]> = {};

@@ -112,6 +112,8 @@ export class AppContext {
         maxLifetimeSeconds: limits.maxKeyPackageLifetimeSeconds,
         maxBytes: limits.keyPackageBytes,
         clockSkewSeconds: limits.clockSkewSeconds,
+        identitySchemes: config.identity.schemes,
+        lastResortBySlot: config.keyPackages.lastResortBySlot,
         perClient: limits.keyPackagesPerClient,
         perUpload: limits.keyPackagesPerUpload,
       },

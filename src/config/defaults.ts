@@ -8,6 +8,8 @@ export const defaultConfig: Config = {
   logLevel: "info",
   cipherSuites: [1, 2, 3],
   mlsCrypto: "node",
+  identity: { schemes: ["fedgate"] },
+  keyPackages: { lastResortBySlot: false },
   store: { kind: "memory", redisUrl: "redis://127.0.0.1:6379", prefix: "mlsfg" },
   auth: {
     mode: "dev",

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { IDENTITY_SCHEMES } from "../mls/identity.js";
 
 const domain = z.string().regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, "must be a lower-case DNS-style domain");
 
@@ -14,6 +15,20 @@ export const configSchema = z.strictObject({
   cipherSuites: z.array(z.number().int().min(1).max(0xffff)).min(1),
   /** CryptoProvider of the DS's own MLS checks: node:crypto ("node", faster) or ts-mls's WebCrypto default. */
   mlsCrypto: z.enum(["node", "default"]),
+  /** Credential identity forms this provider's clients may use (src/mls/identity.ts, docs/INTEROP.md). */
+  identity: z.strictObject({
+    schemes: z
+      .array(z.enum(IDENTITY_SCHEMES))
+      .min(1)
+      .refine((s) => new Set(s).size === s.length, "must not repeat a scheme"),
+  }),
+  keyPackages: z.strictObject({
+    /**
+     * Accept a KeyPackage uploaded in the `lastResort` slot as last-resort even without the
+     * last_resort extension (implementations that cannot add it, e.g. core-crypto).
+     */
+    lastResortBySlot: z.boolean(),
+  }),
   store: z.strictObject({
     kind: z.enum(["memory", "redis"]),
     redisUrl: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL"),

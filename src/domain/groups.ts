@@ -246,7 +246,7 @@ export class Groups {
     const { bytes, message, framing } = decoded;
     const welcome =
       decoded.welcome && bundle.welcome ? { message: bundle.welcome, sha256: sha256Hex(decoded.welcome.bytes) } : undefined;
-    await this.crossCheckRoster(g, message, bundle);
+    await this.crossCheckRoster(g, sender, message, bundle);
     if (bundle.groupInfo) {
       const gi = decodeMlsField(bundle.groupInfo, "groupInfo", this.limits.groupInfoBytes);
       await checkGroupInfo(gi.message, { groupId: g.groupId, epoch: framing.epoch + 1, cipherSuite: g.cipherSuite });
@@ -271,8 +271,13 @@ export class Groups {
    * The DS cannot read an encrypted commit, so the committer states the roster change. Where the
    * commit is a PublicMessage with proposals by value, the stated change must match them.
    */
-  private async crossCheckRoster(g: GroupRecord, message: MLSMessage, bundle: CommitBundle): Promise<void> {
+  private async crossCheckRoster(g: GroupRecord, sender: string, message: MLSMessage, bundle: CommitBundle): Promise<void> {
     const change = rosterChange(message);
+    if (change?.joiner !== undefined && change.joiner !== sender) {
+      throw new DsError("roster_mismatch", "an external commit's new leaf must name the submitting client", {
+        proposed: [change.joiner],
+      });
+    }
     if (!change || change.byReference) return;
     const same = (a: string[], b: string[]) => a.length === b.length && [...a].sort().join("\n") === [...b].sort().join("\n");
     if (!same(change.added, bundle.added ?? [])) {

@@ -1,6 +1,7 @@
 import { DsError } from "../errors.js";
 import { fromB64u } from "../encoding.js";
 import { keyPackageRefOf, validateKeyPackage, type KeyPackagePolicy, type ValidKeyPackage } from "../mls/key-package.js";
+import { identitiesFor } from "../mls/identity.js";
 import { domainOf, userOf, type DeviceList, type Store, type StoredKeyPackage } from "../store/port.js";
 import type { DeviceRevocations } from "./revocations.js";
 import type { Clock, PeerGateway } from "./types.js";
@@ -32,7 +33,7 @@ export class KeyDirectory {
   constructor(
     private readonly domain: string,
     private readonly store: Store,
-    private readonly policy: KeyPackagePolicy & { perClient: number; perUpload: number },
+    private readonly policy: KeyPackagePolicy & { perClient: number; perUpload: number; lastResortBySlot: boolean },
     private readonly clock: Clock,
     private readonly peers: PeerGateway,
     private readonly onDevicesChanged: (list: DeviceList, changed: string) => Promise<void>,
@@ -64,10 +65,11 @@ export class KeyDirectory {
           const bytes = fromB64u(kp);
           if (!bytes) throw new DsError("invalid_mls", "KeyPackage is not base64url without padding");
           const checked = await validateKeyPackage(bytes, client, this.policy, now);
-          if (lr && !checked.lastResort) {
+          if (lr && !checked.lastResort && !this.policy.lastResortBySlot) {
             throw new DsError("invalid_key_package", "lastResort KeyPackage lacks the last_resort extension");
           }
-          valid.push({ index, kp: checked });
+          // With keyPackages.lastResortBySlot the upload slot marks it (core-crypto cannot add the extension).
+          valid.push({ index, kp: lr ? { ...checked, lastResort: true } : checked });
         } catch (e) {
           if (!(e instanceof DsError)) throw e;
           answer.rejected.push({ index, code: e.code, message: e.message });
@@ -113,10 +115,16 @@ export class KeyDirectory {
   async claim(req: ClaimRequest, requestId?: string): Promise<ClaimAnswer> {
     if (domainOf(req.user) === this.domain) return this.claimLocal(req);
     const answer = await this.peers.claim(domainOf(req.user), req, requestId);
-    // Remember which client each remote KeyPackage belongs to, so Welcomes can be routed by ref.
+    // Remember which client each remote KeyPackage belongs to, so Welcomes can be routed by ref —
+    // only after checking that the peer's KeyPackage really is that client's (credential, identity key).
     await this.store.rememberRefs(
       await Promise.all(
-        answer.bundles.map(async (b) => ({ ref: await keyPackageRefOf(b.keyPackage, answer.cipherSuite), client: b.client })),
+        answer.bundles.map(async (b) => {
+          if (userOf(b.client) !== req.user) {
+            throw new DsError("peer_error", `peer answered a claim for ${req.user} with ${b.client}'s KeyPackage`);
+          }
+          return { ref: await keyPackageRefOf(b.keyPackage, answer.cipherSuite, b), client: b.client };
+        }),
       ),
       REMOTE_REF_TTL_S,
     );
@@ -165,7 +173,11 @@ export class KeyDirectory {
     if (domainOf(user) !== this.domain) return this.peers.devices(domainOf(user), user, requestId);
     const list = await this.store.listDevices(user);
     if (list.devices.length === 0 && list.version === 0) throw new DsError("unknown_user", `${user} has no devices here`);
-    return list;
+    // The credential identities each device may use here, so a client of any implementation can name it.
+    return {
+      ...list,
+      devices: list.devices.map((d) => ({ ...d, identities: identitiesFor(d.client, this.policy.identitySchemes) })),
+    };
   }
 
   async removeDevice(requester: string, client: string): Promise<void> {

@@ -10,6 +10,8 @@ export const discoverySchema = z.object({
   federationApi: z.string(),
   protocolVersions: z.array(z.string()),
   cipherSuites: z.array(z.number()),
+  /** Absent on providers older than issue 9: they speak only `fedgate` identities. */
+  identitySchemes: z.array(z.string()).optional(),
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }),
   limits: z.record(z.string(), z.unknown()),
 });

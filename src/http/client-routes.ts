@@ -100,6 +100,7 @@ export function clientRoutes(ctx: AppContext): Router {
       federationApi: doc.federationApi,
       protocolVersions: doc.protocolVersions,
       cipherSuites: doc.cipherSuites,
+      identitySchemes: doc.identitySchemes ?? ["fedgate"],
       commonCipherSuites: ctx.config.cipherSuites.filter((s) => doc.cipherSuites.includes(s)),
       limits: doc.limits,
     });

@@ -39,6 +39,8 @@ export function discoveryDocument(ctx: AppContext) {
     federationApi: "1",
     protocolVersions: ["mls10"],
     cipherSuites: [...ctx.config.cipherSuites],
+    /** Credential identity forms this provider's clients may use (docs/INTEROP.md). */
+    identitySchemes: [...ctx.config.identity.schemes],
     jwks: { keys: [ctx.signingKey.publicJwk, ...ctx.config.federation.previousPublicKeys] },
     limits: {
       bodyBytes: limits.bodyBytes,

@@ -80,7 +80,15 @@ export const deliverBody = z.strictObject({
 export const deviceUpdateBody = z.strictObject({
   user: userId,
   version: z.number().int().min(0),
-  devices: z.array(z.strictObject({ client: clientId, cipherSuites: z.array(z.number().int()) })).max(1000),
+  devices: z
+    .array(
+      z.strictObject({
+        client: clientId,
+        cipherSuites: z.array(z.number().int()),
+        identities: z.record(z.string().max(64), z.string().max(512)).optional(),
+      }),
+    )
+    .max(1000),
 });
 
 export function parse<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {

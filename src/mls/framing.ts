@@ -1,6 +1,7 @@
 import type { MLSMessage } from "ts-mls/message.js";
 import { DsError } from "../errors.js";
 import { toB64u } from "../encoding.js";
+import { IDENTITY_SCHEMES, clientOfIdentity } from "./identity.js";
 
 export type ContentKind = "application" | "proposal" | "commit";
 
@@ -49,12 +50,24 @@ export function welcomeRefs(message: MLSMessage): string[] {
 }
 
 export interface RosterChange {
-  /** Credential identities of the KeyPackages added by value. */
+  /** Client ids named by the credentials of the KeyPackages added by value (see identity.ts). */
   added: string[];
   /** Leaf indexes removed by value. */
   removed: number[];
   /** True when some proposals are by reference (the DS cannot see them). */
   byReference: boolean;
+  /** External commit: the client id the joiner's new leaf names (its UpdatePath leaf credential). */
+  joiner?: string;
+}
+
+/**
+ * A credential's client id under any identity scheme the DS knows (each mapping is pure and their
+ * forms are disjoint, so reading every form never misreads one); a marker that matches no client
+ * id when it names none.
+ */
+export function credentialClient(cred: { credentialType: string; identity?: Uint8Array }): string {
+  if (cred.credentialType !== "basic" || !cred.identity) return `(${cred.credentialType} credential)`;
+  return clientOfIdentity(cred.identity, IDENTITY_SCHEMES)?.client ?? `(unreadable identity ${toB64u(cred.identity)})`;
 }
 
 /** The Add/Remove proposals a PublicMessage commit carries inline; undefined for PrivateMessages. */
@@ -63,14 +76,16 @@ export function rosterChange(message: MLSMessage): RosterChange | undefined {
   const content = message.publicMessage.content;
   if (content.contentType !== "commit") return undefined;
   const change: RosterChange = { added: [], removed: [], byReference: false };
+  if (content.sender.senderType === "new_member_commit" && content.commit.path) {
+    change.joiner = credentialClient(content.commit.path.leafNode.credential);
+  }
   for (const p of content.commit.proposals) {
     if (p.proposalOrRefType === "reference") {
       change.byReference = true;
       continue;
     }
     if (p.proposal.proposalType === "add") {
-      const cred = p.proposal.add.keyPackage.leafNode.credential;
-      change.added.push(cred.credentialType === "basic" ? Buffer.from(cred.identity).toString("utf8") : "");
+      change.added.push(credentialClient(p.proposal.add.keyPackage.leafNode.credential));
     } else if (p.proposal.proposalType === "remove") {
       change.removed.push(p.proposal.remove.removed);
     }

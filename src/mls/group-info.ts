@@ -7,12 +7,13 @@ import type { RatchetTree } from "ts-mls/ratchetTree.js";
 import { DsError } from "../errors.js";
 import { toB64u } from "../encoding.js";
 import { suiteId, suiteImpl } from "./suites.js";
+import { IDENTITY_SCHEMES, clientOfIdentity } from "./identity.js";
 
 export interface CheckedGroupInfo {
   groupId: string;
   epoch: number;
   cipherSuite: number;
-  /** Client ids (basic credentials) of the non-blank leaves, by leaf index. */
+  /** Client ids of the leaves, by leaf index (see leafIdentities). */
   leaves: (string | null)[];
 }
 
@@ -61,7 +62,10 @@ export async function checkGroupInfo(
   return { groupId, epoch, cipherSuite: suite, leaves: leafIdentities(tree) };
 }
 
-/** Client ids (basic credentials) of a tree's leaves by leaf index; null for blank or non-basic leaves. */
+/**
+ * Client ids of a tree's leaves by leaf index, read from their basic credentials under every
+ * identity scheme the DS knows (identity.ts); null for blank leaves and credentials that name no client.
+ */
 export function leafIdentities(tree: RatchetTree): (string | null)[] {
   const leaves: (string | null)[] = [];
   for (let i = 0; 2 * i < tree.length; i++) {
@@ -70,7 +74,7 @@ export function leafIdentities(tree: RatchetTree): (string | null)[] {
       continue;
     }
     const cred = getCredentialFromLeafIndex(tree, toLeafIndex(i));
-    leaves.push(cred.credentialType === "basic" ? Buffer.from(cred.identity).toString("utf8") : null);
+    leaves.push(cred.credentialType === "basic" ? (clientOfIdentity(cred.identity, IDENTITY_SCHEMES)?.client ?? null) : null);
   }
   return leaves;
 }

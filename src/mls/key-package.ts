@@ -6,6 +6,7 @@ import { DsError } from "../errors.js";
 import { bytesEqual, fromB64u, toB64u } from "../encoding.js";
 import { decodeMlsStrict } from "./codec.js";
 import { suiteId, suiteImpl, type SuiteId } from "./suites.js";
+import { IDENTITY_SCHEMES, clientOfIdentity, type IdentityScheme } from "./identity.js";
 
 /** RFC 9420 §17.3 / draft last_resort extension code point. */
 export const LAST_RESORT_EXTENSION = 0x000a;
@@ -15,8 +16,14 @@ export interface KeyPackagePolicy {
   /** Longest accepted notAfter − notBefore, seconds. */
   maxLifetimeSeconds: number;
   maxBytes: number;
-  /** Seconds of clock skew tolerated on notBefore. */
+  /**
+   * Seconds of clock skew tolerated on notBefore: a KeyPackage whose notBefore is up to this far
+   * in the future is accepted. A notBefore in the past is always fine (core-crypto backdates it
+   * by one hour), but the whole span notAfter − notBefore counts against maxLifetimeSeconds.
+   */
   clockSkewSeconds: number;
+  /** Credential identity forms accepted (config `identity.schemes`). */
+  identitySchemes: readonly IdentityScheme[];
 }
 
 export interface ValidKeyPackage {
@@ -58,9 +65,15 @@ export async function validateKeyPackage(
   if (leaf.credential.credentialType !== "basic") {
     throw new DsError("credential_mismatch", "only basic credentials are accepted");
   }
-  const identity = Buffer.from(leaf.credential.identity).toString("utf8");
-  if (identity !== expectedClient) {
-    throw new DsError("credential_mismatch", `credential names ${JSON.stringify(identity)}, not the uploading client`);
+  const named = clientOfIdentity(leaf.credential.identity, policy.identitySchemes);
+  if (named?.client !== expectedClient) {
+    const shown = JSON.stringify(Buffer.from(leaf.credential.identity).toString("utf8"));
+    throw new DsError(
+      "credential_mismatch",
+      named
+        ? `credential names ${shown} (${named.client}), not the uploading client`
+        : `credential identity ${shown} is of no accepted form (${policy.identitySchemes.join(", ")})`,
+    );
   }
   const { notBefore, notAfter } = leaf.lifetime;
   const now = BigInt(nowSeconds);
@@ -109,11 +122,35 @@ export async function validateKeyPackage(
   };
 }
 
-/** KeyPackageRef of a KeyPackage served by a peer (to route Welcomes to the client that owns it). */
-export async function keyPackageRefOf(keyPackage: string, suite: SuiteId): Promise<string> {
+/**
+ * KeyPackageRef of a KeyPackage served by a peer (to route Welcomes to the client that owns it).
+ * The peer is untrusted: the KeyPackage must be of the negotiated suite, its credential must name
+ * `claimed.client` under some identity scheme (the mapping is pure, so any scheme the peer may
+ * accept is read), and `claimed.identityKey` must be its signature key.
+ */
+export async function keyPackageRefOf(
+  keyPackage: string,
+  suite: SuiteId,
+  claimed: { client: string; identityKey: string },
+): Promise<string> {
   const bytes = fromB64u(keyPackage);
   if (!bytes) throw new DsError("peer_error", "peer served a KeyPackage that is not base64url");
-  const message = decodeMlsStrict(bytes, 1 << 20);
+  let message;
+  try {
+    message = decodeMlsStrict(bytes, 1 << 20);
+  } catch (e) {
+    throw new DsError("peer_error", `peer served a KeyPackage that does not decode: ${(e as Error).message}`);
+  }
   if (message.wireformat !== "mls_key_package") throw new DsError("peer_error", "peer served something else than a KeyPackage");
-  return toB64u(await makeKeyPackageRef(message.keyPackage, (await suiteImpl(suite)).hash));
+  const kp = message.keyPackage;
+  if (suiteId(String(kp.cipherSuite)) !== suite) throw new DsError("peer_error", "peer served a KeyPackage of another suite");
+  const cred = kp.leafNode.credential;
+  const named = cred.credentialType === "basic" ? clientOfIdentity(cred.identity, IDENTITY_SCHEMES) : undefined;
+  if (named?.client !== claimed.client) {
+    throw new DsError("peer_error", `peer served a KeyPackage whose credential does not name ${claimed.client}`);
+  }
+  if (toB64u(kp.leafNode.signaturePublicKey) !== claimed.identityKey) {
+    throw new DsError("peer_error", `peer's identityKey for ${claimed.client} is not the KeyPackage's signature key`);
+  }
+  return toB64u(await makeKeyPackageRef(kp, (await suiteImpl(suite)).hash));
 }

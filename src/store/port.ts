@@ -38,7 +38,8 @@ export type ClaimOutcome =
 export interface DeviceList {
   user: string;
   version: number;
-  devices: { client: string; cipherSuites: number[] }[];
+  /** `identities`: the credential identity per accepted scheme (added by the key directory, not stored). */
+  devices: { client: string; cipherSuites: number[]; identities?: Partial<Record<string, string>> }[];
 }
 
 export interface KeyDirectoryStore {

@@ -29,7 +29,13 @@ it("rejects a KeyPackage of an allowed suite that cannot be loaded with unsuppor
     cs.signature,
   );
   const bytes = encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: suite3 });
-  const policy = { allowedSuites: [1, 3], maxLifetimeSeconds: 86400, maxBytes: 8192, clockSkewSeconds: 300 };
+  const policy = {
+    allowedSuites: [1, 3],
+    maxLifetimeSeconds: 86400,
+    maxBytes: 8192,
+    clockSkewSeconds: 300,
+    identitySchemes: ["fedgate"] as const,
+  };
   const err = await validateKeyPackage(bytes, "alice@a.example/phone", policy, Number(now)).then(
     () => undefined,
     (e: unknown) => e,

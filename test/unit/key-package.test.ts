@@ -25,7 +25,13 @@ const ALICE = "alice@a.example/phone";
 const NOW = Math.floor(Date.now() / 1000);
 const DAY = 24 * 3600;
 
-const policy: KeyPackagePolicy = { allowedSuites: [1], maxLifetimeSeconds: 90 * DAY, maxBytes: 8192, clockSkewSeconds: 300 };
+const policy: KeyPackagePolicy = {
+  allowedSuites: [1],
+  maxLifetimeSeconds: 90 * DAY,
+  maxBytes: 8192,
+  clockSkewSeconds: 300,
+  identitySchemes: ["fedgate"] as const,
+};
 
 let cs1: CiphersuiteImpl;
 
@@ -200,6 +206,27 @@ describe("validateKeyPackage enforces the KeyPackage policy", () => {
   it("rejects a credential that differs from the uploader only by device", async () => {
     const { bytes } = await make({ identity: "alice@a.example/laptop" });
     expect((await rejection(bytes)).code).toBe("credential_mismatch");
+  });
+
+  it("accepts a wire-form identity for the client it maps to, only where the wire scheme is accepted", async () => {
+    const uuid = "2f1e8a8c-4a3b-4c1d-9e2f-0123456789ab";
+    const { bytes } = await make({ identity: `${uuid}:1a2b@a.example` });
+    const both: KeyPackagePolicy = { ...policy, identitySchemes: ["fedgate", "wire"] };
+    await expect(validateKeyPackage(bytes, `${uuid}@a.example/1a2b`, both, NOW)).resolves.toMatchObject({
+      client: `${uuid}@a.example/1a2b`,
+    });
+    const err = await rejection(bytes, policy, `${uuid}@a.example/1a2b`);
+    expect(err.code).toBe("credential_mismatch");
+    expect(err.message).toMatch(/no accepted form \(fedgate\)/);
+    // The same device under another uuid, or another device, is somebody else.
+    expect((await rejection(bytes, both, `${uuid}@a.example/1a2c`)).code).toBe("credential_mismatch");
+  });
+
+  it("accepts a notBefore one hour back (core-crypto's habit) while the whole span counts against the cap", async () => {
+    const hourBack = { notBefore: BigInt(NOW - 3600), notAfter: BigInt(NOW - 3600 + 90 * DAY) };
+    await expect(validateKeyPackage((await make({ lifetime: hourBack })).bytes, ALICE, policy, NOW)).resolves.toBeDefined();
+    const over = { notBefore: BigInt(NOW - 3600), notAfter: BigInt(NOW + 90 * DAY) };
+    expect((await rejection((await make({ lifetime: over })).bytes)).message).toMatch(/lifetime/);
   });
 
   it("rejects a cipher suite the policy does not allow with unsupported_cipher_suite", async () => {

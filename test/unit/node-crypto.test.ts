@@ -27,7 +27,13 @@ const SUITES: [number, CiphersuiteName][] = [
   [2, "MLS_128_DHKEMP256_AES128GCM_SHA256_P256"],
 ];
 const NOW = Math.floor(Date.now() / 1000);
-const policy: KeyPackagePolicy = { allowedSuites: [1, 2], maxLifetimeSeconds: 90 * 86400, maxBytes: 8192, clockSkewSeconds: 300 };
+const policy: KeyPackagePolicy = {
+  allowedSuites: [1, 2],
+  maxLifetimeSeconds: 90 * 86400,
+  maxBytes: 8192,
+  clockSkewSeconds: 300,
+  identitySchemes: ["fedgate"] as const,
+};
 const enc = new TextEncoder();
 
 const impls = new Map<string, CiphersuiteImpl>();
