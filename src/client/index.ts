@@ -50,3 +50,5 @@ export {
   type TransformStats,
   type TransformWorkerScope,
 } from "./sframe-transform.js";
+export { wrapKeyPackage, unwrapKeyPackage, wrapGroupInfo, unwrapGroupInfo, wrapWelcome, unwrapWelcome } from "./wire-format.js";
+export { IDENTITY_SCHEMES, clientOfIdentity, identityFor, clientForIdentity, type IdentityScheme } from "../mls/identity.js";

@@ -23,7 +23,9 @@ import type { KeyPackage, PrivateKeyPackage } from "ts-mls/keyPackage.js";
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import type { MLSMessage } from "ts-mls/message.js";
 import type { Proposal } from "ts-mls/proposal.js";
+import type { ProposalWithSender } from "ts-mls/unappliedProposals.js";
 import { FedgateApi, FedgateError, type ClaimAnswer, type InboxEntry } from "./api.js";
+import { IDENTITY_SCHEMES, clientOfIdentity, identityBytes, type IdentityScheme } from "../mls/identity.js";
 import { fromB64u, toB64u } from "./b64.js";
 import type { EpochSnapshot, GroupEpochEvent } from "./call-keys.js";
 
@@ -46,6 +48,25 @@ interface GroupSlot {
   state: ClientState;
   /** Highest seq processed; earlier entries are history. */
   lastSeq: number;
+  /** A send group this client created: it is the designated sender. */
+  designatedSender?: boolean;
+}
+
+export interface MlsClientOptions {
+  cipherSuite?: number;
+  token?: string;
+  /**
+   * The credential identity form of this client's KeyPackages and leaves (src/mls/identity.ts):
+   * `fedgate` (the client id itself, default) or `wire` (`<uuid>:<hex>@<domain>`, which
+   * core-crypto members require of everyone; the client id must then be `<uuid>@<domain>/<hex>`).
+   */
+  identityScheme?: IdentityScheme;
+  /**
+   * Framing of this client's commits: `private` (PrivateMessage, default) or `public`
+   * (PublicMessage: the DS can cross-check Add/Remove proposals, and implementations that refuse
+   * PrivateMessage commits — core-crypto — can process them).
+   */
+  commitFormat?: "public" | "private";
 }
 
 function suiteNameOf(id: number): CiphersuiteName {
@@ -73,6 +94,8 @@ export class MlsClient {
     readonly api: FedgateApi,
     readonly cipherSuite: number,
     readonly cs: CiphersuiteImpl,
+    readonly identityScheme: IdentityScheme,
+    readonly commitFormat: "public" | "private",
   ) {}
 
   get id(): string {
@@ -83,22 +106,24 @@ export class MlsClient {
     return this.id.slice(0, this.id.indexOf("/"));
   }
 
-  static async connect(baseUrl: string, client: string, opts: { cipherSuite?: number; token?: string } = {}): Promise<MlsClient> {
+  static async connect(baseUrl: string, client: string, opts: MlsClientOptions = {}): Promise<MlsClient> {
+    const identityScheme = opts.identityScheme ?? "fedgate";
+    identityBytes(client, identityScheme); // throws early for a client id the scheme cannot express
     const api = new FedgateApi(baseUrl, client, opts.token);
     if (!opts.token) await api.login();
     const suite = opts.cipherSuite ?? 1;
     const cs = await getCiphersuiteImpl(getCiphersuiteFromName(suiteNameOf(suite)));
-    return new MlsClient(api, suite, cs);
+    return new MlsClient(api, suite, cs, identityScheme, opts.commitFormat ?? "private");
   }
 
   /** Generates and uploads `count` KeyPackages (and a last-resort one if asked). */
   async publishKeyPackages(count: number, opts: { lastResort?: boolean; lifetimeSeconds?: number; virtual?: boolean } = {}) {
     // Single-client mode: KeyPackages of the user's virtual client, shared by all its devices.
-    const identity = opts.virtual ? `${this.user}/*` : this.id;
+    const identity = opts.virtual ? utf8.encode(`${this.user}/*`) : identityBytes(this.id, this.identityScheme);
     const now = BigInt(Math.floor(Date.now() / 1000));
     const lifetime = { notBefore: now - 60n, notAfter: now + BigInt(opts.lifetimeSeconds ?? 30 * 24 * 3600) };
     const make = async (lastResort: boolean) => {
-      const credential = { credentialType: "basic" as const, identity: utf8.encode(identity) };
+      const credential = { credentialType: "basic" as const, identity };
       const extensions = lastResort ? [{ extensionType: LAST_RESORT, extensionData: new Uint8Array() }] : [];
       const kp = await generateKeyPackage(credential, defaultCapabilities(), lifetime, extensions, this.cs);
       const ref = toB64u(await makeKeyPackageRef(kp.publicPackage, this.cs.hash));
@@ -151,13 +176,13 @@ export class MlsClient {
       groupInfo,
       ...(opts.replyTo ? { replyTo: opts.replyTo } : {}),
     });
-    this.groups.set(groupId, { state, lastSeq: 0 });
+    this.groups.set(groupId, { state, lastSeq: 0, ...(opts.mode === "send-group" ? { designatedSender: true } : {}) });
     this.emitEpoch(groupId);
     return groupId;
   }
 
   private async freshKeyPackage() {
-    const credential = { credentialType: "basic" as const, identity: utf8.encode(this.id) };
+    const credential = { credentialType: "basic" as const, identity: identityBytes(this.id, this.identityScheme) };
     const now = BigInt(Math.floor(Date.now() / 1000));
     return generateKeyPackage(credential, defaultCapabilities(), { notBefore: now - 60n, notAfter: now + 86400n }, [], this.cs);
   }
@@ -215,19 +240,26 @@ export class MlsClient {
   ): Promise<{ seq: number; epoch: number; attempts: number }> {
     for (let attempt = 1; ; attempt++) {
       const slot = this.slot(groupId);
-      const extraProposals = typeof proposals === "function" ? proposals(slot.state) : proposals;
+      const own = typeof proposals === "function" ? proposals(slot.state) : proposals;
+      const inline = slot.designatedSender ? this.inlineReceivedProposals(slot.state, own) : undefined;
       const result = await createCommit(
-        { state: slot.state, cipherSuite: this.cs },
-        { extraProposals, ratchetTreeExtension: true },
+        { state: inline?.state ?? slot.state, cipherSuite: this.cs },
+        {
+          extraProposals: [...own, ...(inline?.proposals ?? [])],
+          ratchetTreeExtension: true,
+          wireAsPublicMessage: this.commitFormat === "public",
+        },
       );
+      const added = [...(meta.added ?? []), ...(inline?.added ?? [])];
+      const removed = [...(meta.removed ?? []), ...(inline?.removed ?? [])];
       const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(result.newState, [], this.cs);
       try {
         const answer = await this.api.commit(groupId, {
           commit: wire(result.commit),
           ...(result.welcome ? { welcome: wire({ version: "mls10", wireformat: "mls_welcome", welcome: result.welcome }) } : {}),
           groupInfo: wire({ version: "mls10", wireformat: "mls_group_info", groupInfo }),
-          ...(meta.added?.length ? { added: meta.added } : {}),
-          ...(meta.removed?.length ? { removed: meta.removed } : {}),
+          ...(added.length ? { added } : {}),
+          ...(removed.length ? { removed } : {}),
           ...(meta.leaseToken ? { leaseToken: meta.leaseToken } : {}),
         });
         slot.state = result.newState;
@@ -239,6 +271,45 @@ export class MlsClient {
         await this.catchUp(groupId);
       }
     }
+  }
+
+  /**
+   * Send groups: members' proposals reach the designated sender only, so a commit that referenced
+   * them (ts-mls's default for received proposals) could not be processed by the other members,
+   * who never saw them. The sender commits them inline (by value) instead, as its own proposals,
+   * and drops them from the pending set. Proposals that cannot be committed by value (Update,
+   * a Remove of the sender itself, a duplicate of one of its own) are dropped: their sender may propose again.
+   */
+  private inlineReceivedProposals(
+    state: ClientState,
+    own: Proposal[],
+  ): { state: ClientState; proposals: Proposal[]; added: string[]; removed: string[] } {
+    const leaves = leafIdentities(state);
+    const me = state.privatePath.leafIndex;
+    const removing = new Set(own.flatMap((p) => (p.proposalType === "remove" ? [p.remove.removed] : [])));
+    const out = {
+      state: { ...state, unappliedProposals: {} },
+      proposals: [] as Proposal[],
+      added: [] as string[],
+      removed: [] as string[],
+    };
+    for (const { proposal } of Object.values(state.unappliedProposals) as ProposalWithSender[]) {
+      if (proposal.proposalType === "remove") {
+        const leaf = proposal.remove.removed;
+        if (leaf === me || removing.has(leaf) || !leaves[leaf]) continue;
+        removing.add(leaf);
+        out.proposals.push(proposal);
+        out.removed.push(leaves[leaf]!);
+      } else if (proposal.proposalType === "add") {
+        const client = credentialClient(proposal.add.keyPackage.leafNode.credential);
+        if (!client) continue;
+        out.proposals.push(proposal);
+        out.added.push(client);
+      } else if (proposal.proposalType !== "update") {
+        out.proposals.push(proposal);
+      }
+    }
+    return out;
   }
 
   async send(groupId: string, text: string): Promise<{ seq: number }> {
@@ -441,13 +512,17 @@ export class MlsClient {
   }
 }
 
+/** A credential's client id under any identity scheme (the schemes' forms are disjoint). */
+function credentialClient(cred: { credentialType: string; identity?: Uint8Array }): string | undefined {
+  return cred.credentialType === "basic" && cred.identity ? clientOfIdentity(cred.identity, IDENTITY_SCHEMES)?.client : undefined;
+}
+
+/** Client ids of the tree's leaves by leaf index, whatever identity form each member uses. */
 function leafIdentities(state: ClientState): (string | null)[] {
   const out: (string | null)[] = [];
   for (let i = 0; i < state.ratchetTree.length; i += 2) {
     const node = state.ratchetTree[i];
-    if (node?.nodeType === "leaf" && node.leaf.credential.credentialType === "basic") {
-      out.push(fromUtf8.decode(node.leaf.credential.identity));
-    } else out.push(null);
+    out.push(node?.nodeType === "leaf" ? (credentialClient(node.leaf.credential) ?? null) : null);
   }
   return out;
 }
