@@ -86,9 +86,10 @@ export class CoreCryptoClient {
     if (!opts.token) await api.login();
     const suite = opts.cipherSuite ?? 1;
     const core = cc.CoreCrypto.new(await cc.Database.inMemory());
-    let self: CoreCryptoClient | undefined;
+    // The transport is given to core-crypto before the client object exists.
+    const holder: { client?: CoreCryptoClient } = {};
     const transport: CC.MlsTransport = {
-      sendCommitBundle: (bundle) => self!.sendCommitBundle(bundle),
+      sendCommitBundle: (bundle) => holder.client!.sendCommitBundle(bundle),
       prepareForTransport: async () => {
         throw new Error("history sharing is not used");
       },
@@ -97,8 +98,8 @@ export class CoreCryptoClient {
       await ctx.mlsInit(clientId, transport);
       return ctx.addCredential(cc.Credential.basic(cc.cipherSuiteFromU16(suite), clientId));
     });
-    self = new CoreCryptoClient(cc, api, core, clientId, credential, suite);
-    return self;
+    holder.client = new CoreCryptoClient(cc, api, core, clientId, credential, suite);
+    return holder.client;
   }
 
   private conv(groupId: string): CC.ConversationId {
@@ -138,7 +139,7 @@ export class CoreCryptoClient {
         await this.core.transaction(op);
       } catch (e) {
         const rejected = pending.rejected;
-        if (!rejected) throw new Error(`core-crypto: ${ccErrorText(e)}`);
+        if (!rejected) throw new Error(`core-crypto: ${ccErrorText(e)}`, { cause: e });
         if (rejected.code !== "stale_epoch" || attempt >= MAX_COMMIT_ATTEMPTS) throw rejected;
         await this.catchUp(groupId);
         continue;

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { MlsClient, type MlsEvent } from "../../src/client/index.js";
-import { connectCoreCrypto, type CoreCryptoClient } from "../helpers/core-crypto.js";
+import { connectCoreCrypto } from "../helpers/core-crypto.js";
 import { startFederation, stopAll, type Provider } from "../helpers/providers.js";
 
 /** A client id core-crypto can be: `<uuid>@<domain>/<hex>` (Wire identity `<uuid>:<hex>@<domain>`). */
