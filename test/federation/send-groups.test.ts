@@ -65,6 +65,18 @@ describe("Multi-MLS send groups, commit gossip and group metadata across two pro
     expect((await carol.sync({ waitMs: 300 })).filter((e) => e.kind === "proposal")).toEqual([]);
   });
 
+  it("has the designated sender commit a member's proposal inline, so members who never saw it can process the commit", async () => {
+    // bob's Remove(carol) from the previous test reached alice only. A commit referring to it would
+    // leave carol unable to process it; alice commits it by value, as her own proposal.
+    const { epoch } = await alice.update(groupId);
+    await bob.syncUntil((ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch));
+    const got = await carol.syncUntil((ev) => ev.some((e) => e.kind === "removed" || e.kind === "error"));
+    expect(got.filter((e) => e.kind === "error")).toEqual([]);
+    expect(got).toContainEqual({ kind: "removed", groupId, sender: "alice@a.example/1" });
+    expect((await alice.api.group(groupId)).members.sort()).toEqual(["alice@a.example/1", "bob@b.example/1"]);
+    expect(alice.members(groupId)).toEqual(["alice@a.example/1", "bob@b.example/1"]);
+  });
+
   it("detects a hub that equivocates: B's delivered commit differs from the hub's log", async () => {
     // alice builds a second, different commit for the same epoch; the hook sends it to b.example.
     const alt = await createCommit({ state: alice.state(groupId), cipherSuite: alice.cs });

@@ -52,6 +52,8 @@ export class CoreCryptoClient {
   private cursor = 0;
   private pending?: CommitMeta;
   readonly implementation = "core-crypto";
+  /** DS refusals this client's transport passed to core-crypto (`code: message`), oldest first. */
+  readonly rejections: string[] = [];
 
   private constructor(
     readonly cc: CoreCryptoModule,
@@ -122,6 +124,7 @@ export class CoreCryptoClient {
     } catch (e) {
       if (!(e instanceof FedgateError)) throw e;
       meta.rejected = e;
+      this.rejections.push(`${e.code}: ${e.message}`);
       throw new this.cc.MlsTransportError.MessageRejected({ reason: `${e.code}: ${e.message}` });
     }
   }
