@@ -49,17 +49,27 @@ program
   .requiredOption("--b <url>", "base URL of provider B's DS")
   .option("--token-a <json>", 'tokens for A\'s clients as JSON {"client": "token"} (when dev tokens are off)')
   .option("--token-b <json>", "tokens for B's clients, likewise")
-  .action(async (opts: { a: string; b: string; tokenA?: string; tokenB?: string }) => {
-    const { runConformance, printTable } = await import("./client/conformance.js");
-    const results = await runConformance({
-      a: opts.a,
-      b: opts.b,
-      ...(opts.tokenA ? { tokensA: JSON.parse(opts.tokenA) as Record<string, string> } : {}),
-      ...(opts.tokenB ? { tokensB: JSON.parse(opts.tokenB) as Record<string, string> } : {}),
-    });
-    process.stdout.write(printTable(results) + "\n");
-    process.exitCode = results.every((r) => r.ok) ? 0 : 1;
-  });
+  .option(
+    "--core-crypto <side>",
+    "put Wire core-crypto clients on side a, b or both (needs dev dependencies; see docs/INTEROP.md)",
+  )
+  .option("--core-crypto-adapter <module>", "the core-crypto test adapter to load", "test/helpers/core-crypto.ts")
+  .action(
+    async (opts: { a: string; b: string; tokenA?: string; tokenB?: string; coreCrypto?: string; coreCryptoAdapter: string }) => {
+      const { runConformance, printTable } = await import("./client/conformance.js");
+      const { loadCoreCryptoAdapter } = await import("./client/conformance-adapter.js");
+      const other = opts.coreCrypto ? await loadCoreCryptoAdapter(opts.coreCrypto, opts.coreCryptoAdapter) : undefined;
+      const results = await runConformance({
+        a: opts.a,
+        b: opts.b,
+        ...(opts.tokenA ? { tokensA: JSON.parse(opts.tokenA) as Record<string, string> } : {}),
+        ...(opts.tokenB ? { tokensB: JSON.parse(opts.tokenB) as Record<string, string> } : {}),
+        ...(other ? { other } : {}),
+      });
+      process.stdout.write(printTable(results) + "\n");
+      process.exitCode = results.every((r) => r.ok) ? 0 : 1;
+    },
+  );
 
 function onSignals(stop: () => Promise<void>): void {
   let stopping = false;

@@ -1,4 +1,4 @@
-import { FedgateError } from "./api.js";
+import { FedgateError, type FedgateApi } from "./api.js";
 import { MlsClient, type MlsEvent } from "./mls-client.js";
 
 /**
@@ -13,7 +13,37 @@ export interface ConformanceOptions {
   tokensA?: Record<string, string>;
   tokensB?: Record<string, string>;
   timeoutMs?: number;
+  /**
+   * Put clients of another MLS implementation on side A (alice), side B (bob and carol) or both.
+   * `connect` builds them (e.g. the core-crypto test adapter, which the CLI loads only when asked:
+   * src/ never imports an implementation other than ts-mls). Every client then uses Wire-form
+   * identities and ts-mls clients commit as PublicMessage, which core-crypto requires.
+   */
+  other?: { side: "a" | "b" | "both"; name: string; connect: ConnectClient };
 }
+
+/** What the checks need of a client: MlsClient, or an adapter around another implementation. */
+export interface ConformanceClient {
+  readonly id: string;
+  readonly user: string;
+  readonly api: FedgateApi;
+  publishKeyPackages(count: number, opts: { lastResort?: boolean }): Promise<{ accepted: unknown[]; rejected: unknown[] }>;
+  createGroup(): Promise<string>;
+  addUsers(groupId: string, users: string[]): Promise<unknown>;
+  send(groupId: string, text: string): Promise<unknown>;
+  update(groupId: string): Promise<{ epoch: number; attempts: number }>;
+  removeClients(groupId: string, clients: string[]): Promise<{ epoch: number }>;
+  catchUp(groupId: string): Promise<unknown>;
+  epoch(groupId: string): number | Promise<number>;
+  sync(opts: { waitMs?: number }): Promise<MlsEvent[]>;
+  syncUntil(want: (events: MlsEvent[]) => boolean, timeoutMs?: number): Promise<MlsEvent[]>;
+}
+
+export type ConnectClient = (
+  url: string,
+  client: string,
+  opts: { cipherSuite: number; token?: string },
+) => Promise<ConformanceClient>;
 
 export interface CheckResult {
   name: string;
@@ -27,6 +57,7 @@ interface Discovery {
   federationApi: string;
   protocolVersions: string[];
   cipherSuites: number[];
+  identitySchemes?: string[];
   jwks: { keys: unknown[] };
 }
 
@@ -72,22 +103,40 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   essential();
 
   const run = Math.random().toString(36).slice(2, 8);
-  const idsA = opts.tokensA ? Object.keys(opts.tokensA) : [`alice-${run}@${da?.domain}/c1`];
-  const idsB = opts.tokensB ? Object.keys(opts.tokensB) : [`bob-${run}@${db?.domain}/c1`, `carol-${run}@${db?.domain}/c1`];
+  const other = opts.other;
+  // Another implementation (core-crypto) needs Wire-form identities from every member: client ids `<uuid>@<domain>/<hex>`.
+  const name = (who: string, domain: string | undefined) =>
+    other ? `${crypto.randomUUID()}@${domain}/${Math.floor(1 + Math.random() * 0xfffe).toString(16)}` : `${who}-${run}@${domain}/c1`;
+  const idsA = opts.tokensA ? Object.keys(opts.tokensA) : [name("alice", da?.domain)];
+  const idsB = opts.tokensB ? Object.keys(opts.tokensB) : [name("bob", db?.domain), name("carol", db?.domain)];
   const suite = da && db ? (da.cipherSuites.find((s) => db.cipherSuites.includes(s)) ?? 1) : 1;
-  let alice!: MlsClient, bob!: MlsClient, carol!: MlsClient;
-  await check("clients authenticate and upload validated KeyPackages on their own DS", async () => {
-    const connect = (url: string, id: string, tokens?: Record<string, string>) =>
-      MlsClient.connect(url, id, { cipherSuite: suite, ...(tokens?.[id] ? { token: tokens[id] } : {}) });
-    alice = await connect(opts.a, idsA[0]!, opts.tokensA);
-    bob = await connect(opts.b, idsB[0]!, opts.tokensB);
-    carol = await connect(opts.b, idsB[1]!, opts.tokensB);
-    for (const c of [alice, bob, carol]) {
-      const up = await c.publishKeyPackages(4, { lastResort: true });
-      if (up.rejected.length || up.accepted.length !== 5) throw new Error(`${c.id}: ${JSON.stringify(up.rejected)}`);
-    }
-    return `suite ${suite}`;
-  });
+  let alice!: ConformanceClient, bob!: ConformanceClient, carol!: ConformanceClient;
+  await check(
+    other
+      ? `clients (${other.name} on ${other.side === "both" ? "A and B" : other.side.toUpperCase()}) authenticate and upload validated KeyPackages on their own DS`
+      : "clients authenticate and upload validated KeyPackages on their own DS",
+    async () => {
+      if (other) {
+        for (const d of [da, db]) {
+          if (!d.identitySchemes?.includes("wire"))
+            throw new Error(`${d.domain} does not accept wire identities (identity.schemes), which ${other.name} requires`);
+        }
+      }
+      const connect = (side: "a" | "b", url: string, id: string, tokens?: Record<string, string>) => {
+        const common = { cipherSuite: suite, ...(tokens?.[id] ? { token: tokens[id] } : {}) };
+        if (other && (other.side === side || other.side === "both")) return other.connect(url, id, common);
+        return MlsClient.connect(url, id, other ? { ...common, identityScheme: "wire", commitFormat: "public" } : common);
+      };
+      alice = await connect("a", opts.a, idsA[0]!, opts.tokensA);
+      bob = await connect("b", opts.b, idsB[0]!, opts.tokensB);
+      carol = await connect("b", opts.b, idsB[1]!, opts.tokensB);
+      for (const c of [alice, bob, carol]) {
+        const up = await c.publishKeyPackages(4, { lastResort: true });
+        if (up.rejected.length || up.accepted.length !== 5) throw new Error(`${c.id}: ${JSON.stringify(up.rejected)}`);
+      }
+      return `suite ${suite}`;
+    },
+  );
   essential();
 
   await check("a claim for a remote user is proxied by the client's DS (A → B and B → A)", async () => {
@@ -147,7 +196,7 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
     const firstTry = [ra, rb].filter((r) => r.attempts === 1).length;
     if (firstTry !== 1) throw new Error(`expected exactly one first-attempt winner, got ${firstTry}`);
     for (const c of [alice, bob, carol]) await c.catchUp(groupId);
-    const epochs = [alice, bob, carol].map((c) => c.epoch(groupId));
+    const epochs = await Promise.all([alice, bob, carol].map((c) => c.epoch(groupId)));
     if (new Set(epochs).size !== 1) throw new Error(`epochs diverged: ${epochs}`);
     return `one winner per epoch; all at epoch ${epochs[0]}`;
   });

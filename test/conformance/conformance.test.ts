@@ -3,6 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { printTable, runConformance } from "../../src/client/conformance.js";
+import { connectCoreCrypto } from "../helpers/core-crypto.js";
 import { freePort } from "../helpers/global-setup.js";
 
 /** Starts `mls-fedgate serve` as a separate process (through tsx, so no build step is needed). */
@@ -37,7 +38,14 @@ describe("the conformance suite against two separately running mls-fedgate proce
     urlA = `http://127.0.0.1:${pa}`;
     urlB = `http://127.0.0.1:${pb}`;
     const keys = mkdtempSync(join(tmpdir(), "mlsfg-keys-"));
-    const common = { MLSFEDGATE_HOST: "127.0.0.1", MLSFEDGATE_STORE: "memory", MLSFEDGATE_AUTH: "dev" };
+    const common = {
+      MLSFEDGATE_HOST: "127.0.0.1",
+      MLSFEDGATE_STORE: "memory",
+      MLSFEDGATE_AUTH: "dev",
+      // Both identity forms and last resort by upload slot, as the demo configs: core-crypto clients need them.
+      MLSFEDGATE_IDENTITY__SCHEMES: '["fedgate","wire"]',
+      MLSFEDGATE_KEY_PACKAGES__LAST_RESORT_BY_SLOT: "true",
+    };
     children.push(
       await serve({
         ...common,
@@ -74,4 +82,37 @@ describe("the conformance suite against two separately running mls-fedgate proce
     if (failed.length) throw new Error(printTable(results));
     expect(results.length).toBeGreaterThanOrEqual(10);
   });
+
+  it("passes every check with Wire core-crypto clients on B (bob and carol) and ts-mls on A", async () => {
+    const results = await runConformance({
+      a: urlA,
+      b: urlB,
+      other: { side: "b", name: "core-crypto", connect: connectCoreCrypto },
+    });
+    if (results.some((r) => !r.ok)) throw new Error(printTable(results));
+    expect(results[1]!.name).toMatch(/core-crypto on B/);
+    expect(results.length).toBeGreaterThanOrEqual(10);
+  });
+
+  it("`mls-fedgate conformance --core-crypto a` loads the test adapter and passes with core-crypto on A", async () => {
+    const out = await runCli(["conformance", "--a", urlA, "--b", urlB, "--core-crypto", "a"]);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/PASS {2}clients \(core-crypto on A\)/);
+    expect(out.stdout).toMatch(/ 0 failed/);
+  });
 });
+
+/** Runs the CLI from source (tsx), as docs/INTEROP.md tells an operator to. */
+function runCli(args: string[]): Promise<{ code: number | null; stdout: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (stdout += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 50_000);
+  return new Promise((resolve) =>
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout });
+    }),
+  );
+}
