@@ -106,7 +106,9 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   const other = opts.other;
   // Another implementation (core-crypto) needs Wire-form identities from every member: client ids `<uuid>@<domain>/<hex>`.
   const name = (who: string, domain: string | undefined) =>
-    other ? `${crypto.randomUUID()}@${domain}/${Math.floor(1 + Math.random() * 0xfffe).toString(16)}` : `${who}-${run}@${domain}/c1`;
+    other
+      ? `${crypto.randomUUID()}@${domain}/${Math.floor(1 + Math.random() * 0xfffe).toString(16)}`
+      : `${who}-${run}@${domain}/c1`;
   const idsA = opts.tokensA ? Object.keys(opts.tokensA) : [name("alice", da?.domain)];
   const idsB = opts.tokensB ? Object.keys(opts.tokensB) : [name("bob", db?.domain), name("carol", db?.domain)];
   const suite = da && db ? (da.cipherSuites.find((s) => db.cipherSuites.includes(s)) ?? 1) : 1;
