@@ -37,13 +37,19 @@ interface CommitMeta {
 /** core-crypto errors nest (`CoreCryptoError.Mls` → `.inner` → `MlsError.X{…}`): the whole chain as text. */
 export function ccErrorText(e: unknown): string {
   const parts: string[] = [];
-  let cur: unknown = e;
-  for (let depth = 0; cur && depth < 6; depth++) {
-    const o = cur as { tag?: unknown; message?: unknown; inner?: unknown; reason?: unknown; msg?: unknown };
-    for (const v of [o.tag, o.message, o.reason, o.msg]) if (typeof v === "string" && v) parts.push(v);
-    cur = o.inner && typeof o.inner === "object" ? (Object.values(o.inner as object)[0] ?? o.inner) : undefined;
-    if (cur === o.inner && depth > 0) break;
-  }
+  const walk = (v: unknown, depth: number): void => {
+    if (depth > 6 || v === null || v === undefined) return;
+    if (typeof v === "string") {
+      if (v && !parts.includes(v)) parts.push(v);
+      return;
+    }
+    if (typeof v !== "object") return;
+    const o = v as Record<string, unknown>;
+    walk(o.tag, depth + 1);
+    walk(o.message, depth + 1);
+    for (const val of Object.values(o)) walk(val, depth + 1);
+  };
+  walk(e, 0);
   return parts.join(" / ") || String(e);
 }
 

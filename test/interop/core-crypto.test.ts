@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { MlsClient, type MlsEvent } from "../../src/client/index.js";
+import { createProposal, encodeMlsMessage } from "ts-mls";
+import { MlsClient, toB64u, type MlsEvent } from "../../src/client/index.js";
 import { connectCoreCrypto } from "../helpers/core-crypto.js";
 import { startFederation, startProvider, stopAll, type Provider } from "../helpers/providers.js";
 
@@ -186,6 +187,50 @@ describe("interop: ts-mls (mls-fedgate SDK) and Wire's core-crypto 10.3.0 (openm
     expect([alice.epoch(g), await bob.epoch(g)]).toEqual([late.epoch, late.epoch]);
     const log = await alice.api.commitLog(g);
     expect(log.entries.map((e) => e.sender)).toEqual([alice.id, alice.id, bob.id]);
+  });
+
+  it("6. a core-crypto member of a ts-mls send group processes the sender's inline commit of another member's proposal", async () => {
+    const alice = await tsMls(a.url, wireClient("a.example"));
+    const bob = await connectCoreCrypto(b.url, wireClient("b.example", "b"));
+    const carol = await tsMls(b.url, wireClient("b.example"));
+    const dave = await tsMls(a.url, wireClient("a.example"));
+    await bob.publishKeyPackages(1);
+    for (const c of [carol, dave]) await c.publishKeyPackages(1);
+    const g = await alice.createGroup({ mode: "send-group" });
+    await alice.addUsers(g, [bob.user, carol.user, dave.user]);
+    for (const c of [bob, carol, dave]) await c.syncUntil(has("joined", g));
+
+    // carol proposes removing dave; only alice (the designated sender) receives the proposal.
+    const daveLeaf = dave.state(g).privatePath.leafIndex;
+    const { message } = await createProposal(
+      carol.state(g),
+      true,
+      { proposalType: "remove", remove: { removed: daveLeaf } },
+      carol.cs,
+    );
+    await carol.api.send(g, toB64u(encodeMlsMessage(message)));
+    await alice.syncUntil(has("proposal", g));
+    const { epoch } = await alice.update(g);
+    const seen = await bob.syncUntil(
+      (ev) => ev.some((e) => e.kind === "commit" && e.epoch === epoch) || ev.some((e) => e.kind === "error"),
+    );
+    expect(seen.filter((e) => e.kind === "error")).toEqual([]);
+    await dave.syncUntil(has("removed", g));
+    expect(await bob.members(g)).toEqual([alice.id, bob.id, carol.id].sort());
+    await alice.send(g, "to the three of you");
+    expect(texts(await bob.syncUntil((ev) => texts(ev, g).length > 0), g)).toEqual(["to the three of you"]);
+  });
+
+  it("7. core-crypto refuses a PrivateMessage commit (why ts-mls members of mixed groups use commitFormat public)", async () => {
+    const alice = await MlsClient.connect(a.url, wireClient("a.example"), { identityScheme: "wire", commitFormat: "private" });
+    const bob = await connectCoreCrypto(b.url, wireClient("b.example", "b"));
+    await bob.publishKeyPackages(1);
+    const g = await alice.createGroup();
+    await alice.addUsers(g, [bob.user]);
+    await bob.syncUntil(has("joined", g));
+    await alice.update(g);
+    const [event] = await bob.syncUntil((ev) => ev.some((e) => e.kind === "error" || e.kind === "commit"));
+    expect(event).toMatchObject({ kind: "error", error: expect.stringMatching(/wire format/i) });
   });
 });
 
