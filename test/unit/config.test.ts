@@ -38,6 +38,18 @@ describe("configuration", () => {
     expect(config.domain).toBe("a.example");
     expect(config.port).toBe(7101);
     expect(config.limits.bodyBytes).toBe(defaultConfig.limits.bodyBytes);
+    // The demo providers accept core-crypto clients (docs/INTEROP.md).
+    expect(config.identity.schemes).toEqual(["fedgate", "wire"]);
+    expect(config.keyPackages.lastResortBySlot).toBe(true);
+  });
+
+  it("reads identity schemes and last resort by slot from the environment", () => {
+    const config = loadConfig({
+      env: { MLSFEDGATE_IDENTITY__SCHEMES: '["wire"]', MLSFEDGATE_KEY_PACKAGES__LAST_RESORT_BY_SLOT: "true" },
+    });
+    expect(config.identity.schemes).toEqual(["wire"]);
+    expect(config.keyPackages.lastResortBySlot).toBe(true);
+    expect(defaultConfig.identity.schemes).toEqual(["fedgate"]);
   });
 
   it.each([
@@ -47,6 +59,9 @@ describe("configuration", () => {
     [{ MLSFEDGATE_LIMTS__BODY_BYTES: "1" }, "MLSFEDGATE_LIMTS__BODY_BYTES"],
     [{ MLSFEDGATE_AUTH: "jwt" }, "auth"],
     [{ MLSFEDGATE_FEDERATION__TOKEN_TTL_SECONDS: "300" }, "federation.tokenTtlSeconds"],
+    [{ MLSFEDGATE_IDENTITY__SCHEMES: '["x509"]' }, "identity.schemes.0"],
+    [{ MLSFEDGATE_IDENTITY__SCHEMES: "[]" }, "identity.schemes"],
+    [{ MLSFEDGATE_IDENTITY__SCHEMES: '["wire","wire"]' }, "identity.schemes"],
   ])("refuses %j naming the key %s", (env, key) => {
     let error: unknown;
     try {
