@@ -7,7 +7,8 @@ export {
   type InboxEntry,
   type LogMessage,
 } from "./api.js";
-export { MlsClient, type MlsEvent } from "./mls-client.js";
+export { MlsClient, type MlsClientOptions, type MlsEvent } from "./mls-client.js";
+export { InboxReader } from "./inbox-reader.js";
 export { toB64u, fromB64u } from "./b64.js";
 export { sframe, deriveKeySalt, sframeLabels } from "./sframe.js";
 export { encodeSframeHeader, decodeSframeHeader, type SframeHeader } from "./sframe-header.js";

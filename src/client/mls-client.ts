@@ -25,6 +25,7 @@ import type { MLSMessage } from "ts-mls/message.js";
 import type { Proposal } from "ts-mls/proposal.js";
 import type { ProposalWithSender } from "ts-mls/unappliedProposals.js";
 import { FedgateApi, FedgateError, type ClaimAnswer, type InboxEntry } from "./api.js";
+import { InboxReader, type MlsEvent } from "./inbox-reader.js";
 import { IDENTITY_SCHEMES, clientOfIdentity, identityBytes, type IdentityScheme } from "../mls/identity.js";
 import { fromB64u, toB64u } from "./b64.js";
 import type { EpochSnapshot, GroupEpochEvent } from "./call-keys.js";
@@ -34,15 +35,7 @@ const fromUtf8 = new TextDecoder();
 const LAST_RESORT = 0x000a;
 const MAX_COMMIT_ATTEMPTS = 8;
 
-export type MlsEvent =
-  | { kind: "joined"; groupId: string; sender: string }
-  | { kind: "message"; groupId: string; sender: string; text: string; seq: number }
-  | { kind: "commit"; groupId: string; sender: string; epoch: number; seq: number }
-  | { kind: "proposal"; groupId: string; sender: string; seq: number }
-  | { kind: "removed"; groupId: string; sender: string }
-  | { kind: "device_update"; user: string; version: number; devices: { client: string }[] }
-  | { kind: "commit_conflict"; groupId: string; epoch: number; [k: string]: unknown }
-  | { kind: "error"; groupId?: string; seq?: number; error: string };
+export type { MlsEvent };
 
 interface GroupSlot {
   state: ClientState;
@@ -87,8 +80,8 @@ function wire(message: MLSMessage): string {
 export class MlsClient {
   private keyPackages = new Map<string, { publicPackage: KeyPackage; privatePackage: PrivateKeyPackage; lastResort: boolean }>();
   private groups = new Map<string, GroupSlot>();
-  private cursor = 0;
   private epochListeners = new Set<(event: GroupEpochEvent) => void>();
+  private readonly inbox: InboxReader;
 
   private constructor(
     readonly api: FedgateApi,
@@ -96,7 +89,9 @@ export class MlsClient {
     readonly cs: CiphersuiteImpl,
     readonly identityScheme: IdentityScheme,
     readonly commitFormat: "public" | "private",
-  ) {}
+  ) {
+    this.inbox = new InboxReader(api, (entry) => this.handle(entry));
+  }
 
   get id(): string {
     return this.api.client;
@@ -399,45 +394,18 @@ export class MlsClient {
   }
 
   /** Reads the inbox (long-poll up to waitMs), processes every entry in order, acknowledges, returns events. */
-  async sync(opts: { waitMs?: number } = {}): Promise<MlsEvent[]> {
-    const events: MlsEvent[] = [];
-    for (;;) {
-      const { messages, next } = await this.api.inbox(this.cursor, { waitMs: events.length === 0 ? (opts.waitMs ?? 0) : 0 });
-      for (const entry of messages) events.push(...(await this.handle(entry)));
-      if (messages.length === 0) break;
-      this.cursor = next;
-      await this.api.ack(next);
-    }
-    return events;
+  sync(opts: { waitMs?: number } = {}): Promise<MlsEvent[]> {
+    return this.inbox.sync(opts);
   }
 
-  /**
-   * Syncs (long-polling) until `want` holds for the events collected so far; remote delivery is
-   * asynchronous, so this is how a caller waits for "bob has joined" or "carol got the message".
-   */
-  async syncUntil(want: (events: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
-    const events: MlsEvent[] = [];
-    const deadline = Date.now() + timeoutMs;
-    while (!want(events)) {
-      if (Date.now() > deadline) {
-        throw new Error(`${this.id}: timed out after ${timeoutMs} ms (events: ${events.map((e) => e.kind).join(",") || "none"})`);
-      }
-      events.push(...(await this.sync({ waitMs: Math.min(500, Math.max(1, deadline - Date.now())) })));
-    }
-    return events;
+  /** Syncs until `want` holds for the events collected so far (see InboxReader.syncUntil). */
+  syncUntil(want: (events: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
+    return this.inbox.syncUntil(want, timeoutMs);
   }
 
   /** Catch-up after `stale_epoch`: processes the group's log entries this client has not seen. */
-  async catchUp(groupId: string): Promise<MlsEvent[]> {
-    const slot = this.slot(groupId);
-    const events: MlsEvent[] = [];
-    let after = slot.lastSeq;
-    for (;;) {
-      const page = await this.api.messages(groupId, after);
-      for (const m of page.messages) events.push(...(await this.handle({ cursor: 0, groupId, ...m })));
-      if (!page.more || page.next <= after) return events;
-      after = page.next;
-    }
+  catchUp(groupId: string): Promise<MlsEvent[]> {
+    return this.inbox.catchUp(groupId, this.slot(groupId).lastSeq);
   }
 
   private slot(groupId: string): GroupSlot {

@@ -8,7 +8,7 @@
 import type * as CC from "@wireapp/core-crypto/browser";
 import { FedgateApi, FedgateError, type ClaimAnswer, type InboxEntry } from "../../src/client/api.js";
 import { fromB64u, toB64u } from "../../src/client/b64.js";
-import type { MlsEvent } from "../../src/client/mls-client.js";
+import { InboxReader, type MlsEvent } from "../../src/client/inbox-reader.js";
 import { unwrapGroupInfo, unwrapKeyPackage, wrapGroupInfo, wrapKeyPackage, wrapWelcome } from "../../src/client/wire-format.js";
 import { IDENTITY_SCHEMES, clientOfIdentity, identityFor } from "../../src/mls/identity.js";
 
@@ -55,11 +55,11 @@ export function ccErrorText(e: unknown): string {
 
 export class CoreCryptoClient {
   private lastSeq = new Map<string, number>();
-  private cursor = 0;
   private pending?: CommitMeta;
   readonly implementation = "core-crypto";
   /** DS refusals this client's transport passed to core-crypto (`code: message`), oldest first. */
   readonly rejections: string[] = [];
+  private readonly inbox: InboxReader;
 
   private constructor(
     readonly cc: CoreCryptoModule,
@@ -68,7 +68,9 @@ export class CoreCryptoClient {
     readonly clientId: CC.ClientId,
     private readonly credential: CC.CredentialRef,
     readonly cipherSuite: number,
-  ) {}
+  ) {
+    this.inbox = new InboxReader(api, (entry) => this.handle(entry));
+  }
 
   get id(): string {
     return this.api.client;
@@ -85,11 +87,7 @@ export class CoreCryptoClient {
     opts: CoreCryptoClientOptions = {},
   ): Promise<CoreCryptoClient> {
     // core-crypto's identity is always Wire's qualified client id: the DS must accept the `wire` scheme.
-    const wireId = identityFor(client, "wire");
-    if (!wireId) throw new Error(`${client} is not <uuid>@<domain>/<hex>: core-crypto cannot be that client`);
-    const m = /^([^:]+):([0-9a-f]+)@(.+)$/.exec(wireId)!;
-    const clientId = new cc.ClientId(new cc.Uuid(m[1]!), new cc.DeviceId(BigInt(`0x${m[2]}`)), m[3]!);
-    if (fromUtf8.decode(clientId.copyBytes()) !== wireId) throw new Error(`core-crypto spells ${client} differently`);
+    const clientId = wireClientId(cc, client);
     const api = new FedgateApi(baseUrl, client, opts.token);
     if (!opts.token) await api.login();
     const suite = opts.cipherSuite ?? 1;
@@ -208,12 +206,7 @@ export class CoreCryptoClient {
   }
 
   removeClients(groupId: string, clients: string[], opts: { leaseToken?: string } = {}) {
-    const ids = clients.map((c) => {
-      const wireId = identityFor(c, "wire");
-      if (!wireId) throw new Error(`${c} has no Wire client id: core-crypto cannot name it`);
-      const m = /^([^:]+):([0-9a-f]+)@(.+)$/.exec(wireId)!;
-      return new this.cc.ClientId(new this.cc.Uuid(m[1]!), new this.cc.DeviceId(BigInt(`0x${m[2]}`)), m[3]!);
-    });
+    const ids = clients.map((c) => wireClientId(this.cc, c));
     return this.commit(groupId, { removed: clients, ...opts }, (ctx) =>
       ctx.removeClientsFromConversation(this.conv(groupId), ids),
     );
@@ -250,40 +243,17 @@ export class CoreCryptoClient {
     return [...this.lastSeq.keys()];
   }
 
-  async sync(opts: { waitMs?: number } = {}): Promise<MlsEvent[]> {
-    const events: MlsEvent[] = [];
-    for (;;) {
-      const { messages, next } = await this.api.inbox(this.cursor, { waitMs: events.length === 0 ? (opts.waitMs ?? 0) : 0 });
-      for (const entry of messages) events.push(...(await this.handle(entry)));
-      if (messages.length === 0) break;
-      this.cursor = next;
-      await this.api.ack(next);
-    }
-    return events;
+  sync(opts: { waitMs?: number } = {}): Promise<MlsEvent[]> {
+    return this.inbox.sync(opts);
   }
 
-  async syncUntil(want: (events: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
-    const events: MlsEvent[] = [];
-    const deadline = Date.now() + timeoutMs;
-    while (!want(events)) {
-      if (Date.now() > deadline) {
-        throw new Error(`${this.id}: timed out after ${timeoutMs} ms (events: ${events.map((e) => e.kind).join(",") || "none"})`);
-      }
-      events.push(...(await this.sync({ waitMs: Math.min(500, Math.max(1, deadline - Date.now())) })));
-    }
-    return events;
+  syncUntil(want: (events: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
+    return this.inbox.syncUntil(want, timeoutMs);
   }
 
   /** Processes the group's log entries this client has not seen (after `stale_epoch`). */
-  async catchUp(groupId: string): Promise<MlsEvent[]> {
-    const events: MlsEvent[] = [];
-    let after = this.lastSeq.get(groupId) ?? 0;
-    for (;;) {
-      const page = await this.api.messages(groupId, after);
-      for (const m of page.messages) events.push(...(await this.handle({ cursor: 0, groupId, ...m })));
-      if (!page.more || page.next <= after) return events;
-      after = page.next;
-    }
+  catchUp(groupId: string): Promise<MlsEvent[]> {
+    return this.inbox.catchUp(groupId, this.lastSeq.get(groupId) ?? 0);
   }
 
   private async handle(entry: InboxEntry): Promise<MlsEvent[]> {
@@ -324,6 +294,16 @@ export class CoreCryptoClient {
       return [{ kind: "error", groupId, seq, error: ccErrorText(e) }];
     }
   }
+}
+
+/** core-crypto's ClientId for client id `<uuid>@<domain>/<hex>` (Wire identity `<uuid>:<hex>@<domain>`). */
+function wireClientId(cc: CoreCryptoModule, client: string): CC.ClientId {
+  const wireId = identityFor(client, "wire");
+  if (!wireId) throw new Error(`${client} is not <uuid>@<domain>/<hex>: core-crypto cannot name it`);
+  const m = /^([^:]+):([0-9a-f]+)@(.+)$/.exec(wireId)!;
+  const id = new cc.ClientId(new cc.Uuid(m[1]!), new cc.DeviceId(BigInt(`0x${m[2]}`)), m[3]!);
+  if (fromUtf8.decode(id.copyBytes()) !== wireId) throw new Error(`core-crypto spells ${client} differently`);
+  return id;
 }
 
 /**
