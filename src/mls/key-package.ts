@@ -71,7 +71,7 @@ export async function validateKeyPackage(
     throw new DsError(
       "credential_mismatch",
       named
-        ? `credential names ${shown} (${named.client}), not the uploading client`
+        ? `credential names ${shown}${named.scheme === "fedgate" ? "" : ` (${named.client})`}, not the uploading client`
         : `credential identity ${shown} is of no accepted form (${policy.identitySchemes.join(", ")})`,
     );
   }
