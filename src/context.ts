@@ -7,6 +7,7 @@ import { Groups, type GroupHooks } from "./domain/groups.js";
 import { Inbox } from "./domain/inbox.js";
 import { DeviceRevocations } from "./domain/revocations.js";
 import { KeyDirectory } from "./domain/key-directory.js";
+import { ReplicaSync } from "./domain/replica.js";
 import { systemClock, type Clock, type PeerGateway } from "./domain/types.js";
 import { FederationGateway } from "./federation/gateway.js";
 import { loadSigningKey, type SigningKey } from "./federation/keys.js";
@@ -33,6 +34,8 @@ export interface RateLimiters {
   client: RateLimiterAbstract;
   peer: RateLimiterAbstract;
   claims: RateLimiterAbstract;
+  /** Federated claims per peer domain (over all its requesters and target users). */
+  peerClaims: RateLimiterAbstract;
 }
 
 /** The one composition root: builds every adapter and domain service from the config. */
@@ -52,6 +55,7 @@ export class AppContext {
     readonly groups: Groups,
     readonly inbox: Inbox,
     readonly dispatcher: Dispatcher,
+    readonly replica: ReplicaSync,
     readonly outbox: OutboxWorker,
     readonly devices: DeviceNotifier,
     readonly limiters: RateLimiters,
@@ -96,7 +100,8 @@ export class AppContext {
       overrides.hooks?.tamperDelivery,
       (peer, count) => metrics.refused.inc({ peer }, count),
     );
-    const dispatcher = new Dispatcher(config.domain, store, peers, outbox, log.child({ part: "fanout" }), {
+    const dispatcher = new Dispatcher(config.domain, store, outbox, log.child({ part: "fanout" }));
+    const replica = new ReplicaSync(config.domain, store, peers, dispatcher, log.child({ part: "replica" }), {
       onCommitConflict: () => metrics.commitConflicts.inc(),
     });
     const devices = new DeviceNotifier(config.domain, store, peers, log.child({ part: "devices" }));
@@ -135,6 +140,7 @@ export class AppContext {
       clock,
       peers,
       dispatcher,
+      replica,
       (domain) => peerClient.isPeer(domain),
     );
     const inbox = new Inbox(store, limits.inboxPageSize, limits.maxWaitMs);
@@ -154,6 +160,7 @@ export class AppContext {
       groups,
       inbox,
       dispatcher,
+      replica,
       outbox,
       devices,
       limiters,
@@ -185,5 +192,6 @@ function makeLimiters(config: Readonly<Config>, store: Store): RateLimiters {
     client: make("client", rl.clientRequestsPerSecond, 1),
     peer: make("peer", rl.peerRequestsPerSecond, 1),
     claims: make("claims", rl.claimsPerTargetPerHour, 3600),
+    peerClaims: make("peerclaims", rl.claimsPerPeerPerHour, 3600),
   };
 }

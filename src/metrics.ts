@@ -52,6 +52,12 @@ export class Metrics {
     labelNames: ["peer"] as const,
     registers: [this.registry],
   });
+  readonly deliverRefused = new Counter({
+    name: "mlsfg_deliver_refused_total",
+    help: "Delivered entries this DS refused (per-entry refusals in deliver answers), by sending hub",
+    labelNames: ["peer"] as const,
+    registers: [this.registry],
+  });
   readonly deliveryLag = new Histogram({
     name: "mlsfg_outbox_delivery_lag_seconds",
     help: "Age of the oldest entry in a delivered outbox batch",

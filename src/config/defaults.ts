@@ -47,6 +47,11 @@ export const defaultConfig: Config = {
     maxConnections: 10000,
     sseStreamsPerClient: 4,
     longPollsPerClient: 4,
-    rateLimit: { clientRequestsPerSecond: 200, peerRequestsPerSecond: 2000, claimsPerTargetPerHour: 600 },
+    rateLimit: {
+      clientRequestsPerSecond: 200,
+      peerRequestsPerSecond: 2000,
+      claimsPerTargetPerHour: 600,
+      claimsPerPeerPerHour: 6000,
+    },
   },
 };

@@ -144,7 +144,8 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
   if (config.limits.headersTimeoutMs > config.limits.requestTimeoutMs) {
     throw new ConfigError("limits.headersTimeoutMs", "must not exceed limits.requestTimeoutMs");
   }
-  if (config.federation.peers[config.domain]) throw new ConfigError("federation.peers", "a DS cannot peer with itself");
+  if (Object.hasOwn(config.federation.peers, config.domain))
+    throw new ConfigError("federation.peers", "a DS cannot peer with itself");
   return deepFreeze(config);
 }
 

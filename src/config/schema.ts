@@ -95,6 +95,8 @@ export const configSchema = z.strictObject({
       clientRequestsPerSecond: z.number().int().positive(),
       peerRequestsPerSecond: z.number().int().positive(),
       claimsPerTargetPerHour: z.number().int().positive(),
+      /** Claims per hour one peer domain may make, over all its requesters and target users. */
+      claimsPerPeerPerHour: z.number().int().positive(),
     }),
   }),
 });

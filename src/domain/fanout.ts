@@ -1,15 +1,5 @@
 import type { Logger } from "pino";
-import { sha256Hex } from "../encoding.js";
-import {
-  domainOf,
-  userOf,
-  type CommitLogEntry,
-  type GroupRecord,
-  type InboxItem,
-  type LogEntry,
-  type Store,
-} from "../store/port.js";
-import type { GroupView, PeerGateway } from "./types.js";
+import { domainOf, userOf, type InboxItem, type LogEntry, type Store } from "../store/port.js";
 
 export interface DeliveredMessage {
   groupId: string;
@@ -20,6 +10,11 @@ export interface DeliveredMessage {
   message: string;
   sha256: string;
   recipients: string[];
+}
+
+/** Where verified entries go once they are contiguous: this DS's own inboxes. */
+export interface LocalInboxes {
+  inboxEntries(groupId: string, entries: LogEntry[]): Promise<void>;
 }
 
 export interface OutboxNotifier {
@@ -33,15 +28,6 @@ export interface FanoutObserver {
   onCommitConflict?(groupId: string, epoch: number): void;
 }
 
-export interface CommitConflict {
-  groupId: string;
-  epoch: number;
-  /** SHA-256 of the commit this DS received for the epoch. */
-  delivered: string;
-  /** SHA-256 the hub's commit log names for the epoch (or a second delivered commit). */
-  hub: string;
-}
-
 /** Fan-outs to at most this many local recipients complete before the submitter is answered. */
 export const SYNC_FANOUT_MAX_RECIPIENTS = 100;
 /** A group whose background fan-out backlog reaches this many entries answers submitters after their fan-out again. */
@@ -52,7 +38,7 @@ export const MAX_BACKGROUND_BACKLOG = 1000;
  * outbox item per remote provider (the outbox worker batches them into `deliver` calls).
  * Per group, dispatches run one after another so inbox order follows seq order on this replica.
  */
-export class Dispatcher {
+export class Dispatcher implements LocalInboxes {
   private chains = new Map<string, Promise<unknown>>();
   /** Per group: dispatches waiting for the fan-out in progress to finish (they go out together as the next batch). */
   private batches = new Map<string, { parts: { entries: LogEntry[]; members?: string[] }[]; done: Promise<void> }>();
@@ -62,7 +48,6 @@ export class Dispatcher {
   constructor(
     private readonly domain: string,
     private readonly store: Store,
-    private readonly peers: PeerGateway,
     private readonly outbox: OutboxNotifier,
     private readonly log: Logger,
     private readonly observer: FanoutObserver = {},
@@ -107,7 +92,12 @@ export class Dispatcher {
     // the fan-out completes in the background — still in seq order, and an interrupted one is
     // redone by crash recovery (the group is marked dispatched only at the end) — unless that
     // group's backlog is already MAX_BACKGROUND_BACKLOG entries long (backpressure).
-    const local = Math.max(...entries.map((e) => e.recipients.reduce((n, c) => (domainOf(c) === this.domain ? n + 1 : n), 0)));
+    let local = 0;
+    for (const e of entries)
+      local = Math.max(
+        local,
+        e.recipients.reduce((n, c) => (domainOf(c) === this.domain ? n + 1 : n), 0),
+      );
     const backlog = batch.parts.reduce((n, p) => n + p.entries.length, 0);
     if (local <= SYNC_FANOUT_MAX_RECIPIENTS || backlog >= MAX_BACKGROUND_BACKLOG) return batch.done;
     batch.done.catch((err: unknown) =>
@@ -145,7 +135,7 @@ export class Dispatcher {
         else toPeer.set(peer, [...part.entries]);
       }
     }
-    await this.inboxLocal(groupId, entries);
+    await this.inboxEntries(groupId, entries);
     for (const [peer, list] of toPeer) {
       await this.store.enqueueOutbox(
         peer,
@@ -154,12 +144,15 @@ export class Dispatcher {
       this.outbox.notify(peer);
     }
     // After a failed fan-out of this group, a later one must not mark past it (recovery clears this).
-    if (!this.failed.has(groupId)) await this.store.markDispatched(groupId, Math.max(...entries.map((e) => e.seq)));
+    if (!this.failed.has(groupId)) await this.store.markDispatched(groupId, entries.at(-1)!.seq);
     this.observer.onLocalDelivery?.(groupId, entries);
   }
 
-  /** References to `entries` (seq order) into their local recipients' inboxes: one store call for the whole batch. */
-  private async inboxLocal(groupId: string, entries: LogEntry[]): Promise<void> {
+  /**
+   * References to `entries` (seq order) into their local recipients' inboxes: one store call for
+   * the whole batch. Used by the hub's fan-out and by a follower's replica (ReplicaSync).
+   */
+  async inboxEntries(groupId: string, entries: LogEntry[]): Promise<void> {
     const byClient = new Map<string, InboxItem[]>();
     const devicesOf = new Map<string, string[]>();
     for (const e of entries) {
@@ -200,115 +193,4 @@ export class Dispatcher {
     if (count > 0) this.log.warn({ count }, "re-dispatched entries left by an interrupted fan-out");
     return count;
   }
-
-  /** Follower side: entries the hub delivered; stored in the replica, inboxed in seq order without gaps. */
-  ingest(hub: string, view: GroupView, messages: DeliveredMessage[], requestId?: string): Promise<void> {
-    return this.serial(view.groupId, async () => {
-      const before = await this.store.contiguousSeq(view.groupId);
-      // Hash what we actually received: the hub's sha256 field is not evidence.
-      await this.store.putReplicaEntries(
-        replicaRecord(view),
-        messages.map((m) => ({ ...toEntry(m), sha256: sha256Hex(Buffer.from(m.message, "base64url")) })),
-      );
-      let after = await this.store.contiguousSeq(view.groupId);
-      const highest = Math.max(0, ...messages.map((m) => m.seq));
-      if (highest > after) {
-        // A gap: fetch the missing range from the hub (the outbox of another hub replica, or lost ordering).
-        try {
-          await this.pull(hub, view.groupId, requestId);
-          after = await this.store.contiguousSeq(view.groupId);
-        } catch (e) {
-          this.log.warn({ err: e, groupId: view.groupId, hub }, "gap fill from hub failed; will retry on next delivery");
-        }
-      }
-      await this.inboxRange(view.groupId, before, after);
-      const commitEpochs = messages.filter((m) => m.kind === "commit").map((m) => m.epoch);
-      if (commitEpochs.length > 0) await this.gossip(hub, view.groupId, Math.min(...commitEpochs) - 1, requestId);
-    });
-  }
-
-  /**
-   * Commit gossip (seed 000): compare the commits this DS delivered with the hub's commit log.
-   * A mismatch means the hub showed different commits for one epoch to different providers.
-   */
-  async gossip(hub: string, groupId: string, afterEpoch: number, requestId?: string): Promise<CommitConflict[]> {
-    const ours = await this.store.commitLog(groupId, afterEpoch);
-    let theirs: CommitLogEntry[];
-    try {
-      theirs = (await this.peers.commitLog(hub, groupId, afterEpoch, requestId)).entries;
-    } catch (err) {
-      this.log.warn({ err, groupId, hub }, "commit gossip: hub commit log unavailable");
-      return [];
-    }
-    const hubByEpoch = new Map(theirs.map((e) => [e.epoch, e.sha256]));
-    const seen = new Map<number, string>();
-    const conflicts: CommitConflict[] = [];
-    for (const e of ours) {
-      const other = seen.get(e.epoch) ?? hubByEpoch.get(e.epoch);
-      if (other !== undefined && other !== e.sha256) conflicts.push({ groupId, epoch: e.epoch, delivered: e.sha256, hub: other });
-      seen.set(e.epoch, e.sha256);
-    }
-    for (const c of conflicts) await this.reportConflict(c);
-    return conflicts;
-  }
-
-  private async reportConflict(c: CommitConflict): Promise<void> {
-    this.log.error({ ...c }, "commit conflict: two different commits for one epoch (hub equivocation)");
-    this.observer.onCommitConflict?.(c.groupId, c.epoch);
-    const group = await this.store.getGroup(c.groupId);
-    const local = (group?.members ?? []).filter((m) => domainOf(m) === this.domain);
-    const item: InboxItem = { kind: "notice", id: `cc:${c.groupId}:${c.epoch}`, type: "commit_conflict", body: { ...c } };
-    await Promise.all(local.map((m) => this.store.appendInbox(m, [item])));
-  }
-
-  /** Brings the replica up to the hub's log (used by catch-up on a follower). */
-  syncReplica(hub: string, groupId: string, requestId?: string): Promise<void> {
-    return this.serial(groupId, async () => {
-      const before = await this.store.contiguousSeq(groupId);
-      await this.pull(hub, groupId, requestId);
-      await this.inboxRange(groupId, before, await this.store.contiguousSeq(groupId));
-    });
-  }
-
-  private async pull(hub: string, groupId: string, requestId?: string): Promise<void> {
-    for (;;) {
-      const from = await this.store.contiguousSeq(groupId);
-      const { group, entries } = await this.peers.messages(hub, groupId, from, 1000, requestId);
-      await this.store.putReplicaEntries(replicaRecord(group), entries);
-      if (entries.length < 1000) return;
-    }
-  }
-
-  private async inboxRange(groupId: string, before: number, after: number): Promise<void> {
-    if (after <= before) return;
-    const entries = await this.store.readLog(groupId, before, after - before);
-    await this.inboxLocal(groupId, entries);
-    this.observer.onLocalDelivery?.(groupId, entries);
-  }
-}
-
-function toEntry(m: DeliveredMessage): LogEntry {
-  return {
-    seq: m.seq,
-    kind: m.kind,
-    epoch: m.epoch,
-    sender: m.sender,
-    message: m.message,
-    sha256: m.sha256,
-    recipients: m.recipients,
-  };
-}
-
-export function replicaRecord(view: GroupView): Omit<GroupRecord, "nextSeq"> {
-  return {
-    groupId: view.groupId,
-    hub: view.hub,
-    mode: view.mode,
-    cipherSuite: view.cipherSuite,
-    epoch: view.epoch,
-    members: view.members,
-    owner: view.owner,
-    createdAt: 0,
-    ...(view.replyTo ? { replyTo: view.replyTo } : {}),
-  };
 }

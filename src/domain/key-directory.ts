@@ -115,6 +115,17 @@ export class KeyDirectory {
   async claim(req: ClaimRequest, requestId?: string): Promise<ClaimAnswer> {
     if (domainOf(req.user) === this.domain) return this.claimLocal(req);
     const answer = await this.peers.claim(domainOf(req.user), req, requestId);
+    // The peer answers for its own user only, in a suite we asked for: a bundle naming anybody else
+    // would let it route a later Welcome (by KeyPackageRef) to a client of its choosing.
+    if (answer.user !== req.user || !req.cipherSuites.includes(answer.cipherSuite)) {
+      throw new DsError(
+        "peer_error",
+        `${domainOf(req.user)} answered a claim for ${req.user} with another user's or suite's KeyPackages`,
+        {
+          peer: domainOf(req.user),
+        },
+      );
+    }
     // Remember which client each remote KeyPackage belongs to, so Welcomes can be routed by ref —
     // only after checking that the peer's KeyPackage really is that client's (credential, identity key).
     await this.store.rememberRefs(

@@ -15,21 +15,31 @@ export type SubmitDecision =
       commitLog?: { epoch: number; seq: number; sender: string; sha256: string };
     };
 
-export function decideSubmit(
-  group: GroupRecord,
-  sub: Submission,
-  nowMs: number,
-  winnerAt: (epoch: number) => string | undefined,
-): SubmitDecision {
+/**
+ * Who may submit at all. Checked before anything else — also before a retry is answered from the
+ * dedupe record, so a non-member re-posting a member's exact bytes learns nothing and causes nothing.
+ */
+export function senderRefusal(group: GroupRecord, sub: Submission): { ok: false; code: "not_a_member" } | undefined {
   const isMember = group.members.includes(sub.sender);
-  const external = sub.kind === "commit" && sub.external === true;
-  if (external) {
+  if (sub.kind === "commit" && sub.external === true) {
     // A new device of a user already in the group may join itself (issue 4); strangers may not.
     const sameUser = group.members.some((m) => userOf(m) === userOf(sub.sender));
     if (!sameUser && !isMember) return { ok: false, code: "not_a_member" };
   } else if (!isMember) {
     return { ok: false, code: "not_a_member" };
   }
+  return undefined;
+}
+
+export function decideSubmit(
+  group: GroupRecord,
+  sub: Submission,
+  nowMs: number,
+  winnerAt: (epoch: number) => string | undefined,
+): SubmitDecision {
+  const refusal = senderRefusal(group, sub);
+  if (refusal) return refusal;
+  const external = sub.kind === "commit" && sub.external === true;
   if (group.mode === "send-group" && sub.kind !== "proposal" && sub.sender !== group.owner) {
     return { ok: false, code: "not_designated_sender" };
   }

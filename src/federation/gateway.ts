@@ -1,44 +1,66 @@
+import type { z } from "zod";
 import type { ClaimAnswer, ClaimRequest } from "../domain/key-directory.js";
 import type { GroupView, PeerGateway, SubmitBody } from "../domain/types.js";
+import { DsError } from "../errors.js";
+import {
+  fedClaimAnswer,
+  fedCommitLogAnswer,
+  fedGroupInfoAnswer,
+  fedGroupViewAnswer,
+  fedLeaseAnswer,
+  fedMessagesAnswer,
+  fedSubmitAnswer,
+} from "../http/schemas.js";
 import type { CommitLogEntry, DeviceList, LogEntry } from "../store/port.js";
 import type { PeerClient } from "./peer-client.js";
 
 const enc = encodeURIComponent;
 
+/** A peer's answer is believed only in the shape the contract gives it. */
+function checked<T extends z.ZodType>(schema: T, peer: string, what: string, answer: unknown): z.infer<T> {
+  const r = schema.safeParse(answer);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new DsError(
+      "peer_error",
+      `${peer} answered ${what} with a malformed body (${issue.path.join(".") || "body"}: ${issue.message})`,
+      {
+        peer,
+      },
+    );
+  }
+  return r.data;
+}
+
 /** PeerGateway over the Federation API (docs/FEDERATION.md). */
 export class FederationGateway implements PeerGateway {
   constructor(private readonly client: PeerClient) {}
 
-  claim(domain: string, req: ClaimRequest, requestId?: string): Promise<ClaimAnswer> {
-    return this.client.call(domain, "POST", "/federation/v1/key-packages/claim", req, requestId);
+  async claim(domain: string, req: ClaimRequest, requestId?: string): Promise<ClaimAnswer> {
+    const answer = await this.client.call(domain, "POST", "/federation/v1/key-packages/claim", req, requestId);
+    return checked(fedClaimAnswer, domain, "a claim", answer);
   }
 
   devices(domain: string, user: string, requestId?: string): Promise<DeviceList> {
     return this.client.call(domain, "GET", `/federation/v1/users/${enc(user)}/devices`, undefined, requestId);
   }
 
-  submit(hub: string, groupId: string, sender: string, body: SubmitBody, requestId?: string) {
+  async submit(hub: string, groupId: string, sender: string, body: SubmitBody, requestId?: string) {
     const payload =
       body.kind === "commit"
         ? { sender, kind: "commit", bundle: body.bundle, ...(body.leaseToken ? { leaseToken: body.leaseToken } : {}) }
         : { sender, kind: "message", message: body.message };
-    return this.client.call<{ seq: number; epoch: number }>(
-      hub,
-      "POST",
-      `/federation/v1/groups/${groupId}/submit`,
-      payload,
-      requestId,
-    );
+    const path = `/federation/v1/groups/${groupId}/submit`;
+    const answer = checked(fedSubmitAnswer, hub, "a submission", await this.client.call(hub, "POST", path, payload, requestId));
+    // A commit's answer names the new epoch; a message's answer has only its seq.
+    if (body.kind === "commit" && answer.epoch === undefined)
+      throw new DsError("peer_error", `${hub} answered a commit without its epoch`, { peer: hub });
+    return { seq: answer.seq, epoch: answer.epoch ?? 0 };
   }
 
-  lease(hub: string, groupId: string, holder: string, ttlMs: number, requestId?: string) {
-    return this.client.call<{ leaseToken: string; expiresAt: number }>(
-      hub,
-      "POST",
-      `/federation/v1/groups/${groupId}/lease`,
-      { holder, ttlMs },
-      requestId,
-    );
+  async lease(hub: string, groupId: string, holder: string, ttlMs: number, requestId?: string) {
+    const path = `/federation/v1/groups/${groupId}/lease`;
+    return checked(fedLeaseAnswer, hub, "a lease", await this.client.call(hub, "POST", path, { holder, ttlMs }, requestId));
   }
 
   async releaseLease(hub: string, groupId: string, holder: string, token: string, requestId?: string): Promise<void> {
@@ -51,38 +73,30 @@ export class FederationGateway implements PeerGateway {
     );
   }
 
-  group(hub: string, groupId: string, member: string, requestId?: string): Promise<GroupView> {
-    return this.client.call(hub, "GET", `/federation/v1/groups/${groupId}?member=${enc(member)}`, undefined, requestId);
+  async group(hub: string, groupId: string, member: string, requestId?: string): Promise<GroupView> {
+    const path = `/federation/v1/groups/${groupId}?member=${enc(member)}`;
+    return checked(fedGroupViewAnswer, hub, "a group view", await this.client.call(hub, "GET", path, undefined, requestId));
   }
 
-  groupInfo(hub: string, groupId: string, member: string, requestId?: string) {
-    return this.client.call<{ epoch: number; groupInfo: string }>(
-      hub,
-      "GET",
-      `/federation/v1/groups/${groupId}/group-info?member=${enc(member)}`,
-      undefined,
-      requestId,
-    );
+  async groupInfo(hub: string, groupId: string, member: string, requestId?: string) {
+    const path = `/federation/v1/groups/${groupId}/group-info?member=${enc(member)}`;
+    return checked(fedGroupInfoAnswer, hub, "group-info", await this.client.call(hub, "GET", path, undefined, requestId));
   }
 
-  messages(hub: string, groupId: string, afterSeq: number, limit: number, requestId?: string) {
-    return this.client.call<{ group: GroupView; entries: LogEntry[] }>(
-      hub,
-      "GET",
-      `/federation/v1/groups/${groupId}/messages?after=${afterSeq}&limit=${limit}`,
-      undefined,
-      requestId,
-    );
+  async messages(
+    hub: string,
+    groupId: string,
+    afterSeq: number,
+    limit: number,
+    requestId?: string,
+  ): Promise<{ group: GroupView; entries: LogEntry[] }> {
+    const path = `/federation/v1/groups/${groupId}/messages?after=${afterSeq}&limit=${limit}`;
+    return checked(fedMessagesAnswer, hub, "a log page", await this.client.call(hub, "GET", path, undefined, requestId));
   }
 
-  commitLog(hub: string, groupId: string, afterEpoch: number, requestId?: string) {
-    return this.client.call<{ entries: CommitLogEntry[] }>(
-      hub,
-      "GET",
-      `/federation/v1/groups/${groupId}/commit-log?after=${afterEpoch}`,
-      undefined,
-      requestId,
-    );
+  async commitLog(hub: string, groupId: string, afterEpoch: number, requestId?: string): Promise<{ entries: CommitLogEntry[] }> {
+    const path = `/federation/v1/groups/${groupId}/commit-log?after=${afterEpoch}`;
+    return checked(fedCommitLogAnswer, hub, "the commit log", await this.client.call(hub, "GET", path, undefined, requestId));
   }
 
   async deviceUpdate(domain: string, list: DeviceList, requestId?: string): Promise<void> {

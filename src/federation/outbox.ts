@@ -1,8 +1,9 @@
 import type { Logger } from "pino";
-import { viewOf } from "../domain/groups.js";
 import type { DeliveredMessage, OutboxNotifier } from "../domain/fanout.js";
+import { viewFor } from "../domain/hub-side.js";
 import type { GroupView } from "../domain/types.js";
 import { DsError } from "../errors.js";
+import { deliverAnswer } from "../http/schemas.js";
 import { domainOf, type Store } from "../store/port.js";
 
 const DEFAULT_PEER_BODY_LIMIT = 1 << 20;
@@ -84,17 +85,18 @@ export class OutboxWorker implements OutboxNotifier {
     const batch = await this.store.peekOutbox(peer, this.opts.batchSize);
     if (batch.length === 0) return 0;
     const budget = Math.floor((await this.peerBodyLimit(peer)) * 0.75);
-    const groups: Record<string, GroupView> = {};
+    const groups = new Map<string, GroupView>();
     const messages: DeliveredMessage[] = [];
     let size = 0;
     let lastCursor = batch[0]!.cursor;
     for (const { cursor, item } of batch) {
-      if (!groups[item.groupId]) {
+      if (!groups.has(item.groupId)) {
         const record = await this.store.getGroup(item.groupId);
-        if (record) groups[item.groupId] = viewOf(record);
+        // A peer sees the member list only while it hosts a member (docs/SECURITY.md).
+        if (record) groups.set(item.groupId, viewFor(record, peer));
       }
       const [entry] = await this.store.readEntries(item.groupId, [item.seq]);
-      if (entry && groups[item.groupId]) {
+      if (entry && groups.has(item.groupId)) {
         const cost = entry.message.length + 512 + entry.recipients.length * 64;
         if (messages.length > 0 && size + cost > budget) break;
         size += cost;
@@ -106,10 +108,16 @@ export class OutboxWorker implements OutboxNotifier {
     const used = new Set(outgoing.map((m) => m.groupId));
     try {
       if (outgoing.length > 0) {
-        await this.peers.call(peer, "POST", "/federation/v1/deliver", {
-          groups: Object.fromEntries(Object.entries(groups).filter(([id]) => used.has(id))),
+        const answer = await this.peers.call(peer, "POST", "/federation/v1/deliver", {
+          groups: Object.fromEntries([...groups].filter(([id]) => used.has(id))),
           messages: outgoing,
         });
+        // Per-entry refusals (a 2xx answer): those entries are set aside like a permanent refusal.
+        const refused = deliverAnswer.safeParse(answer).data?.refused ?? [];
+        if (refused.length > 0) {
+          this.log.error({ peer, refused: refused.slice(0, 20) }, "peer refused delivered entries; entries set aside");
+          this.onRefused?.(peer, refused.length);
+        }
       }
     } catch (e) {
       if (!(e instanceof DsError) || e.status >= 500 || e.status === 401 || e.status === 429) throw e;

@@ -40,8 +40,11 @@ export interface PeerClientOptions {
 export class PeerClient implements PeerKeySource {
   private agent: Agent;
   private discoveries = new Map<string, { at: number; doc: Discovery }>();
+  /** Peer domains come from untrusted input (user ids, paths, tokens): a Map, never a property lookup. */
+  private readonly peers: ReadonlyMap<string, { url: string }>;
 
   constructor(private readonly opts: PeerClientOptions) {
+    this.peers = new Map(Object.entries(opts.peers));
     this.agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: 64,
@@ -52,15 +55,15 @@ export class PeerClient implements PeerKeySource {
   }
 
   isPeer(domain: string): boolean {
-    return Object.hasOwn(this.opts.peers, domain);
+    return this.peers.has(domain);
   }
 
   peerDomains(): string[] {
-    return Object.keys(this.opts.peers);
+    return [...this.peers.keys()];
   }
 
   private baseUrl(domain: string): string {
-    const peer = this.opts.peers[domain];
+    const peer = this.peers.get(domain);
     if (!peer) throw new DsError("peer_unknown", `${domain} is not a configured peer of ${this.opts.domain}`);
     return peer.url.replace(/\/$/, "");
   }

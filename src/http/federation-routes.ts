@@ -1,6 +1,6 @@
 import { Router, type Request, type Response } from "express";
 import type { AppContext } from "../context.js";
-import { viewOf, wireEntry } from "../domain/groups.js";
+import type { DeliveryRefusal } from "../domain/replica.js";
 import { DsError } from "../errors.js";
 import { verifyRequestBody, verifyRequestToken } from "../federation/service-auth.js";
 import { domainOf, userOf } from "../store/port.js";
@@ -77,11 +77,15 @@ export function federationRoutes(ctx: AppContext): Router {
   r.use(jsonBody(ctx.config.limits.jsonMaxDepth));
 
   r.post("/key-packages/claim", async (req, res) => {
+    const peer = peerOf(res);
     const body = parse(fedClaimBody, req.body);
-    requireFrom(peerOf(res), body.requester);
+    requireFrom(peer, body.requester);
     if (domainOf(body.user) !== ctx.config.domain)
       throw new DsError("unknown_user", `${body.user} is not a user of ${ctx.config.domain}`);
-    await consume(ctx.limiters.claims, `${body.requester}>${body.user}`);
+    // The requester name is the peer's to choose, so the limits are keyed by what the peer cannot
+    // vary: its domain per target user, and its domain overall.
+    await consume(ctx.limiters.claims, `peer:${peer}>${body.user}`);
+    await consume(ctx.limiters.peerClaims, peer);
     res.json(
       await ctx.keys.claimLocal({
         user: body.user,
@@ -110,9 +114,8 @@ export function federationRoutes(ctx: AppContext): Router {
     requireFrom(peerOf(res), body.sender);
     const g = await hubbed(param(req, "groupId"));
     if (body.kind === "commit") {
-      const bundle = { ...body.bundle, ...(body.leaseToken ? { leaseToken: body.leaseToken } : {}) };
       try {
-        const answer = await ctx.groups.acceptCommit(body.sender, g, bundle);
+        const answer = await ctx.groups.hub.acceptFromPeer(peerOf(res), body.sender, g, body);
         ctx.metrics.commits.inc({ result: "accepted" });
         res.status(201).json(answer);
       } catch (e) {
@@ -121,7 +124,7 @@ export function federationRoutes(ctx: AppContext): Router {
       }
       return;
     }
-    const { seq } = await ctx.groups.acceptMessage(body.sender, g, body.message);
+    const { seq } = await ctx.groups.hub.acceptFromPeer(peerOf(res), body.sender, g, body);
     res.status(202).json({ seq });
   });
 
@@ -144,8 +147,7 @@ export function federationRoutes(ctx: AppContext): Router {
     const member = String(req.query.member ?? "");
     requireFrom(peerOf(res), member);
     const g = await hubbed(param(req, "groupId"));
-    if (!g.members.includes(member)) throw new DsError("not_a_member", "you are not a member of this group");
-    res.json(viewOf(g));
+    res.json(ctx.groups.hub.peerView(peerOf(res), member, g));
   });
 
   r.get("/groups/:groupId/group-info", async (req, res) => {
@@ -156,31 +158,17 @@ export function federationRoutes(ctx: AppContext): Router {
   });
 
   r.get("/groups/:groupId/messages", async (req, res) => {
-    const peer = peerOf(res);
     const g = await hubbed(param(req, "groupId"));
-    const hosts = (c: string) => domainOf(c) === peer;
     const after = intParam(req.query.after, "after", 0);
     const limit = Math.min(intParam(req.query.limit, "limit", 1000), 1000);
-    const entries = await ctx.store.readLog(g.groupId, after, limit);
-    // A peer hosting members reads the whole log (to keep its replica gap-free); a peer whose
-    // clients were all removed reads only what was addressed to them (e.g. their removal).
-    const current = g.members.some(hosts);
-    const visible = current ? entries : entries.filter((e) => e.recipients.some(hosts));
-    if (!current && visible.length === 0 && entries.length > 0)
-      throw new DsError("forbidden", `${peer} hosts no member of this group`);
-    res.json({
-      group: viewOf(g),
-      entries: visible.map((e) => ({ ...wireEntry(e), sha256: e.sha256, recipients: e.recipients.filter(hosts) })),
-    });
+    res.json(await ctx.groups.hub.peerLog(peerOf(res), g, after, limit));
   });
 
   r.get("/groups/:groupId/commit-log", async (req, res) => {
-    const peer = peerOf(res);
     const g = await hubbed(param(req, "groupId"));
-    if (!g.members.some((c) => domainOf(c) === peer)) throw new DsError("forbidden", `${peer} hosts no member of this group`);
     // after=-1 (or absent) includes the commit of epoch 0.
     const after = req.query.after === undefined || req.query.after === "-1" ? -1 : intParam(req.query.after, "after", 0);
-    res.json({ entries: await ctx.store.commitLog(g.groupId, after) });
+    res.json(await ctx.groups.hub.peerCommitLog(peerOf(res), g, after));
   });
 
   r.post("/deliver", async (req, res) => {
@@ -188,21 +176,14 @@ export function federationRoutes(ctx: AppContext): Router {
     const body = parse(deliverBody, req.body);
     const byGroup = new Map<string, typeof body.messages>();
     for (const m of body.messages) byGroup.set(m.groupId, [...(byGroup.get(m.groupId) ?? []), m]);
+    // Each group is judged on its own: one bad group never sets aside another's entries.
+    const refused: DeliveryRefusal[] = [];
     for (const [groupId, messages] of byGroup) {
-      const view = body.groups[groupId];
-      if (!view || view.hub !== peer || view.groupId !== groupId)
-        throw new DsError("forbidden", `${peer} is not the hub of ${groupId}`);
-      const local = await ctx.store.getGroup(groupId);
-      if (local && local.hub !== peer) throw new DsError("forbidden", `${groupId} is ordered by ${local.hub}, not ${peer}`);
-      for (const m of messages) {
-        if (m.recipients.some((c) => domainOf(c) !== ctx.config.domain))
-          throw new DsError("bad_request", "recipients must be clients of this DS");
-      }
+      const view = Object.hasOwn(body.groups, groupId) ? body.groups[groupId] : undefined;
+      refused.push(...(await ctx.replica.deliver(peer, groupId, view, messages, locals(res).requestId)));
     }
-    for (const [groupId, messages] of byGroup) {
-      await ctx.dispatcher.ingest(peer, body.groups[groupId]!, messages, locals(res).requestId);
-    }
-    res.json({ accepted: body.messages.length });
+    ctx.metrics.deliverRefused.inc({ peer }, refused.length);
+    res.json({ accepted: body.messages.length - refused.length, ...(refused.length > 0 ? { refused } : {}) });
   });
 
   r.post("/device-updates", async (req, res) => {

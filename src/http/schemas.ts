@@ -50,7 +50,7 @@ export const fedSubmitBody = z.discriminatedUnion("kind", [
 ]);
 export const fedLeaseBody = z.strictObject({ holder: clientId, ttlMs: z.number().int() });
 export const fedReleaseBody = z.strictObject({ holder: clientId, leaseToken: z.string().max(256) });
-const groupView = z.strictObject({
+const groupViewShape = {
   groupId: z.string().max(512),
   hub: z.string().max(255),
   epoch: z.number().int().min(0),
@@ -59,24 +59,66 @@ const groupView = z.strictObject({
   members: z.array(clientId).max(100_000),
   owner: clientId,
   replyTo: z.string().max(512).optional(),
-});
+};
+export const groupView = z.strictObject(groupViewShape);
+const logEntryShape = {
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  kind: z.enum(["commit", "proposal", "application", "welcome"]),
+  epoch: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  sender: clientId,
+  message: b64,
+  sha256: z.string().max(128),
+  recipients: z.array(clientId).max(100_000),
+};
+const logEntry = z.strictObject(logEntryShape);
 export const deliverBody = z.strictObject({
   groups: z.record(z.string().max(512), groupView),
-  messages: z
+  messages: z.array(logEntry.extend({ groupId: z.string().max(512) })).max(10_000),
+});
+/** One entry (or, without `seq`, a whole group's part of the batch) the receiver would not take. */
+export const deliverRefusal = z.strictObject({
+  groupId: z.string().max(512),
+  seq: z.number().int().min(1).optional(),
+  code: z.string().max(64),
+  message: z.string().max(1024),
+});
+/** `deliver` answer; `refused` (an extension, absent when empty) lists what was set aside per entry. */
+export const deliverAnswer = z.object({
+  accepted: z.number().int().min(0),
+  refused: z.array(deliverRefusal).max(10_000).optional(),
+});
+/**
+ * Answers a follower reads from its hub: checked before anything in them is believed (unknown
+ * fields are dropped, so a newer peer may add some).
+ */
+export const fedGroupViewAnswer = z.object(groupViewShape);
+export const fedMessagesAnswer = z.object({ group: fedGroupViewAnswer, entries: z.array(z.object(logEntryShape)).max(1000) });
+export const fedGroupInfoAnswer = z.object({ epoch: z.number().int().min(0), groupInfo: b64 });
+export const fedCommitLogAnswer = z.object({
+  entries: z
     .array(
-      z.strictObject({
-        groupId: z.string().max(512),
-        seq: z.number().int().min(1),
-        kind: z.enum(["commit", "proposal", "application", "welcome"]),
+      z.object({
         epoch: z.number().int().min(0),
+        seq: z.number().int().min(1),
         sender: clientId,
-        message: b64,
         sha256: z.string().max(128),
-        recipients: z.array(clientId).max(100_000),
       }),
     )
-    .max(10_000),
+    .max(100_000),
 });
+export const fedClaimAnswer = z.object({
+  user: userId,
+  version: z.string().max(16),
+  cipherSuite: z.number().int().min(1).max(0xffff),
+  bundles: z
+    .array(z.object({ client: clientId, keyPackage: b64, identityKey: z.string().max(1024), lastResort: z.boolean() }))
+    .max(10_000),
+  missing: z.array(z.object({ client: clientId, reason: z.enum(["exhausted", "no_compatible_suite"]) })).max(10_000),
+});
+export const fedSubmitAnswer = z.object({ seq: z.number().int().min(1), epoch: z.number().int().min(0).optional() });
+export const fedLeaseAnswer = z.object({ leaseToken: z.string().max(256), expiresAt: z.number().int() });
+export type GroupViewWire = z.infer<typeof groupView>;
+export type DeliverRefusal = z.infer<typeof deliverRefusal>;
 export const deviceUpdateBody = z.strictObject({
   user: userId,
   version: z.number().int().min(0),

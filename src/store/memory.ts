@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { decideSubmit } from "../domain/ordering.js";
+import { decideSubmit, senderRefusal } from "../domain/ordering.js";
 import {
   userOf,
   type ClaimOutcome,
@@ -12,6 +12,7 @@ import {
   type LogEntry,
   type OutboxItem,
   type PutKeyPackagesResult,
+  type ReplicaWrite,
   type Store,
   type StoredKeyPackage,
   type Submission,
@@ -260,6 +261,8 @@ export class MemoryStore implements Store {
   async submit(groupId: string, sub: Submission, nowMs: number): Promise<SubmitOutcome> {
     const g = this.groups.get(groupId);
     if (!g || g.replica) return { ok: false, code: "unknown_group" };
+    const refusal = senderRefusal(g.record, sub);
+    if (refusal) return refusal;
     const previous = g.answers.get(sub.sha256);
     if (previous) return { ok: true, ...previous, duplicate: true, entries: [] };
     const decision = decideSubmit(g.record, sub, nowMs, (epoch) => g.commitLog.find((c) => c.epoch === epoch)?.sha256);
@@ -331,8 +334,11 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<LogEntry[]> {
+  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite> {
     let g = this.groups.get(record.groupId);
+    if (g && !g.replica) return { ok: false, code: "ordered_here" };
+    // The hub is fixed at first sight: no later write may name another one.
+    if (g && g.record.hub !== record.hub) return { ok: false, code: "hub_mismatch", hub: g.record.hub };
     if (!g) {
       g = {
         record: { ...structuredClone(record), nextSeq: 1 },
@@ -344,19 +350,19 @@ export class MemoryStore implements Store {
       };
       this.groups.set(record.groupId, g);
     }
-    if (!g.replica) return [];
     const fresh: LogEntry[] = [];
+    let nextSeq = g.record.nextSeq;
     for (const e of [...entries].sort((a, b) => a.seq - b.seq)) {
       if (g.log.has(e.seq)) continue;
       g.log.set(e.seq, structuredClone(e));
       if (e.kind === "commit") g.commitLog.push({ epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 });
+      if (e.seq + 1 > nextSeq) nextSeq = e.seq + 1;
       fresh.push(e);
     }
-    const nextSeq = Math.max(g.record.nextSeq, ...[...g.log.keys()].map((s) => s + 1));
     // A late delivery may carry an older view of the group: never move the replica backwards.
     g.record = record.epoch >= g.record.epoch ? { ...structuredClone(record), nextSeq } : { ...g.record, nextSeq };
     this.index(record.members, record.groupId);
-    return fresh;
+    return { ok: true, fresh };
   }
 
   async contiguousSeq(groupId: string): Promise<number> {

@@ -136,6 +136,9 @@ export type LeaseOutcome =
   | { ok: false; code: "unknown_group" | "not_a_member" }
   | { ok: false; code: "group_locked"; leaseExpiresAt: number };
 
+export type ReplicaWrite =
+  { ok: true; fresh: LogEntry[] } | { ok: false; code: "ordered_here" } | { ok: false; code: "hub_mismatch"; hub: string };
+
 export interface CommitLogEntry {
   epoch: number;
   seq: number;
@@ -156,8 +159,12 @@ export interface GroupStore {
   acquireLease(groupId: string, holder: string, ttlMs: number, token: string, nowMs: number): Promise<LeaseOutcome>;
   releaseLease(groupId: string, token: string): Promise<boolean>;
 
-  /** Follower side: a replica of a remote hub's log. Returns the entries that were new, in seq order. */
-  putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<LogEntry[]>;
+  /**
+   * Follower side: a replica of a remote hub's log. Atomically refuses a group ordered here and a
+   * record naming another hub than the one recorded at first sight; otherwise stores the entries
+   * it does not hold yet and returns them (the fresh ones, in seq order).
+   */
+  putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite>;
   /** Highest seq held contiguously (for gap detection on a replica). */
   contiguousSeq(groupId: string): Promise<number>;
 

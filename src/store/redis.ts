@@ -43,6 +43,7 @@ import {
   type LogKind,
   type OutboxItem,
   type PutKeyPackagesResult,
+  type ReplicaWrite,
   type Store,
   type StoredKeyPackage,
   type Submission,
@@ -417,20 +418,21 @@ export class RedisStore implements Store {
     return (await this.run<number>(RELEASE_LEASE, [this.keys.group(groupId).record], [token])) === 1;
   }
 
-  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<LogEntry[]> {
+  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite> {
     const k = this.keys.group(record.groupId);
     const sorted = [...entries].sort((a, b) => a.seq - b.seq);
     const fields = recordFields(record);
-    const args = [String(record.epoch), String(fields.length / 2), ...fields];
+    const args = [String(record.epoch), record.hub, String(fields.length / 2), ...fields];
     for (const e of sorted) {
       const commit = e.kind === "commit";
       const clog = commit ? JSON.stringify({ epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 }) : "";
       args.push(String(e.seq), commit ? "1" : "0", JSON.stringify(e), clog);
     }
-    const reply = await this.run<number[]>(PUT_REPLICA, [k.record, k.log, k.seqs, k.commitLog], args);
-    if (reply.length === 0) return []; // ordered here, not a replica
+    const reply = await this.run<(number | string)[]>(PUT_REPLICA, [k.record, k.log, k.seqs, k.commitLog], args);
+    if (reply[0] === -1) return { ok: false, code: "ordered_here" };
+    if (reply[0] === -2) return { ok: false, code: "hub_mismatch", hub: String(reply[1]) };
     await this.index(record.groupId, record.members);
-    return reply.slice(1).map((i) => sorted[i - 1]!);
+    return { ok: true, fresh: reply.slice(1).map((i) => sorted[Number(i) - 1]!) };
   }
 
   async contiguousSeq(groupId: string): Promise<number> {

@@ -343,11 +343,67 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
         sha256: `h${seq}`,
         recipients: ["a/1"],
       });
-      expect((await store.putReplicaEntries(rec, [e(1), e(2)])).map((x) => x.seq)).toEqual([1, 2]);
-      expect((await store.putReplicaEntries(rec, [e(2), e(4)])).map((x) => x.seq)).toEqual([4]);
+      const fresh = async (entries: ReturnType<typeof e>[]) => {
+        const w = await store.putReplicaEntries(rec, entries);
+        return w.ok ? w.fresh.map((x) => x.seq) : w;
+      };
+      expect(await fresh([e(1), e(2)])).toEqual([1, 2]);
+      expect(await fresh([e(2), e(4)])).toEqual([4]);
       expect(await store.contiguousSeq(rec.groupId)).toBe(2);
       expect((await store.getGroup(rec.groupId))?.hub).toBe("b.example");
       expect(await store.submit(rec.groupId, commit("a/1", 0), 1)).toEqual({ ok: false, code: "unknown_group" });
+    });
+
+    it("fixes a replica's hub at first sight: a record naming another hub writes nothing", async () => {
+      const { nextSeq: _n, ...rec } = group({ hub: "b.example", members: ["a/1"] });
+      const entry = (seq: number, sender = "b/1") => ({
+        seq,
+        kind: "application" as const,
+        epoch: 0,
+        sender,
+        message: `m${seq}`,
+        sha256: `h${seq}`,
+        recipients: ["a/1"],
+      });
+      expect(await store.putReplicaEntries(rec, [entry(1)])).toMatchObject({ ok: true });
+      const hijack = { ...rec, hub: "c.example", epoch: 9, members: ["c/1"], owner: "c/1" };
+      expect(await store.putReplicaEntries(hijack, [entry(2, "c/1")])).toEqual({
+        ok: false,
+        code: "hub_mismatch",
+        hub: "b.example",
+      });
+      expect(await store.getGroup(rec.groupId)).toMatchObject({ hub: "b.example", epoch: 0, members: ["a/1"], nextSeq: 2 });
+      expect((await store.readLog(rec.groupId, 0, 10)).map((x) => x.seq)).toEqual([1]);
+      // A group ordered here is never a replica.
+      const own = group();
+      await store.createGroup(own);
+      const { nextSeq: _m, ...ownRec } = own;
+      expect(await store.putReplicaEntries({ ...ownRec, hub: "c.example" }, [entry(1)])).toEqual({
+        ok: false,
+        code: "ordered_here",
+      });
+      expect(await store.readLog(own.groupId, 0, 10)).toEqual([]);
+    });
+
+    it("holds a replica entry at a far-off seq without walking every seq in between", async () => {
+      const { nextSeq: _n, ...rec } = group({ hub: "b.example" });
+      const far = 2 ** 40;
+      const w = await store.putReplicaEntries(rec, [
+        { seq: far, kind: "application", epoch: 0, sender: "b/1", message: "m", sha256: "h", recipients: [] },
+      ]);
+      expect(w).toMatchObject({ ok: true });
+      expect(await store.contiguousSeq(rec.groupId)).toBe(0);
+      expect((await store.getGroup(rec.groupId))?.nextSeq).toBe(far + 1);
+    });
+
+    it("refuses a non-member re-posting a member's exact bytes instead of answering from the dedupe record", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g);
+      const sub: Submission = { kind: "application", sender: "a/1", epoch: 0, sha256: "same", message: "m" };
+      expect(await store.submit(g.groupId, sub, 1)).toMatchObject({ ok: true, seq: 1, duplicate: false });
+      expect(await store.submit(g.groupId, { ...sub, sender: "eve/1" }, 1)).toEqual({ ok: false, code: "not_a_member" });
+      expect(await store.submit(g.groupId, sub, 1)).toMatchObject({ ok: true, seq: 1, duplicate: true });
+      expect(await store.readLog(g.groupId, 0, 10)).toHaveLength(1);
     });
   });
 

@@ -1,6 +1,5 @@
 import { pino } from "pino";
 import { Dispatcher, SYNC_FANOUT_MAX_RECIPIENTS } from "../../src/domain/fanout.js";
-import type { PeerGateway } from "../../src/domain/types.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import type { InboxItem, LogEntry } from "../../src/store/port.js";
 
@@ -33,7 +32,7 @@ function entry(seq: number, recipients: string[], sender = "s@a.example/d"): Log
 
 function dispatcher(store: MemoryStore): Dispatcher {
   const notified: string[] = [];
-  return new Dispatcher("a.example", store, {} as PeerGateway, { notify: (p) => notified.push(p) }, pino({ level: "silent" }));
+  return new Dispatcher("a.example", store, { notify: (p) => notified.push(p) }, pino({ level: "silent" }));
 }
 
 const settled = async (p: Promise<unknown>) => {

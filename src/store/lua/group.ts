@@ -63,17 +63,21 @@ return 0
 
 /**
  * Follower copy of a remote hub's log. KEYS: record, log, seqs, commitLog.
- * ARGV: 1 the record's epoch, 2 number of record field/value pairs n, 3..2n+2 the pairs (the whole
- * record replaces the previous one unless it is older, as in the memory store), then 4 per entry, in
- * seq order: seq, isCommit, entry JSON, commit-log JSON.
- * Returns {} when the group is ordered here (not a replica), else {1, fresh indices…}.
+ * ARGV: 1 the record's epoch, 2 its hub, 3 number of record field/value pairs n, 4..2n+3 the pairs
+ * (the whole record replaces the previous one unless it is older, as in the memory store), then 4
+ * per entry, in seq order: seq, isCommit, entry JSON, commit-log JSON.
+ * Returns {-1} when the group is ordered here (not a replica), {-2, recorded hub} when the record
+ * names another hub than the one recorded at first sight (nothing written), else {1, fresh indices…}.
  */
 export const PUT_REPLICA = luaScript(
   "putReplicaEntries",
   `${LUA_HELPERS}
 local recK, logK, seqsK, clogK = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local replica = redis.call('HGET', recK, 'replica')
-if replica == '0' then return {} end
+local f0 = redis.call('HMGET', recK, 'replica', 'hub')
+local replica = f0[1]
+if replica == '0' then return { -1 } end
+-- The hub is fixed at first sight: a peer's answer can never move the group to another hub.
+if replica and f0[2] ~= ARGV[2] then return { -2, f0[2] or '' } end
 local nextSeq, contig, replace = 1, 0, true
 if replica then
   local f = redis.call('HMGET', recK, 'nextSeq', 'contig', 'epoch')
@@ -83,14 +87,14 @@ if replica then
 else
   redis.call('HSET', recK, 'replica', '1', 'dispatched', '0')
 end
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
 if replace then
   redis.call('HDEL', recK, 'replyTo', 'leaseToken', 'leaseHolder', 'leaseExpiresAt')
-  redis.call('HSET', recK, unpack(ARGV, 3, 2 + 2 * n))
+  redis.call('HSET', recK, unpack(ARGV, 4, 3 + 2 * n))
 end
 local out = { 1 }
 local index = 0
-for i = 3 + 2 * n, #ARGV, 4 do
+for i = 4 + 2 * n, #ARGV, 4 do
   index = index + 1
   local seqS = ARGV[i]
   if redis.call('HSETNX', logK, seqS, ARGV[i + 2]) == 1 then

@@ -24,9 +24,6 @@ local subEpoch = tonumber(subEpochS)
 local f = redis.call('HMGET', recK, 'replica', 'epoch', 'nextSeq', 'members', 'owner', 'mode', 'leaseToken', 'leaseExpiresAt', 'contig')
 -- A replica of a remote hub's group is not ordered here.
 if f[1] ~= '0' then return '{"ok":false,"code":"unknown_group"}' end
-local previous = redis.call('HGET', ansK, sha)
-if previous then return '{"ok":true,"duplicate":true,"answer":' .. previous .. '}' end
-
 local epoch, nextSeq = tonumber(f[2]), tonumber(f[3])
 local members = cjson.decode(f[4])
 local owner, mode = f[5], f[6]
@@ -46,6 +43,10 @@ if external then
 elseif not isMember then
   return '{"ok":false,"code":"not_a_member"}'
 end
+-- The dedupe answer comes only after the sender check (senderRefusal in ordering.ts): a
+-- non-member re-posting a member's exact bytes is refused, not answered.
+local previous = redis.call('HGET', ansK, sha)
+if previous then return '{"ok":true,"duplicate":true,"answer":' .. previous .. '}' end
 if mode == 'send-group' and kind ~= 'proposal' and sender ~= owner then
   return '{"ok":false,"code":"not_designated_sender"}'
 end

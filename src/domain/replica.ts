@@ -1,0 +1,265 @@
+import type { Logger } from "pino";
+import { sha256Hex } from "../encoding.js";
+import { DsError, type ErrorCode } from "../errors.js";
+import { domainOf, type CommitLogEntry, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
+import type { DeliveredMessage, FanoutObserver, LocalInboxes } from "./fanout.js";
+import type { GroupView, PeerGateway } from "./types.js";
+
+/**
+ * Bounds of one gap fill (a follower pulling missing entries from the hub). A fill stops at the
+ * first bound it reaches, or when a page brings no progress, and is retried on the next delivery
+ * or catch-up: a hub cannot keep a follower pulling.
+ */
+export const GAP_FILL = { pageSize: 1000, maxRequests: 10, maxEntries: 10_000, maxMs: 2000 } as const;
+
+/** One entry (or, without `seq`, all of a group's entries in a batch) a follower would not take. */
+export interface DeliveryRefusal {
+  groupId: string;
+  seq?: number;
+  code: ErrorCode;
+  message: string;
+}
+
+export interface CommitConflict {
+  groupId: string;
+  epoch: number;
+  /** SHA-256 of the commit this DS received for the epoch. */
+  delivered: string;
+  /** SHA-256 the hub's commit log names for the epoch (or a second delivered commit). */
+  hub: string;
+}
+
+/**
+ * The follower side of fan-out: a replica of a group another provider orders. The trust rules
+ * (docs/SECURITY.md, "Hostile peer"):
+ * - the hub is the one recorded at first sight (the store refuses any write naming another);
+ * - entries come only from that hub: its `deliver`, or its answers to pulls this DS made, and every
+ *   answer is checked against the request (group id, hub, seq range, shape);
+ * - an entry's sender must be a member by the hub's view or our replica, or a client of the hub
+ *   itself (the hub speaks for its own clients anyway);
+ * - recipients are this DS's clients only; gap fill is bounded (GAP_FILL).
+ */
+export class ReplicaSync {
+  private chains = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly domain: string,
+    private readonly store: Store,
+    private readonly peers: PeerGateway,
+    private readonly inboxes: LocalInboxes,
+    private readonly log: Logger,
+    private readonly observer: FanoutObserver = {},
+  ) {}
+
+  private serial<T>(groupId: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.chains.get(groupId) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const tail = next.catch(() => undefined);
+    this.chains.set(groupId, tail);
+    void tail.then(() => {
+      if (this.chains.get(groupId) === tail) this.chains.delete(groupId);
+    });
+    return next;
+  }
+
+  /**
+   * One group's part of a `deliver` from `hub` (the authenticated caller). Returns what was refused;
+   * the rest is stored, and inboxed once contiguous. Nothing is stored for a refused group.
+   */
+  deliver(
+    hub: string,
+    groupId: string,
+    view: GroupView | undefined,
+    messages: DeliveredMessage[],
+    requestId?: string,
+  ): Promise<DeliveryRefusal[]> {
+    const refuseAll = (code: ErrorCode, message: string): DeliveryRefusal[] =>
+      messages.map((m) => ({ groupId, seq: m.seq, code, message }));
+    if (!view || view.groupId !== groupId || view.hub !== hub)
+      return Promise.resolve(refuseAll("forbidden", `${hub} is not the hub of ${groupId}`));
+    return this.serial(groupId, async () => {
+      const local = await this.store.getGroup(groupId);
+      if (local && local.hub !== hub) return refuseAll("forbidden", `${groupId} is ordered by ${local.hub}, not ${hub}`);
+      const refused: DeliveryRefusal[] = [];
+      const taken: LogEntry[] = [];
+      for (const m of messages) {
+        const problem = this.entryProblem(hub, view, local, m);
+        if (problem) refused.push({ groupId, seq: m.seq, ...problem });
+        // Hash what we actually received: the hub's sha256 field is not evidence.
+        else taken.push({ ...toEntry(m), sha256: sha256Hex(Buffer.from(m.message, "base64url")) });
+      }
+      if (taken.length === 0) return refused;
+      const before = await this.store.contiguousSeq(groupId);
+      const write = await this.store.putReplicaEntries(replicaRecord(view), taken);
+      if (!write.ok) return refuseAll("forbidden", `${groupId} is not a replica of ${hub} here`);
+      let after = await this.store.contiguousSeq(groupId);
+      if (highestSeq(taken) > after) after = await this.fillGap(hub, groupId, requestId);
+      await this.inboxRange(groupId, before, after);
+      const commitEpochs = taken.filter((m) => m.kind === "commit").map((m) => m.epoch);
+      if (commitEpochs.length > 0) await this.gossip(hub, groupId, lowest(commitEpochs) - 1, requestId);
+      return refused;
+    });
+  }
+
+  /** Why an entry from the hub cannot be taken, if it cannot. */
+  private entryProblem(
+    hub: string,
+    view: GroupView,
+    local: GroupRecord | undefined,
+    e: { sender: string; recipients: string[] },
+  ): { code: ErrorCode; message: string } | undefined {
+    if (e.recipients.some((c) => domainOf(c) !== this.domain))
+      return { code: "bad_request", message: `recipients must be clients of ${this.domain}` };
+    const member = view.members.includes(e.sender) || (local?.members.includes(e.sender) ?? false);
+    if (!member && domainOf(e.sender) !== hub)
+      return { code: "not_a_member", message: `${e.sender} is not a member of ${view.groupId}` };
+    return undefined;
+  }
+
+  /** Brings the replica up to the hub's log (catch-up on a follower), within GAP_FILL. */
+  syncReplica(hub: string, groupId: string, requestId?: string): Promise<void> {
+    return this.serial(groupId, async () => {
+      const before = await this.store.contiguousSeq(groupId);
+      await this.inboxRange(groupId, before, await this.fillGap(hub, groupId, requestId));
+    });
+  }
+
+  /** Bounded gap fill; never throws (a failure is logged and retried on the next delivery). */
+  private async fillGap(hub: string, groupId: string, requestId?: string): Promise<number> {
+    try {
+      return await this.pull(hub, groupId, requestId);
+    } catch (err) {
+      this.log.warn({ err, groupId, hub }, "gap fill from hub failed; will retry on next delivery");
+      return this.store.contiguousSeq(groupId);
+    }
+  }
+
+  /** Pulls pages after the contiguous point while each page makes progress, within GAP_FILL. */
+  private async pull(hub: string, groupId: string, requestId?: string): Promise<number> {
+    const started = Date.now();
+    let from = await this.store.contiguousSeq(groupId);
+    for (let requests = 0, entries = 0; ;) {
+      const page = await this.peers.messages(hub, groupId, from, GAP_FILL.pageSize, requestId);
+      requests += 1;
+      entries += page.entries.length;
+      const local = await this.store.getGroup(groupId);
+      this.checkPage(hub, groupId, from, page, local);
+      const write = await this.store.putReplicaEntries(replicaRecord(page.group), page.entries);
+      if (!write.ok) throw new DsError("forbidden", `${groupId} is not a replica of ${hub} here`);
+      const reached = await this.store.contiguousSeq(groupId);
+      if (page.entries.length < GAP_FILL.pageSize) return reached;
+      if (reached <= from) {
+        this.log.warn({ groupId, hub, at: from }, "gap fill made no progress; stopped until the next delivery");
+        return reached;
+      }
+      if (requests >= GAP_FILL.maxRequests || entries >= GAP_FILL.maxEntries || Date.now() - started >= GAP_FILL.maxMs) {
+        this.log.warn({ groupId, hub, at: reached, requests, entries }, "gap fill budget used; resumes on the next delivery");
+        return reached;
+      }
+      from = reached;
+    }
+  }
+
+  /**
+   * A pull answer must be the page asked for: this group, this hub, seqs strictly increasing in
+   * (from, from + pageSize], recipients ours, senders members. Anything else refuses the whole page.
+   */
+  private checkPage(
+    hub: string,
+    groupId: string,
+    from: number,
+    page: { group: GroupView; entries: LogEntry[] },
+    local: GroupRecord | undefined,
+  ): void {
+    const bad = (why: string) => new DsError("peer_error", `${hub} answered a pull for ${groupId} with ${why}`, { peer: hub });
+    if (page.group.groupId !== groupId || page.group.hub !== hub || (local && local.hub !== hub))
+      throw bad("another group or hub");
+    let last = from;
+    for (const e of page.entries) {
+      if (e.seq <= last || e.seq > from + GAP_FILL.pageSize) throw bad(`seq ${e.seq} outside the page asked for`);
+      last = e.seq;
+      const problem = this.entryProblem(hub, page.group, local, e);
+      if (problem) throw bad(problem.message);
+      e.sha256 = sha256Hex(Buffer.from(e.message, "base64url"));
+    }
+  }
+
+  private async inboxRange(groupId: string, before: number, after: number): Promise<void> {
+    if (after <= before) return;
+    const entries = await this.store.readLog(groupId, before, after - before);
+    await this.inboxes.inboxEntries(groupId, entries);
+    this.observer.onLocalDelivery?.(groupId, entries);
+  }
+
+  /**
+   * Commit gossip (seed 000): compare the commits this DS delivered with the hub's commit log.
+   * A mismatch means the hub showed different commits for one epoch to different providers.
+   */
+  async gossip(hub: string, groupId: string, afterEpoch: number, requestId?: string): Promise<CommitConflict[]> {
+    const ours = await this.store.commitLog(groupId, afterEpoch);
+    let theirs: CommitLogEntry[];
+    try {
+      theirs = (await this.peers.commitLog(hub, groupId, afterEpoch, requestId)).entries;
+    } catch (err) {
+      this.log.warn({ err, groupId, hub }, "commit gossip: hub commit log unavailable");
+      return [];
+    }
+    const hubByEpoch = new Map(theirs.map((e) => [e.epoch, e.sha256]));
+    const seen = new Map<number, string>();
+    const conflicts: CommitConflict[] = [];
+    for (const e of ours) {
+      const other = seen.get(e.epoch) ?? hubByEpoch.get(e.epoch);
+      if (other !== undefined && other !== e.sha256) conflicts.push({ groupId, epoch: e.epoch, delivered: e.sha256, hub: other });
+      seen.set(e.epoch, e.sha256);
+    }
+    for (const c of conflicts) await this.reportConflict(c);
+    return conflicts;
+  }
+
+  private async reportConflict(c: CommitConflict): Promise<void> {
+    this.log.error({ ...c }, "commit conflict: two different commits for one epoch (hub equivocation)");
+    this.observer.onCommitConflict?.(c.groupId, c.epoch);
+    const group = await this.store.getGroup(c.groupId);
+    const local = (group?.members ?? []).filter((m) => domainOf(m) === this.domain);
+    const item: InboxItem = { kind: "notice", id: `cc:${c.groupId}:${c.epoch}`, type: "commit_conflict", body: { ...c } };
+    await Promise.all(local.map((m) => this.store.appendInbox(m, [item])));
+  }
+}
+
+function highestSeq(entries: { seq: number }[]): number {
+  let max = 0;
+  for (const e of entries) if (e.seq > max) max = e.seq;
+  return max;
+}
+
+function lowest(values: number[]): number {
+  let min = Infinity;
+  for (const v of values) if (v < min) min = v;
+  return min;
+}
+
+function toEntry(m: DeliveredMessage): LogEntry {
+  return {
+    seq: m.seq,
+    kind: m.kind,
+    epoch: m.epoch,
+    sender: m.sender,
+    message: m.message,
+    sha256: m.sha256,
+    recipients: m.recipients,
+  };
+}
+
+export function replicaRecord(view: GroupView): Omit<GroupRecord, "nextSeq"> {
+  return {
+    groupId: view.groupId,
+    hub: view.hub,
+    mode: view.mode,
+    cipherSuite: view.cipherSuite,
+    epoch: view.epoch,
+    members: view.members,
+    owner: view.owner,
+    createdAt: 0,
+    ...(view.replyTo ? { replyTo: view.replyTo } : {}),
+  };
+}
