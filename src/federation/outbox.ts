@@ -38,7 +38,9 @@ export class OutboxWorker implements OutboxNotifier {
   ) {}
 
   start(): void {
+    if (this.running) return;
     this.running = true;
+    this.controller = new AbortController();
     for (const peer of this.peers.peerDomains()) this.loops.push(this.loop(peer));
   }
 
