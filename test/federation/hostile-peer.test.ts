@@ -1,5 +1,16 @@
 import { randomBytes } from "node:crypto";
 import { jest } from "@jest/globals";
+import {
+  createCommit,
+  createGroup,
+  decodeMlsMessage,
+  defaultCapabilities,
+  defaultLifetime,
+  encodeMlsMessage,
+  generateKeyPackage,
+  getCiphersuiteFromName,
+  getCiphersuiteImpl,
+} from "ts-mls";
 import { MlsClient, type MlsEvent } from "../../src/client/index.js";
 import { GAP_FILL } from "../../src/domain/replica.js";
 import { FakePeer } from "../helpers/fake-peer.js";
@@ -298,6 +309,41 @@ describe.each([["memory"], ["redis"]])("a hostile peer against real DSs on the %
     const proto = await c.call(a, "GET", "/federation/v1/groups/__proto__/messages");
     expect(proto).toMatchObject({ status: 404, body: { error: { code: "unknown_group" } } });
     await roundTrip("after odd names");
+  });
+
+  it("makes the hub recheck a forwarded commit's Welcome instead of trusting the follower", async () => {
+    // Carol (C) builds a real commit on G's group id, adding a KeyPackage of Dave (A) that anyone may claim.
+    const cs = await getCiphersuiteImpl(getCiphersuiteFromName("MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"));
+    const credential = { credentialType: "basic" as const, identity: new TextEncoder().encode(carol) };
+    const own = await generateKeyPackage(credential, defaultCapabilities(), defaultLifetime, [], cs);
+    const state = await createGroup(Buffer.from(groupId, "base64url"), own.publicPackage, own.privatePackage, [], cs);
+    const dave = await MlsClient.connect(a.url, "dave@a.example/1");
+    await dave.publishKeyPackages(1);
+    const [bundle] = (await alice.api.claim("dave@a.example", [1])).bundles;
+    const decoded = decodeMlsMessage(Buffer.from(bundle!.keyPackage, "base64url"), 0)![0];
+    if (decoded.wireformat !== "mls_key_package") throw new Error("no KeyPackage");
+    const made = await createCommit(
+      { state, cipherSuite: cs },
+      { extraProposals: [{ proposalType: "add", add: { keyPackage: decoded.keyPackage } }] },
+    );
+    const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64url");
+    const commit = b64(encodeMlsMessage(made.commit));
+    const welcome = b64(encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome: made.welcome! }));
+    const submit = (added: string[]) =>
+      c.call(a, "POST", `/federation/v1/groups/${groupId}/submit`, {
+        sender: carol,
+        kind: "commit",
+        bundle: { commit, welcome, added },
+      });
+    const codes = [];
+    // Dave's KeyPackage routed to Bob; to nobody; an A client the Welcome is not for; an unknown provider.
+    for (const added of [[bob.id], [], [dave.id, "eve@a.example/9"], [dave.id, "zed@z.example/1"]])
+      codes.push((await submit(added)).body.error?.code);
+    expect(codes).toEqual(["invalid_welcome", "invalid_welcome", "invalid_welcome", "peer_unknown"]);
+    // A consistent bundle passes those checks, and then the hub's own ordering refuses a non-member.
+    expect(await submit([dave.id])).toMatchObject({ status: 403, body: { error: { code: "not_a_member" } } });
+    expect((await a.ds.ctx.store.getGroup(groupId))?.members).toEqual([alice.id, bob.id]);
+    await roundTrip("after forged commits");
   });
 
   it("does not believe a claim answer that names another user's clients", async () => {
