@@ -35,8 +35,8 @@ export interface CommitConflict {
  * - the hub is the one recorded at first sight (the store refuses any write naming another);
  * - entries come only from that hub: its `deliver`, or its answers to pulls this DS made, and every
  *   answer is checked against the request (group id, hub, seq range, shape);
- * - an entry's sender must be a member by the hub's view or our replica, or a client of the hub
- *   itself (the hub speaks for its own clients anyway);
+ * - an entry reaches local inboxes only if its sender is a member by the hub's view or our
+ *   replica, or a client of the hub itself (the hub speaks for its own clients anyway);
  * - recipients are this DS's clients only; gap fill is bounded (GAP_FILL).
  */
 export class ReplicaSync {
@@ -83,10 +83,18 @@ export class ReplicaSync {
       const refused: DeliveryRefusal[] = [];
       const taken: LogEntry[] = [];
       for (const m of messages) {
-        const problem = this.entryProblem(hub, view, local, m);
-        if (problem) refused.push({ groupId, seq: m.seq, ...problem });
+        if (!this.oursOnly(m.recipients)) {
+          refused.push({ groupId, seq: m.seq, code: "bad_request", message: `recipients must be clients of ${this.domain}` });
+          continue;
+        }
         // Hash what we actually received: the hub's sha256 field is not evidence.
-        else taken.push({ ...toEntry(m), sha256: sha256Hex(Buffer.from(m.message, "base64url")) });
+        const entry = { ...toEntry(m), sha256: sha256Hex(Buffer.from(m.message, "base64url")) };
+        if (!this.senderKnown(hub, view, local, m.sender)) {
+          // Kept as a placeholder delivered to nobody, so the replica stays gap-free (see senderKnown).
+          refused.push({ groupId, seq: m.seq, code: "not_a_member", message: `${m.sender} is not a member of ${groupId}` });
+          entry.recipients = [];
+        }
+        taken.push(entry);
       }
       if (taken.length === 0) return refused;
       const before = await this.store.contiguousSeq(groupId);
@@ -101,19 +109,19 @@ export class ReplicaSync {
     });
   }
 
-  /** Why an entry from the hub cannot be taken, if it cannot. */
-  private entryProblem(
-    hub: string,
-    view: GroupView,
-    local: GroupRecord | undefined,
-    e: { sender: string; recipients: string[] },
-  ): { code: ErrorCode; message: string } | undefined {
-    if (e.recipients.some((c) => domainOf(c) !== this.domain))
-      return { code: "bad_request", message: `recipients must be clients of ${this.domain}` };
-    const member = view.members.includes(e.sender) || (local?.members.includes(e.sender) ?? false);
-    if (!member && domainOf(e.sender) !== hub)
-      return { code: "not_a_member", message: `${e.sender} is not a member of ${view.groupId}` };
-    return undefined;
+  private oursOnly(recipients: string[]): boolean {
+    return recipients.every((c) => domainOf(c) === this.domain);
+  }
+
+  /**
+   * A sender the hub's view or our replica makes a member, or a client of the hub's own domain (the
+   * hub speaks for those anyway). An entry from anybody else reaches no local inbox. It is still
+   * kept in the replica, without recipients: an honest hub can send one (a client of a third
+   * provider added and removed while this DS was unreachable: no view we saw names it), and a gap
+   * at its seq would stall the group here for good.
+   */
+  private senderKnown(hub: string, view: GroupView, local: GroupRecord | undefined, sender: string): boolean {
+    return view.members.includes(sender) || (local?.members.includes(sender) ?? false) || domainOf(sender) === hub;
   }
 
   /** Brings the replica up to the hub's log (catch-up on a follower), within GAP_FILL. */
@@ -162,7 +170,8 @@ export class ReplicaSync {
 
   /**
    * A pull answer must be the page asked for: this group, this hub, seqs strictly increasing in
-   * (from, from + pageSize], recipients ours, senders members. Anything else refuses the whole page.
+   * (from, from + pageSize], recipients ours. Anything else refuses the whole page. Entries from
+   * unknown senders are kept without recipients, as in `deliver`.
    */
   private checkPage(
     hub: string,
@@ -178,8 +187,8 @@ export class ReplicaSync {
     for (const e of page.entries) {
       if (e.seq <= last || e.seq > from + GAP_FILL.pageSize) throw bad(`seq ${e.seq} outside the page asked for`);
       last = e.seq;
-      const problem = this.entryProblem(hub, page.group, local, e);
-      if (problem) throw bad(problem.message);
+      if (!this.oursOnly(e.recipients)) throw bad(`recipients that are not clients of ${this.domain}`);
+      if (!this.senderKnown(hub, page.group, local, e.sender)) e.recipients = [];
       e.sha256 = sha256Hex(Buffer.from(e.message, "base64url"));
     }
   }

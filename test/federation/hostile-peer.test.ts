@@ -220,7 +220,7 @@ describe.each([["memory"], ["redis"]])("a hostile peer against real DSs on the %
       messages: [
         { groupId: own, ...cEntry(1) },
         { groupId: own, ...cEntry(2, { recipients: [alice.id] }) },
-        { groupId: own, ...cEntry(3, { sender: alice.id }) },
+        { groupId: own, ...cEntry(3, { sender: alice.id, recipients: [bob.id] }) },
         { groupId, ...cEntry(99) },
         { groupId: "constructor", ...cEntry(1) },
       ],
@@ -235,7 +235,13 @@ describe.each([["memory"], ["redis"]])("a hostile peer against real DSs on the %
         { groupId: "constructor", seq: 1, code: "forbidden", message: expect.any(String) },
       ],
     });
-    expect((await b.ds.ctx.store.readLog(own, 0, 10)).map((e) => e.seq)).toEqual([1]);
+    // The forged-sender entry is kept (so C's own group has no gap here) but goes to nobody.
+    expect((await b.ds.ctx.store.readLog(own, 0, 10)).map((e) => [e.seq, e.recipients])).toEqual([
+      [1, []],
+      [3, []],
+    ]);
+    const inboxed = await b.ds.ctx.store.readInbox(bob.id, 0, 1000);
+    expect(inboxed.filter(({ item }) => item.kind === "ref" && item.groupId === own)).toEqual([]);
 
     // Between real DSs: a group id that collides on B is refused, G's entries in the same batch are not.
     const collide = await bob.createGroup();
