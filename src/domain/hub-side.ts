@@ -223,7 +223,14 @@ export class HubSide implements GroupSide {
     return gi;
   }
 
-  // ---- what peers may read of a group this DS orders ----
+  // ---- what peers may ask of a group this DS orders ----
+
+  /** A group this DS orders; a follower never answers for a group it only replicates. */
+  async ownGroup(groupId: string): Promise<GroupRecord> {
+    const g = await this.store.getGroup(groupId);
+    if (!g || g.hub !== this.domain) throw new DsError("unknown_group", "no such group at this hub");
+    return g;
+  }
 
   /** GET …/groups/:g for a member hosted by `peer`. */
   peerView(peer: string, member: string, g: GroupRecord): GroupView {

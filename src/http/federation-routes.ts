@@ -102,12 +102,7 @@ export function federationRoutes(ctx: AppContext): Router {
     res.json(await ctx.keys.devices(user));
   });
 
-  /** Loads a group this DS hubs; followers never answer for groups they only replicate. */
-  const hubbed = async (groupId: string) => {
-    const g = await ctx.store.getGroup(groupId);
-    if (!g || g.hub !== ctx.config.domain) throw new DsError("unknown_group", "no such group at this hub");
-    return g;
-  };
+  const hubbed = (groupId: string) => ctx.groups.hub.ownGroup(groupId);
 
   r.post("/groups/:groupId/submit", async (req, res) => {
     const body = parse(fedSubmitBody, req.body);

@@ -15,7 +15,7 @@ export function suiteName(id: SuiteId): CiphersuiteName | undefined {
 }
 
 export function suiteId(name: string): SuiteId | undefined {
-  return idByName[name];
+  return Object.hasOwn(idByName, name) ? idByName[name] : undefined;
 }
 
 export function isKnownSuite(id: SuiteId): boolean {
