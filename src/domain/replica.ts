@@ -6,11 +6,35 @@ import type { DeliveredMessage, FanoutObserver, LocalInboxes } from "./fanout.js
 import type { GroupView, PeerGateway } from "./types.js";
 
 /**
- * Bounds of one gap fill (a follower pulling missing entries from the hub). A fill stops at the
- * first bound it reaches, or when a page brings no progress, and is retried on the next delivery
- * or catch-up: a hub cannot keep a follower pulling.
+ * Bounds of the gap fill (a follower pulling missing entries from the hub) done for one `deliver`
+ * request — over all its groups — or one client catch-up. A fill stops at the first bound it
+ * reaches, or when a page brings no progress, and is retried on the next delivery or catch-up:
+ * a hub cannot keep a follower pulling. `maxGossip` bounds the commit-log calls of one `deliver`.
  */
-export const GAP_FILL = { pageSize: 1000, maxRequests: 10, maxEntries: 10_000, maxMs: 2000 } as const;
+export const GAP_FILL = { pageSize: 1000, maxRequests: 10, maxEntries: 10_000, maxMs: 2000, maxGossip: 100 } as const;
+
+/** What one request may still spend on calls to the hub (see GAP_FILL). */
+export class PullBudget {
+  private requests = 0;
+  private entries = 0;
+  private gossips = 0;
+  private readonly started = Date.now();
+
+  canPull(): boolean {
+    return (
+      this.requests < GAP_FILL.maxRequests && this.entries < GAP_FILL.maxEntries && Date.now() - this.started < GAP_FILL.maxMs
+    );
+  }
+
+  pulled(entries: number): void {
+    this.requests += 1;
+    this.entries += entries;
+  }
+
+  canGossip(): boolean {
+    return this.gossips++ < GAP_FILL.maxGossip;
+  }
+}
 
 /** One entry (or, without `seq`, all of a group's entries in a batch) a follower would not take. */
 export interface DeliveryRefusal {
@@ -63,14 +87,41 @@ export class ReplicaSync {
   }
 
   /**
-   * One group's part of a `deliver` from `hub` (the authenticated caller). Returns what was refused;
-   * the rest is stored, and inboxed once contiguous. Nothing is stored for a refused group.
+   * A `deliver` from `hub` (the authenticated caller): each group is judged on its own, so one bad
+   * group never sets aside another's entries. Returns what was refused. `views` comes from a
+   * peer's JSON: looked up by own property only.
+   */
+  async deliverBatch(
+    hub: string,
+    views: Readonly<Record<string, GroupView>>,
+    messages: DeliveredMessage[],
+    requestId?: string,
+  ): Promise<DeliveryRefusal[]> {
+    const byGroup = new Map<string, DeliveredMessage[]>();
+    for (const m of messages) {
+      const list = byGroup.get(m.groupId);
+      if (list) list.push(m);
+      else byGroup.set(m.groupId, [m]);
+    }
+    const budget = new PullBudget();
+    const refused: DeliveryRefusal[] = [];
+    for (const [groupId, part] of byGroup) {
+      const view = Object.hasOwn(views, groupId) ? views[groupId] : undefined;
+      refused.push(...(await this.deliver(hub, groupId, view, part, budget, requestId)));
+    }
+    return refused;
+  }
+
+  /**
+   * One group's part of a `deliver`. Returns what was refused; the rest is stored, and inboxed
+   * once contiguous. Nothing is stored for a refused group.
    */
   deliver(
     hub: string,
     groupId: string,
     view: GroupView | undefined,
     messages: DeliveredMessage[],
+    budget = new PullBudget(),
     requestId?: string,
   ): Promise<DeliveryRefusal[]> {
     const refuseAll = (code: ErrorCode, message: string): DeliveryRefusal[] =>
@@ -101,10 +152,10 @@ export class ReplicaSync {
       const write = await this.store.putReplicaEntries(replicaRecord(view), taken);
       if (!write.ok) return refuseAll("forbidden", `${groupId} is not a replica of ${hub} here`);
       let after = await this.store.contiguousSeq(groupId);
-      if (highestSeq(taken) > after) after = await this.fillGap(hub, groupId, requestId);
+      if (highestSeq(taken) > after) after = await this.fillGap(hub, groupId, budget, requestId);
       await this.inboxRange(groupId, before, after);
       const commitEpochs = taken.filter((m) => m.kind === "commit").map((m) => m.epoch);
-      if (commitEpochs.length > 0) await this.gossip(hub, groupId, lowest(commitEpochs) - 1, requestId);
+      if (commitEpochs.length > 0 && budget.canGossip()) await this.gossip(hub, groupId, lowest(commitEpochs) - 1, requestId);
       return refused;
     });
   }
@@ -128,28 +179,30 @@ export class ReplicaSync {
   syncReplica(hub: string, groupId: string, requestId?: string): Promise<void> {
     return this.serial(groupId, async () => {
       const before = await this.store.contiguousSeq(groupId);
-      await this.inboxRange(groupId, before, await this.fillGap(hub, groupId, requestId));
+      await this.inboxRange(groupId, before, await this.fillGap(hub, groupId, new PullBudget(), requestId));
     });
   }
 
   /** Bounded gap fill; never throws (a failure is logged and retried on the next delivery). */
-  private async fillGap(hub: string, groupId: string, requestId?: string): Promise<number> {
+  private async fillGap(hub: string, groupId: string, budget: PullBudget, requestId?: string): Promise<number> {
     try {
-      return await this.pull(hub, groupId, requestId);
+      return await this.pull(hub, groupId, budget, requestId);
     } catch (err) {
       this.log.warn({ err, groupId, hub }, "gap fill from hub failed; will retry on next delivery");
       return this.store.contiguousSeq(groupId);
     }
   }
 
-  /** Pulls pages after the contiguous point while each page makes progress, within GAP_FILL. */
-  private async pull(hub: string, groupId: string, requestId?: string): Promise<number> {
-    const started = Date.now();
+  /** Pulls pages after the contiguous point while each page makes progress and the budget lasts. */
+  private async pull(hub: string, groupId: string, budget: PullBudget, requestId?: string): Promise<number> {
     let from = await this.store.contiguousSeq(groupId);
-    for (let requests = 0, entries = 0; ;) {
+    for (;;) {
+      if (!budget.canPull()) {
+        this.log.warn({ groupId, hub, at: from }, "gap fill budget used; resumes on the next delivery");
+        return from;
+      }
       const page = await this.peers.messages(hub, groupId, from, GAP_FILL.pageSize, requestId);
-      requests += 1;
-      entries += page.entries.length;
+      budget.pulled(page.entries.length);
       const local = await this.store.getGroup(groupId);
       this.checkPage(hub, groupId, from, page, local);
       const write = await this.store.putReplicaEntries(replicaRecord(page.group), page.entries);
@@ -158,10 +211,6 @@ export class ReplicaSync {
       if (page.entries.length < GAP_FILL.pageSize) return reached;
       if (reached <= from) {
         this.log.warn({ groupId, hub, at: from }, "gap fill made no progress; stopped until the next delivery");
-        return reached;
-      }
-      if (requests >= GAP_FILL.maxRequests || entries >= GAP_FILL.maxEntries || Date.now() - started >= GAP_FILL.maxMs) {
-        this.log.warn({ groupId, hub, at: reached, requests, entries }, "gap fill budget used; resumes on the next delivery");
         return reached;
       }
       from = reached;

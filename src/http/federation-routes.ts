@@ -1,6 +1,5 @@
 import { Router, type Request, type Response } from "express";
 import type { AppContext } from "../context.js";
-import type { DeliveryRefusal } from "../domain/replica.js";
 import { DsError } from "../errors.js";
 import { verifyRequestBody, verifyRequestToken } from "../federation/service-auth.js";
 import { domainOf, userOf } from "../store/port.js";
@@ -169,14 +168,7 @@ export function federationRoutes(ctx: AppContext): Router {
   r.post("/deliver", async (req, res) => {
     const peer = peerOf(res);
     const body = parse(deliverBody, req.body);
-    const byGroup = new Map<string, typeof body.messages>();
-    for (const m of body.messages) byGroup.set(m.groupId, [...(byGroup.get(m.groupId) ?? []), m]);
-    // Each group is judged on its own: one bad group never sets aside another's entries.
-    const refused: DeliveryRefusal[] = [];
-    for (const [groupId, messages] of byGroup) {
-      const view = Object.hasOwn(body.groups, groupId) ? body.groups[groupId] : undefined;
-      refused.push(...(await ctx.replica.deliver(peer, groupId, view, messages, locals(res).requestId)));
-    }
+    const refused = await ctx.replica.deliverBatch(peer, body.groups, body.messages, locals(res).requestId);
     ctx.metrics.deliverRefused.inc({ peer }, refused.length);
     res.json({ accepted: body.messages.length - refused.length, ...(refused.length > 0 ? { refused } : {}) });
   });

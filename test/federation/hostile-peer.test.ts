@@ -144,8 +144,8 @@ describe.each([["memory"], ["redis"]])("a hostile peer against real DSs on the %
       const m = /^\/federation\/v1\/groups\/([^/]+)\/messages\?after=(\d+)/.exec(req.path);
       if (!m) return undefined;
       const [g, after] = [m[1]!, Number(m[2])];
-      // endless: always a full page that makes progress; stalling: skips the missing seq; faroff: seqs beyond the page.
-      const first = g === endless ? after + 1 : g === stalling ? after + 2 : after + 5000;
+      // stalling: skips the missing seq; faroff: seqs beyond the page; any other: an endless log.
+      const first = g === stalling ? after + 2 : g === faroff ? after + 5000 : after + 1;
       return { status: 200, body: { group: cView(g), entries: page(after, first) } };
     };
     for (const g of [endless, stalling, faroff]) {
@@ -165,6 +165,14 @@ describe.each([["memory"], ["redis"]])("a hostile peer against real DSs on the %
     // The stalling page was stored (it is in range) but cannot advance; the far-off page was refused whole.
     expect(await b.ds.ctx.store.contiguousSeq(stalling)).toBe(0);
     expect((await b.ds.ctx.store.readLog(faroff, 0, 10)).map((e) => e.seq)).toEqual([2]);
+    // One deliver with a gap in each of 50 groups: the budget is per request, not per group.
+    const many = Array.from({ length: 50 }, newGroupId);
+    const fanned = await c.call(b, "POST", "/federation/v1/deliver", {
+      groups: Object.fromEntries(many.map((g) => [g, cView(g)])),
+      messages: many.map((g) => ({ groupId: g, ...cEntry(2) })),
+    });
+    expect(fanned).toEqual({ status: 200, body: { accepted: 50 } });
+    expect(many.reduce((n, g) => n + pulls(g), 0)).toBeLessThanOrEqual(GAP_FILL.maxRequests);
     c.script = () => undefined;
     await roundTrip("after gap-fill attacks");
   });
