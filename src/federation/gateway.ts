@@ -5,13 +5,14 @@ import { DsError } from "../errors.js";
 import {
   fedClaimAnswer,
   fedCommitLogAnswer,
+  fedDevicesAnswer,
   fedGroupInfoAnswer,
   fedGroupViewAnswer,
   fedLeaseAnswer,
   fedMessagesAnswer,
   fedSubmitAnswer,
 } from "../http/schemas.js";
-import type { CommitLogEntry, DeviceList, LogEntry } from "../store/port.js";
+import { userOf, type CommitLogEntry, type DeviceList, type LogEntry } from "../store/port.js";
 import type { PeerClient } from "./peer-client.js";
 
 const enc = encodeURIComponent;
@@ -41,8 +42,13 @@ export class FederationGateway implements PeerGateway {
     return checked(fedClaimAnswer, domain, "a claim", answer);
   }
 
-  devices(domain: string, user: string, requestId?: string): Promise<DeviceList> {
-    return this.client.call(domain, "GET", `/federation/v1/users/${enc(user)}/devices`, undefined, requestId);
+  async devices(domain: string, user: string, requestId?: string): Promise<DeviceList> {
+    const answer = await this.client.call(domain, "GET", `/federation/v1/users/${enc(user)}/devices`, undefined, requestId);
+    const list = checked(fedDevicesAnswer, domain, "a device list", answer);
+    // A provider speaks for its own users only: the list must be the one asked for.
+    if (list.user !== user || list.devices.some((d) => userOf(d.client) !== user))
+      throw new DsError("peer_error", `${domain} answered a device list for ${user} with other users' devices`, { peer: domain });
+    return list;
   }
 
   async submit(hub: string, groupId: string, sender: string, body: SubmitBody, requestId?: string) {

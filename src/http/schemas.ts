@@ -115,6 +115,11 @@ export const fedClaimAnswer = z.object({
     .max(10_000),
   missing: z.array(z.object({ client: clientId, reason: z.enum(["exhausted", "no_compatible_suite"]) })).max(10_000),
 });
+export const fedDevicesAnswer = z.object({
+  user: userId,
+  version: z.number().int().min(0),
+  devices: z.array(z.object({ client: clientId, cipherSuites: z.array(z.number().int()).max(64) })).max(1000),
+});
 export const fedSubmitAnswer = z.object({ seq: z.number().int().min(1), epoch: z.number().int().min(0).optional() });
 export const fedLeaseAnswer = z.object({ leaseToken: z.string().max(256), expiresAt: z.number().int() });
 export type GroupViewWire = z.infer<typeof groupView>;

@@ -360,7 +360,7 @@ describe.each([["memory"], ["redis"]])("a hostile peer against real DSs on the %
     await roundTrip("after forged commits");
   });
 
-  it("does not believe a claim answer that names another user's clients", async () => {
+  it("does not believe a claim answer or device list that names another user's clients", async () => {
     c.script = (req) =>
       req.path === "/federation/v1/key-packages/claim"
         ? {
@@ -379,6 +379,12 @@ describe.each([["memory"], ["redis"]])("a hostile peer against real DSs on the %
     c.script = (req) =>
       req.path === "/federation/v1/key-packages/claim" ? { status: 200, body: { bundles: "nope" } } : undefined;
     expect(await alice.api.claim("carol@c.example", [1]).catch((e) => e)).toMatchObject({ status: 502, code: "peer_error" });
+    c.script = (req) =>
+      req.path.startsWith("/federation/v1/users/")
+        ? { status: 200, body: { user: "carol@c.example", version: 1, devices: [{ client: bob.id, cipherSuites: [1] }] } }
+        : undefined;
+    const devices = await alice.api.request("GET", "/v1/users/carol%40c.example/devices").catch((e) => e);
+    expect(devices).toMatchObject({ status: 502, code: "peer_error" });
     c.script = () => undefined;
   });
 
