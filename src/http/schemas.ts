@@ -118,7 +118,15 @@ export const fedClaimAnswer = z.object({
 export const fedDevicesAnswer = z.object({
   user: userId,
   version: z.number().int().min(0),
-  devices: z.array(z.object({ client: clientId, cipherSuites: z.array(z.number().int()).max(64) })).max(1000),
+  devices: z
+    .array(
+      z.object({
+        client: clientId,
+        cipherSuites: z.array(z.number().int()).max(64),
+        identities: z.record(z.string().max(64), z.string().max(512)).optional(),
+      }),
+    )
+    .max(1000),
 });
 export const fedSubmitAnswer = z.object({ seq: z.number().int().min(1), epoch: z.number().int().min(0).optional() });
 export const fedLeaseAnswer = z.object({ leaseToken: z.string().max(256), expiresAt: z.number().int() });
