@@ -121,6 +121,7 @@ export class AppContext {
         lastResortBySlot: config.keyPackages.lastResortBySlot,
         perClient: limits.keyPackagesPerClient,
         perUpload: limits.keyPackagesPerUpload,
+        lowWater: limits.keyPackagesLowWater,
       },
       clock,
       peers,

@@ -28,6 +28,8 @@ export const defaultConfig: Config = {
     discoveryCacheSeconds: 300,
     outbox: { batchSize: 100, retryBaseMs: 200, retryMaxMs: 30000, pollMs: 1000 },
   },
+  cors: { origins: [] },
+  web: {},
   limits: {
     bodyBytes: 1048576,
     messageBytes: 262144,
@@ -35,6 +37,7 @@ export const defaultConfig: Config = {
     groupInfoBytes: 524288,
     keyPackagesPerClient: 200,
     keyPackagesPerUpload: 100,
+    keyPackagesLowWater: 5,
     maxKeyPackageLifetimeSeconds: 7776000,
     clockSkewSeconds: 300,
     inboxPageSize: 500,

@@ -51,7 +51,10 @@ const OPTIONAL_PATHS = [
   ["auth", "audience"],
   ["auth", "jwksUrl"],
   ["auth", "publicKey"],
+  ["web", "enabled"],
 ];
+/** Optional keys whose values are JSON (booleans), not text. */
+const OPTIONAL_JSON_KEYS = new Set(["web.enabled"]);
 
 function leafPaths(tree: Tree, prefix: string[] = []): string[][] {
   return Object.entries(tree).flatMap(([k, v]) => (isTree(v) && k !== "peers" ? leafPaths(v, [...prefix, k]) : [[...prefix, k]]));
@@ -121,7 +124,8 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
       if (name.startsWith("MLSFEDGATE_TEST_")) continue;
       throw new ConfigError(name, "unknown setting (see docs/CONFIG.md for the names)");
     }
-    tree = setPath(tree, path, parseEnvValue(raw, getPath(tree, path)));
+    const current = getPath(tree, path) ?? (OPTIONAL_JSON_KEYS.has(path.join(".")) ? false : undefined);
+    tree = setPath(tree, path, parseEnvValue(raw, current));
   }
   if (opts.overrides) tree = merge(tree, opts.overrides as Tree);
   const result = configSchema.safeParse(tree);

@@ -3,6 +3,16 @@ import { IDENTITY_SCHEMES } from "../mls/identity.js";
 
 const domain = z.string().regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, "must be a lower-case DNS-style domain");
 
+/** A web origin exactly as browsers send it in `Origin`: scheme://host[:port], nothing more. */
+const origin = z.string().refine((o) => {
+  try {
+    const url = new URL(o);
+    return (url.protocol === "https:" || url.protocol === "http:") && url.origin === o;
+  } catch {
+    return false;
+  }
+}, "must be an origin such as https://app.example (scheme, host, optional port; no path, lower-case)");
+
 const peer = z.strictObject({
   url: z.url(),
 });
@@ -66,6 +76,14 @@ export const configSchema = z.strictObject({
       pollMs: z.number().int().positive(),
     }),
   }),
+  cors: z.strictObject({
+    /** Origins whose pages may call the client API (/v1) from a browser; "*" allows any (development). */
+    origins: z.union([z.literal("*"), z.array(origin)]),
+  }),
+  web: z.strictObject({
+    /** Serve the web messenger at /app/; unset = on exactly when auth.mode is dev (see webEnabled). */
+    enabled: z.boolean().optional(),
+  }),
   limits: z.strictObject({
     bodyBytes: z.number().int().positive(),
     messageBytes: z.number().int().positive(),
@@ -73,6 +91,8 @@ export const configSchema = z.strictObject({
     groupInfoBytes: z.number().int().positive(),
     keyPackagesPerClient: z.number().int().positive(),
     keyPackagesPerUpload: z.number().int().positive(),
+    /** A claim that leaves a device this many pool KeyPackages or fewer sends it a key_packages_low notice. */
+    keyPackagesLowWater: z.number().int().min(0),
     maxKeyPackageLifetimeSeconds: z.number().int().positive(),
     clockSkewSeconds: z.number().int().min(0),
     inboxPageSize: z.number().int().positive(),
@@ -102,3 +122,8 @@ export const configSchema = z.strictObject({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Whether this DS serves the web messenger at /app/: `web.enabled`, or by default only with dev auth. */
+export function webEnabled(config: Readonly<Config>): boolean {
+  return config.web.enabled ?? config.auth.mode === "dev";
+}

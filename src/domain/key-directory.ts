@@ -33,7 +33,12 @@ export class KeyDirectory {
   constructor(
     private readonly domain: string,
     private readonly store: Store,
-    private readonly policy: KeyPackagePolicy & { perClient: number; perUpload: number; lastResortBySlot: boolean },
+    private readonly policy: KeyPackagePolicy & {
+      perClient: number;
+      perUpload: number;
+      lastResortBySlot: boolean;
+      lowWater: number;
+    },
     private readonly clock: Clock,
     private readonly peers: PeerGateway,
     private readonly onDevicesChanged: (list: DeviceList, changed: string) => Promise<void>,
@@ -165,6 +170,9 @@ export class KeyDirectory {
           },
         });
       case "ok":
+        // Best effort: the KeyPackages are already claimed, so a failed notice must not lose them
+        // (clients also check their pool when they sign in).
+        await this.reportLowPools(outcome.cipherSuite, outcome.bundles).catch(() => undefined);
         return {
           user: req.user,
           version: "mls10",
@@ -178,6 +186,28 @@ export class KeyDirectory {
           missing: outcome.missing,
         };
     }
+  }
+
+  /**
+   * A device whose pool a claim left at `lowWater` or fewer KeyPackages gets a `key_packages_low`
+   * notice in its inbox, so an online client replenishes before it runs on its last-resort package.
+   */
+  private async reportLowPools(
+    cipherSuite: number,
+    bundles: { client: string; keyPackage: string; identityKey: string; lastResort: boolean }[],
+  ) {
+    await Promise.all(
+      bundles
+        .filter((b) => !b.lastResort && !b.client.endsWith("/*"))
+        .map(async (b) => {
+          const remaining = (await this.store.listKeyPackages(b.client)).filter((k) => !k.lastResort).length;
+          if (remaining > this.policy.lowWater) return;
+          // The claimed package's ref makes the notice id unique per claim (inbox ids dedupe forever).
+          const ref = await keyPackageRefOf(b.keyPackage, cipherSuite, b);
+          const body = { remaining, lowWater: this.policy.lowWater };
+          await this.store.appendInbox(b.client, [{ kind: "notice", id: `kpl:${ref}`, type: "key_packages_low", body }]);
+        }),
+    );
   }
 
   async devices(user: string, requestId?: string): Promise<DeviceList> {

@@ -2,6 +2,7 @@ import express, { type Express } from "express";
 import type { AppContext } from "../context.js";
 import { DsError } from "../errors.js";
 import { clientRoutes } from "./client-routes.js";
+import { clientCors } from "./cors.js";
 import { discoveryDocument, federationRoutes } from "./federation-routes.js";
 import { errorHandler, locals, requestContext } from "./middleware.js";
 
@@ -46,7 +47,7 @@ export function buildApp(ctx: AppContext, state: { ready: () => Promise<void> })
       locals(res).mount = path;
       next();
     };
-  app.use("/v1", mount("/v1"), clientRoutes(ctx));
+  app.use("/v1", mount("/v1"), clientCors(ctx.config), clientRoutes(ctx));
   app.use("/federation/v1", mount("/federation/v1"), federationRoutes(ctx));
   app.use((_req, _res, next) => next(new DsError("not_found", "no such endpoint")));
   app.use(errorHandler(ctx));

@@ -179,7 +179,7 @@ export interface GroupStore {
 /** A pointer into a group log, or a small self-contained notice (device updates, conflicts). */
 export type InboxItem =
   | { kind: "ref"; groupId: string; seq: number }
-  | { kind: "notice"; id: string; type: "device_update" | "commit_conflict"; body: Record<string, unknown> };
+  | { kind: "notice"; id: string; type: "device_update" | "commit_conflict" | "key_packages_low"; body: Record<string, unknown> };
 
 export interface InboxStore {
   /** Idempotent: an item whose id (groupId:seq, or notice id) is already queued is not added again. */

@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { ConfigError, loadConfig } from "../../src/config/load.js";
 import { defaultConfig } from "../../src/config/defaults.js";
+import { webEnabled } from "../../src/config/schema.js";
 
 describe("configuration", () => {
   it("ships config/default.json equal to the built-in defaults", () => {
@@ -50,6 +51,35 @@ describe("configuration", () => {
     expect(config.identity.schemes).toEqual(["wire"]);
     expect(config.keyPackages.lastResortBySlot).toBe(true);
     expect(defaultConfig.identity.schemes).toEqual(["fedgate"]);
+  });
+
+  it("reads cors.origins and web.enabled from the environment; the messenger is on by default only with dev auth", () => {
+    const config = loadConfig({
+      env: { MLSFEDGATE_CORS__ORIGINS: '["https://app.example","http://127.0.0.1:8080"]', MLSFEDGATE_WEB__ENABLED: "false" },
+    });
+    expect(config.cors.origins).toEqual(["https://app.example", "http://127.0.0.1:8080"]);
+    expect(webEnabled(config)).toBe(false);
+    expect(loadConfig({ env: { MLSFEDGATE_CORS__ORIGINS: "*" } }).cors.origins).toBe("*");
+    expect(webEnabled(loadConfig({}))).toBe(true);
+    const jwt = { MLSFEDGATE_AUTH: "jwt", MLSFEDGATE_AUTH__ISSUER: "i", MLSFEDGATE_AUTH__AUDIENCE: "a" };
+    const jwtEnv = { ...jwt, MLSFEDGATE_AUTH__PUBLIC_KEY: "k" };
+    expect(webEnabled(loadConfig({ env: jwtEnv }))).toBe(false);
+    expect(webEnabled(loadConfig({ env: { ...jwtEnv, MLSFEDGATE_WEB__ENABLED: "true" } }))).toBe(true);
+    expect(loadConfig({ env: { MLSFEDGATE_CONFIG: "config/demo-b.json" } }).web.enabled).toBe(true);
+  });
+
+  it.each([
+    [{ MLSFEDGATE_CORS__ORIGINS: '["https://app.example/"]' }, "cors.origins"],
+    [{ MLSFEDGATE_CORS__ORIGINS: '["HTTPS://APP.EXAMPLE"]' }, "cors.origins"],
+    [{ MLSFEDGATE_CORS__ORIGINS: "https://app.example" }, "cors.origins"],
+    [{ MLSFEDGATE_WEB__ENABLED: "yes" }, "web.enabled"],
+  ])("refuses %j naming the key %s", (env, key) => {
+    expect(() => loadConfig({ env })).toThrow(ConfigError);
+    try {
+      loadConfig({ env });
+    } catch (e) {
+      expect((e as ConfigError).key.startsWith(key)).toBe(true);
+    }
   });
 
   it.each([
