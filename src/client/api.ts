@@ -3,6 +3,8 @@
  * Every error answer becomes a FedgateError carrying the DS's code and details.
  */
 
+import { createParser, type EventSourceMessage } from "eventsource-parser";
+
 export class FedgateError extends Error {
   constructor(
     readonly status: number,
@@ -44,7 +46,7 @@ export interface LogMessage {
 
 export interface InboxEntry {
   cursor: number;
-  kind: "welcome" | "commit" | "proposal" | "application" | "device_update" | "commit_conflict";
+  kind: "welcome" | "commit" | "proposal" | "application" | "device_update" | "commit_conflict" | "key_packages_low";
   groupId?: string;
   seq?: number;
   epoch?: number;
@@ -82,36 +84,60 @@ export class FedgateApi {
     return this;
   }
 
-  async request<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
-    const headers: Record<string, string> = { accept: "application/json" };
-    if (body !== undefined) headers["content-type"] = "application/json";
+  /** The bearer token in use (to persist it); undefined before login. */
+  get currentToken(): string | undefined {
+    return this.token;
+  }
+
+  /** Replaces the token (a refreshed one from the identity provider, or undefined to sign out). */
+  setToken(token: string | undefined): void {
+    this.token = token;
+  }
+
+  private url(path: string): string {
+    return this.baseUrl.replace(/\/$/, "") + path;
+  }
+
+  private headers(auth: boolean, extra: Record<string, string> = {}): Record<string, string> {
+    const headers: Record<string, string> = { accept: "application/json", ...extra };
     if (auth) {
       if (!this.token) throw new Error("not logged in: pass a token or call login() in dev mode");
       headers.authorization = `Bearer ${this.token}`;
     }
-    const res = await fetch(this.baseUrl.replace(/\/$/, "") + path, {
+    return headers;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
+    const headers = this.headers(auth, body === undefined ? {} : { "content-type": "application/json" });
+    const res = await fetch(this.url(path), {
       method,
       headers,
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     if (res.status === 204) return undefined as T;
+    if (!res.ok) throw await errorOf(res);
     const text = await res.text();
-    let json: unknown;
     try {
-      json = text ? JSON.parse(text) : undefined;
+      return (text ? JSON.parse(text) : undefined) as T;
     } catch {
       throw new FedgateError(res.status, "bad_response", `non-JSON answer (${res.status})`);
     }
-    if (!res.ok) {
-      const err = (json as { error?: { code?: string; message?: string } } | undefined)?.error ?? {};
-      const {
-        code = "unknown",
-        message = res.statusText,
-        ...details
-      } = err as Record<string, unknown> & { code?: string; message?: string };
-      throw new FedgateError(res.status, code, message, details);
-    }
-    return json as T;
+  }
+
+  /**
+   * Opens `GET /v1/inbox/stream` with the bearer token in a header — what a browser's EventSource
+   * cannot do — and yields the entries as they arrive. Ends when the server ends the stream; throws
+   * FedgateError on an error answer; stops at once when `signal` aborts; `onOpen` hears the connection.
+   */
+  async *stream(after: number, signal?: AbortSignal, onOpen?: () => void): AsyncGenerator<InboxEntry> {
+    const res = await fetch(this.url(`/v1/inbox/stream?after=${after}`), {
+      headers: this.headers(true, { accept: "text/event-stream" }),
+      ...(signal ? { signal } : {}),
+    });
+    if (!res.ok) throw await errorOf(res);
+    if (!res.body) throw new FedgateError(res.status, "bad_response", "the stream has no body");
+    onOpen?.();
+    yield* readEvents(res.body, signal);
   }
 
   uploadKeyPackages(keyPackages: string[], lastResort?: string, virtual?: boolean) {
@@ -195,5 +221,46 @@ export class FedgateApi {
   }
   ack(upTo: number) {
     return this.request<void>("POST", "/v1/inbox/ack", { upTo });
+  }
+}
+
+/** An error answer → FedgateError with the DS's code, message and details. */
+async function errorOf(res: Response): Promise<FedgateError> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await res.text());
+  } catch {
+    return new FedgateError(res.status, "bad_response", `non-JSON answer (${res.status})`);
+  }
+  const err = (json as { error?: Record<string, unknown> } | undefined)?.error ?? {};
+  const {
+    code = "unknown",
+    message = res.statusText,
+    ...details
+  } = err as Record<string, unknown> & {
+    code?: string;
+    message?: string;
+  };
+  return new FedgateError(res.status, String(code), String(message), details);
+}
+
+/** Server-Sent Events (eventsource-parser) → the JSON inbox entries they carry. */
+async function* readEvents(body: ReadableStream<Uint8Array>, signal?: AbortSignal): AsyncGenerator<InboxEntry> {
+  const pending: EventSourceMessage[] = [];
+  const parser = createParser({ onEvent: (e) => pending.push(e) });
+  const text = new TextDecoder();
+  const reader = body.getReader();
+  const cancel = () => void reader.cancel().catch(() => undefined);
+  signal?.addEventListener("abort", cancel, { once: true });
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      parser.feed(text.decode(value, { stream: true }));
+      while (pending.length > 0) yield JSON.parse(pending.shift()!.data) as InboxEntry;
+    }
+  } finally {
+    signal?.removeEventListener("abort", cancel);
+    cancel();
   }
 }

@@ -8,7 +8,9 @@ export {
   type LogMessage,
 } from "./api.js";
 export { MlsClient, type MlsClientOptions, type MlsEvent } from "./mls-client.js";
-export { InboxReader } from "./inbox-reader.js";
+export { InboxReader, type InboxReaderOptions } from "./inbox-reader.js";
+export { MemoryClientStorage, type ClientStorage, type StoredGroup, type StoredKeyPackage } from "./storage.js";
+export { IndexedDbClientStorage } from "./indexeddb-storage.js";
 export { toB64u, fromB64u } from "./b64.js";
 export { sframe, deriveKeySalt, sframeLabels } from "./sframe.js";
 export { encodeSframeHeader, decodeSframeHeader, type SframeHeader } from "./sframe-header.js";

@@ -16,11 +16,14 @@ import {
   mlsExporter,
   processMessage,
   ciphersuites,
+  createProposal,
+  decodeGroupState,
+  encodeGroupState,
 } from "ts-mls";
+import { defaultClientConfig } from "ts-mls/clientConfig.js";
 import type { ClientState } from "ts-mls/clientState.js";
 import type { CiphersuiteImpl, CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
-import type { KeyPackage, PrivateKeyPackage } from "ts-mls/keyPackage.js";
-import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
+
 import type { MLSMessage } from "ts-mls/message.js";
 import type { Proposal } from "ts-mls/proposal.js";
 import type { ProposalWithSender } from "ts-mls/unappliedProposals.js";
@@ -29,24 +32,18 @@ import { InboxReader, type MlsEvent } from "./inbox-reader.js";
 import { IDENTITY_SCHEMES, clientOfIdentity, identityBytes, type IdentityScheme } from "../mls/identity.js";
 import { fromB64u, toB64u } from "./b64.js";
 import type { EpochSnapshot, GroupEpochEvent } from "./call-keys.js";
+import { MemoryClientStorage, type ClientStorage } from "./storage.js";
+import { KeyPackagePool, type PublishOptions } from "./key-package-pool.js";
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
-const LAST_RESORT = 0x000a;
 const MAX_COMMIT_ATTEMPTS = 8;
 
 export type { MlsEvent };
 
-interface GroupSlot {
-  state: ClientState;
-  /** Highest seq processed; earlier entries are history. */
-  lastSeq: number;
-  /** A send group this client created: it is the designated sender. */
-  designatedSender?: boolean;
-}
-
 export interface MlsClientOptions {
   cipherSuite?: number;
+  /** A bearer token from the identity provider; without one (and none stored) a dev token is fetched. */
   token?: string;
   /**
    * The credential identity form of this client's KeyPackages and leaves (src/mls/identity.ts):
@@ -60,6 +57,21 @@ export interface MlsClientOptions {
    * PrivateMessage commits — core-crypto — can process them).
    */
   commitFormat?: "public" | "private";
+  /** Where group states, KeyPackage private keys, the cursor and the token live (default: memory). */
+  storage?: ClientStorage;
+  /**
+   * Keep the DS stocked with KeyPackages: on a `key_packages_low` notice (and by ensureKeyPackages)
+   * top the pool up to `target`, with a last-resort package. Off by default.
+   */
+  replenish?: { target: number };
+}
+
+interface GroupSlot {
+  state: ClientState;
+  /** Highest seq processed; earlier entries are history. */
+  lastSeq: number;
+  /** A send group this client created: it is the designated sender. */
+  designatedSender?: boolean;
 }
 
 function suiteNameOf(id: number): CiphersuiteName {
@@ -78,10 +90,15 @@ function wire(message: MLSMessage): string {
  * Welcome or externally, and recover from `stale_epoch` by catching up and committing again.
  */
 export class MlsClient {
-  private keyPackages = new Map<string, { publicPackage: KeyPackage; privatePackage: PrivateKeyPackage; lastResort: boolean }>();
+  private readonly keyPackages: KeyPackagePool;
   private groups = new Map<string, GroupSlot>();
-  private epochListeners = new Set<(event: GroupEpochEvent) => void>();
   private readonly inbox: InboxReader;
+  private epochListeners = new Set<(event: GroupEpochEvent) => void>();
+  /** State changes run one at a time: a message arriving while the user sends must not fork a group state. */
+  private queue: Promise<unknown> = Promise.resolve();
+  /** The DS reported this device's KeyPackage pool low (a `key_packages_low` notice). */
+  private poolLow = false;
+  private readonly replenishTarget?: number;
 
   private constructor(
     readonly api: FedgateApi,
@@ -89,8 +106,16 @@ export class MlsClient {
     readonly cs: CiphersuiteImpl,
     readonly identityScheme: IdentityScheme,
     readonly commitFormat: "public" | "private",
+    readonly storage: ClientStorage,
+    restored: { cursor: number; replenishTarget?: number },
   ) {
-    this.inbox = new InboxReader(api, (entry) => this.handle(entry));
+    this.replenishTarget = restored.replenishTarget;
+    this.keyPackages = new KeyPackagePool(api, cs, storage, identityScheme);
+    this.inbox = new InboxReader(api, (entry) => this.serial(() => this.handle(entry)), {
+      cursor: restored.cursor,
+      saveCursor: (cursor) => storage.saveCursor(cursor),
+      afterBatch: () => this.replenishIfLow(),
+    });
   }
 
   get id(): string {
@@ -101,39 +126,79 @@ export class MlsClient {
     return this.id.slice(0, this.id.indexOf("/"));
   }
 
+  /**
+   * Connects as `client`, restoring what `storage` holds (groups, KeyPackage keys, cursor, token).
+   * Without a token (given or stored) a dev token is fetched and stored.
+   */
   static async connect(baseUrl: string, client: string, opts: MlsClientOptions = {}): Promise<MlsClient> {
     const identityScheme = opts.identityScheme ?? "fedgate";
     identityBytes(client, identityScheme); // throws early for a client id the scheme cannot express
-    const api = new FedgateApi(baseUrl, client, opts.token);
-    if (!opts.token) await api.login();
+    const storage = opts.storage ?? new MemoryClientStorage();
+    const token = opts.token ?? (await storage.loadToken());
+    const api = new FedgateApi(baseUrl, client, token);
+    if (!token) await api.login();
+    if (api.currentToken !== token) await storage.saveToken(api.currentToken);
     const suite = opts.cipherSuite ?? 1;
     const cs = await getCiphersuiteImpl(getCiphersuiteFromName(suiteNameOf(suite)));
-    return new MlsClient(api, suite, cs, identityScheme, opts.commitFormat ?? "private");
+    const restored = {
+      cursor: await storage.loadCursor(),
+      ...(opts.replenish ? { replenishTarget: opts.replenish.target } : {}),
+    };
+    const mls = new MlsClient(api, suite, cs, identityScheme, opts.commitFormat ?? "private", storage, restored);
+    await mls.restore();
+    return mls;
   }
 
-  /** Generates and uploads `count` KeyPackages (and a last-resort one if asked). */
-  async publishKeyPackages(count: number, opts: { lastResort?: boolean; lifetimeSeconds?: number; virtual?: boolean } = {}) {
-    // Single-client mode: KeyPackages of the user's virtual client, shared by all its devices.
-    const identity = opts.virtual ? utf8.encode(`${this.user}/*`) : identityBytes(this.id, this.identityScheme);
-    const now = BigInt(Math.floor(Date.now() / 1000));
-    const lifetime = { notBefore: now - 60n, notAfter: now + BigInt(opts.lifetimeSeconds ?? 30 * 24 * 3600) };
-    const make = async (lastResort: boolean) => {
-      const credential = { credentialType: "basic" as const, identity };
-      const extensions = lastResort ? [{ extensionType: LAST_RESORT, extensionData: new Uint8Array() }] : [];
-      const kp = await generateKeyPackage(credential, defaultCapabilities(), lifetime, extensions, this.cs);
-      const ref = toB64u(await makeKeyPackageRef(kp.publicPackage, this.cs.hash));
-      this.keyPackages.set(ref, { ...kp, lastResort });
-      return wire({ version: "mls10", wireformat: "mls_key_package", keyPackage: kp.publicPackage });
-    };
-    const packages = await Promise.all(Array.from({ length: count }, () => make(false)));
-    const lastResort = opts.lastResort ? await make(true) : undefined;
-    return this.api.uploadKeyPackages(packages, lastResort, opts.virtual);
+  private async restore(): Promise<void> {
+    for (const g of await this.storage.loadGroups()) {
+      const decoded = decodeGroupState(g.state, 0);
+      if (!decoded) throw new Error(`stored state of group ${g.groupId} does not decode`);
+      this.groups.set(g.groupId, {
+        state: { ...decoded[0], clientConfig: defaultClientConfig },
+        lastSeq: g.lastSeq,
+        ...(g.designatedSender ? { designatedSender: true } : {}),
+      });
+    }
+    await this.keyPackages.restore();
+  }
+
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work, work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async persistGroup(groupId: string): Promise<void> {
+    const slot = this.groups.get(groupId);
+    if (!slot) await this.storage.deleteGroup(groupId);
+    else {
+      await this.storage.saveGroup({
+        groupId,
+        state: encodeGroupState(slot.state),
+        lastSeq: slot.lastSeq,
+        ...(slot.designatedSender ? { designatedSender: true } : {}),
+      });
+    }
+  }
+
+  /**
+   * Makes sure the DS holds `target` of this device's KeyPackages and a last-resort one, all with
+   * private keys this client holds: packages whose keys were lost (storage cleared) are withdrawn.
+   * Publishes only what is missing; returns how many were uploaded.
+   */
+  ensureKeyPackages(target = this.replenishTarget ?? 10): Promise<number> {
+    return this.keyPackages.ensure(target);
+  }
+
+  /** Generates and uploads `count` KeyPackages (and a last-resort one if asked); private keys are stored first. */
+  publishKeyPackages(count: number, opts: PublishOptions = {}) {
+    return this.keyPackages.publish(count, opts);
   }
 
   /** Single-client mode: hands this device's private KeyPackages to another device of the same user (out of band). */
-  shareKeyPackagesWith(other: MlsClient): void {
+  async shareKeyPackagesWith(other: MlsClient): Promise<void> {
     if (other.user !== this.user) throw new Error("KeyPackages are only shared between devices of one user");
-    for (const [ref, kp] of this.keyPackages) other.keyPackages.set(ref, kp);
+    await other.keyPackages.remember(this.keyPackages.entries());
   }
 
   groupIds(): string[] {
@@ -171,7 +236,10 @@ export class MlsClient {
       groupInfo,
       ...(opts.replyTo ? { replyTo: opts.replyTo } : {}),
     });
-    this.groups.set(groupId, { state, lastSeq: 0, ...(opts.mode === "send-group" ? { designatedSender: true } : {}) });
+    await this.serial(async () => {
+      this.groups.set(groupId, { state, lastSeq: 0, ...(opts.mode === "send-group" ? { designatedSender: true } : {}) });
+      await this.persistGroup(groupId);
+    });
     this.emitEpoch(groupId);
     return groupId;
   }
@@ -228,10 +296,18 @@ export class MlsClient {
    * Builds a commit on the current state, sends it with Welcome and GroupInfo, adopts the new
    * state on 201; on `stale_epoch` catches up from the DS and rebuilds on the new epoch.
    */
-  async commit(
+  commit(
     groupId: string,
     proposals: Proposal[] | ((state: ClientState) => Proposal[]),
     meta: { added?: string[]; removed?: string[]; leaseToken?: string } = {},
+  ): Promise<{ seq: number; epoch: number; attempts: number }> {
+    return this.serial(() => this.commitNow(groupId, proposals, meta));
+  }
+
+  private async commitNow(
+    groupId: string,
+    proposals: Proposal[] | ((state: ClientState) => Proposal[]),
+    meta: { added?: string[]; removed?: string[]; leaseToken?: string },
   ): Promise<{ seq: number; epoch: number; attempts: number }> {
     for (let attempt = 1; ; attempt++) {
       const slot = this.slot(groupId);
@@ -246,7 +322,8 @@ export class MlsClient {
         },
       );
       const added = [...(meta.added ?? []), ...(inline?.added ?? [])];
-      const removed = [...(meta.removed ?? []), ...(inline?.removed ?? [])];
+      // Received Remove proposals (a member leaving) that this commit references: state them too.
+      const removed = [...new Set([...(meta.removed ?? []), ...(inline?.removed ?? pendingRemovals(slot.state))])];
       const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(result.newState, [], this.cs);
       try {
         const answer = await this.api.commit(groupId, {
@@ -259,11 +336,12 @@ export class MlsClient {
         });
         slot.state = result.newState;
         slot.lastSeq = Math.max(slot.lastSeq, answer.seq);
+        await this.persistGroup(groupId);
         this.emitEpoch(groupId);
         return { ...answer, attempts: attempt };
       } catch (e) {
         if (!(e instanceof FedgateError) || e.code !== "stale_epoch" || attempt >= MAX_COMMIT_ATTEMPTS) throw e;
-        await this.catchUp(groupId);
+        await this.catchUpNow(groupId);
       }
     }
   }
@@ -307,11 +385,38 @@ export class MlsClient {
     return out;
   }
 
-  async send(groupId: string, text: string): Promise<{ seq: number }> {
-    const slot = this.slot(groupId);
-    const { newState, privateMessage } = await createApplicationMessage(slot.state, utf8.encode(text), this.cs);
-    slot.state = newState;
-    return this.api.send(groupId, wire({ version: "mls10", wireformat: "mls_private_message", privateMessage }));
+  send(groupId: string, text: string): Promise<{ seq: number }> {
+    return this.serial(async () => {
+      const slot = this.slot(groupId);
+      const { newState, privateMessage } = await createApplicationMessage(slot.state, utf8.encode(text), this.cs);
+      slot.state = newState;
+      // The advanced sending ratchet is stored before the message leaves: a reload never reuses a key.
+      await this.persistGroup(groupId);
+      return this.api.send(groupId, wire({ version: "mls10", wireformat: "mls_private_message", privateMessage }));
+    });
+  }
+
+  /**
+   * Leaves a group: MLS forbids committing one's own removal, so this sends a Remove proposal for
+   * this client's leaf (the next commit by any member carries it) and forgets the group here.
+   */
+  leave(groupId: string): Promise<void> {
+    return this.serial(async () => {
+      const slot = this.slot(groupId);
+      const leaf = leafIdentities(slot.state).indexOf(this.id);
+      const proposal: Proposal = { proposalType: "remove", remove: { removed: leaf } };
+      const { message } = await createProposal(slot.state, true, proposal, this.cs);
+      await this.api.send(groupId, wire(message));
+      this.groups.delete(groupId);
+      await this.persistGroup(groupId);
+      this.emit({ kind: "removed", groupId });
+    });
+  }
+
+  /** Commits the proposals received and not yet committed (e.g. a member's Remove of itself). */
+  async commitPending(groupId: string): Promise<{ seq: number; epoch: number; attempts: number } | undefined> {
+    if (Object.keys(this.state(groupId).unappliedProposals).length === 0) return undefined;
+    return this.commit(groupId, []);
   }
 
   /** Joins a group through an external commit from the DS's stored GroupInfo (a new device of a member's user). */
@@ -332,7 +437,10 @@ export class MlsClient {
       commit: wire({ version: "mls10", wireformat: "mls_public_message", publicMessage }),
       groupInfo: wire({ version: "mls10", wireformat: "mls_group_info", groupInfo: newInfo }),
     });
-    this.groups.set(groupId, { state: newState, lastSeq: answer.seq });
+    await this.serial(async () => {
+      this.groups.set(groupId, { state: newState, lastSeq: answer.seq });
+      await this.persistGroup(groupId);
+    });
     this.emitEpoch(groupId);
     return answer;
   }
@@ -398,6 +506,14 @@ export class MlsClient {
     return this.inbox.sync(opts);
   }
 
+  /**
+   * Follows the live stream until `signal` aborts, handing events to `onEvents` (see
+   * InboxReader.listen: fetch-based, the token in a header; reconnects; rejects on a refused token).
+   */
+  listen(onEvents: (events: MlsEvent[]) => void, signal: AbortSignal, onOpen?: () => void): Promise<void> {
+    return this.inbox.listen(onEvents, signal, onOpen);
+  }
+
   /** Syncs until `want` holds for the events collected so far (see InboxReader.syncUntil). */
   syncUntil(want: (events: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
     return this.inbox.syncUntil(want, timeoutMs);
@@ -405,7 +521,18 @@ export class MlsClient {
 
   /** Catch-up after `stale_epoch`: processes the group's log entries this client has not seen. */
   catchUp(groupId: string): Promise<MlsEvent[]> {
-    return this.inbox.catchUp(groupId, this.slot(groupId).lastSeq);
+    return this.serial(() => this.catchUpNow(groupId));
+  }
+
+  /** Catch-up while holding the state lock (inside a commit or while handling an entry). */
+  private catchUpNow(groupId: string): Promise<MlsEvent[]> {
+    return this.inbox.catchUp(groupId, this.slot(groupId).lastSeq, (entry) => this.handle(entry));
+  }
+
+  private async replenishIfLow(): Promise<void> {
+    if (this.replenishTarget === undefined || !this.poolLow) return;
+    this.poolLow = false;
+    await this.ensureKeyPackages();
   }
 
   private slot(groupId: string): GroupSlot {
@@ -426,6 +553,11 @@ export class MlsClient {
       ];
     }
     if (entry.kind === "commit_conflict") return [{ ...(entry as object), kind: "commit_conflict" } as MlsEvent];
+    if (entry.kind === "key_packages_low") {
+      // Not an event: with `replenish` set, the batch ends with a top-up (replenishIfLow).
+      this.poolLow = true;
+      return [];
+    }
     const { groupId, seq, message } = entry;
     if (!groupId || seq === undefined || !message) return [];
     try {
@@ -440,18 +572,19 @@ export class MlsClient {
       );
       if (epoch > Number(slot.state.groupContext.epoch) && entry.cursor !== 0) {
         // We missed something (e.g. a commit delivered out of order): catch up first.
-        const before = await this.catchUp(groupId);
+        const before = await this.catchUpNow(groupId);
         if (seq <= slot.lastSeq) return before;
       }
       const result = await processMessage(decoded, slot.state, emptyPskIndex, acceptAll, this.cs);
       slot.state = result.newState;
       slot.lastSeq = seq;
+      if (slot.state.groupActiveState.kind === "removedFromGroup") this.groups.delete(groupId);
+      await this.persistGroup(groupId);
       const sender = entry.sender ?? "";
       if (result.kind === "applicationMessage")
         return [{ kind: "message", groupId, sender, text: fromUtf8.decode(result.message), seq }];
       if (entry.kind === "proposal") return [{ kind: "proposal", groupId, sender, seq }];
       if (slot.state.groupActiveState.kind === "removedFromGroup") {
-        this.groups.delete(groupId);
         this.emit({ kind: "removed", groupId });
         return [{ kind: "removed", groupId, sender }];
       }
@@ -471,13 +604,22 @@ export class MlsClient {
       const kp = this.keyPackages.get(ref);
       if (!kp) continue;
       const state = await joinGroup(decoded.welcome, kp.publicPackage, kp.privatePackage, emptyPskIndex, this.cs);
-      if (!kp.lastResort) this.keyPackages.delete(ref);
+      await this.keyPackages.consumed(ref);
       this.groups.set(groupId, { state, lastSeq: seq });
+      await this.persistGroup(groupId);
       this.emitEpoch(groupId);
       return [{ kind: "joined", groupId, sender }];
     }
     return [];
   }
+}
+
+/** Client ids that Remove proposals waiting in `state` will take out. */
+function pendingRemovals(state: ClientState): string[] {
+  const leaves = leafIdentities(state);
+  return Object.values(state.unappliedProposals)
+    .map((p) => (p.proposal.proposalType === "remove" ? leaves[p.proposal.remove.removed] : undefined))
+    .filter((c): c is string => typeof c === "string");
 }
 
 /** A credential's client id under any identity scheme (the schemes' forms are disjoint). */

@@ -129,7 +129,7 @@ describe("multi-device users across providers", () => {
     const dan2 = await MlsClient.connect(b.url, "dan@b.example/2");
     const up = await dan1.publishKeyPackages(2, { virtual: true });
     expect(up.accepted).toHaveLength(2);
-    dan1.shareKeyPackagesWith(dan2);
+    await dan1.shareKeyPackagesWith(dan2);
     const claim = await alicePhone.api.claim("dan@b.example", [1]);
     expect(claim.bundles.map((x) => x.client)).toEqual(["dan@b.example/*"]);
     const g = await alicePhone.createGroup();
