@@ -1,4 +1,7 @@
-/** `npm run test:browser`: headless Chromium (Debian's /usr/bin/chromium) driven by playwright-core, one file at a time. */
+/**
+ * `npm run test:browser` (builds first): headless Chromium (Debian's /usr/bin/chromium) driven by
+ * playwright-core, one file at a time. No Redis: the browser tests use the memory store.
+ */
 import base from "./jest.config.js";
 
 export default {
@@ -8,5 +11,5 @@ export default {
   globalSetup: undefined,
   globalTeardown: undefined,
   maxWorkers: 1,
-  testTimeout: 120000,
+  testTimeout: 180000,
 };

@@ -3,6 +3,8 @@ import type { AppContext } from "../context.js";
 import { DsError } from "../errors.js";
 import { clientRoutes } from "./client-routes.js";
 import { clientCors } from "./cors.js";
+import { webApp } from "./web-app.js";
+import { webEnabled } from "../config/schema.js";
 import { discoveryDocument, federationRoutes } from "./federation-routes.js";
 import { errorHandler, locals, requestContext } from "./middleware.js";
 
@@ -49,6 +51,10 @@ export function buildApp(ctx: AppContext, state: { ready: () => Promise<void> })
     };
   app.use("/v1", mount("/v1"), clientCors(ctx.config), clientRoutes(ctx));
   app.use("/federation/v1", mount("/federation/v1"), federationRoutes(ctx));
+  if (webEnabled(ctx.config)) {
+    app.get("/", (_req, res) => res.redirect(302, "/app/"));
+    app.use("/app", mount("/app"), webApp());
+  }
   app.use((_req, _res, next) => next(new DsError("not_found", "no such endpoint")));
   app.use(errorHandler(ctx));
   return app;

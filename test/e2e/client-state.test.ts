@@ -9,7 +9,9 @@ describe("client state: storage, the live stream, leaving, KeyPackage replenishm
   let b: Provider;
 
   beforeAll(async () => {
-    [a, b] = await startFederation(["a.example", "b.example"], () => ({ limits: { keyPackagesLowWater: 2 } }));
+    const providers = await startFederation(["a.example", "b.example"], () => ({ limits: { keyPackagesLowWater: 2 } }));
+    a = providers[0]!;
+    b = providers[1]!;
   });
   afterAll(() => stopAll([a, b]));
 
