@@ -12,7 +12,7 @@ import { groupLabel, groupsView, userOf } from "./views/groups.js";
  */
 export class Messenger {
   private selected?: string;
-  private readonly root = h("div", { style: "display: contents" });
+  private readonly root = h("div", { class: "screen" });
 
   constructor(
     private readonly session: Session,

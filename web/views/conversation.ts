@@ -20,10 +20,14 @@ function fieldForm(id: string, label: string, button: string, run: (value: strin
     const value = input.value.trim();
     if (!value) return;
     submit.disabled = true;
+    // A failed action keeps the text (the error is already on screen) so it can be retried.
     void run(value)
-      .then(() => {
-        input.value = "";
-      })
+      .then(
+        () => {
+          input.value = "";
+        },
+        () => undefined,
+      )
       .finally(() => {
         submit.disabled = false;
         input.focus();

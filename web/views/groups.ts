@@ -29,6 +29,7 @@ export function groupsView(
           onclick: () => onSelect(groupId),
         },
         groupLabel(client, groupId),
+        h("small", {}, `#${groupId.slice(0, 8)}`),
       ),
     ),
   );
