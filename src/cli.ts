@@ -35,10 +35,11 @@ program
   .command("demo")
   .description("start providers a.example and b.example on loopback and run a scripted conversation")
   .option("--keep", "keep both providers running after the script")
-  .action(async (opts: { keep?: boolean }) => {
+  .option("--web", "only start both providers and print their web messenger URLs (/app/); runs until Ctrl-C")
+  .action(async (opts: { keep?: boolean; web?: boolean }) => {
     const { runDemo } = await import("./demo.js");
-    const stop = await runDemo({ print: (line) => process.stdout.write(line + "\n") });
-    if (opts.keep) onSignals(stop);
+    const stop = await runDemo({ print: (line) => process.stdout.write(line + "\n"), web: opts.web ?? false });
+    if (opts.keep || opts.web) onSignals(stop);
     else await stop();
   });
 

@@ -20,7 +20,12 @@ function configDir(): string {
  * Two providers (a.example, b.example) in one process on loopback, memory stores, and a scripted
  * conversation between alice@a and bob@b and carol@b. Resolves to a function that stops both.
  */
-export async function runDemo(opts: { print: (line: string) => void; ports?: [number, number] }): Promise<() => Promise<void>> {
+export async function runDemo(opts: {
+  print: (line: string) => void;
+  ports?: [number, number];
+  /** Only start the two providers and print their web messenger URLs (no scripted conversation). */
+  web?: boolean;
+}): Promise<() => Promise<void>> {
   const { print } = opts;
   const dir = configDir();
   const quiet = pino({ level: "warn" });
@@ -50,6 +55,12 @@ export async function runDemo(opts: { print: (line: string) => void; ports?: [nu
   const stop = async () => {
     await Promise.all([a.close(), b.close()]);
   };
+  if (opts.web) {
+    print(`a.example messenger: ${a.url}/app/   (sign in as e.g. alice@a.example/web)`);
+    print(`b.example messenger: ${b.url}/app/   (sign in as e.g. bob@b.example/web)`);
+    print("Open each in its own browser window; add bob@b.example from alice's group. Ctrl-C stops both.");
+    return stop;
+  }
   try {
     print(`provider a.example  ${a.url}   provider b.example  ${b.url}`);
     const alice = await MlsClient.connect(a.url, "alice@a.example/phone");

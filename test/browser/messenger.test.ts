@@ -2,8 +2,16 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Server } from "node:http";
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import { MlsClient } from "../../src/client/index.js";
 import { startFederation, stopAll, type Provider } from "../helpers/providers.js";
 import { addMember, groupEntry, launch, openPage, SCREENSHOTS, seeMessage, send, signIn, staticOrigin } from "./harness.js";
+
+/** How many commits a DS has answered with stale_epoch so far (its Prometheus counter). */
+async function staleEpochAnswers(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("mlsfg_commits_total{") && l.includes('result="stale_epoch"'));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
 
 /** The id of the group open on a page (the selected entry of its Groups list). */
 async function openGroupId(page: Page): Promise<string> {
@@ -122,6 +130,34 @@ describe("the web messenger in Chromium, across two providers", () => {
     expect(await carol.content()).not.toContain("carol has left the room");
     expect(await groupEntry(carol, groupId).count()).toBe(0);
     await alice.getByRole("list", { name: "Members" }).getByText("carol@b.example").waitFor({ state: "detached" });
+  });
+
+  it("resolves a commit race (stale_epoch) by catching up, without a word to the person", async () => {
+    const dave = await MlsClient.connect(b.url, "dave@b.example/phone");
+    const erin = await MlsClient.connect(a.url, "erin@a.example/phone");
+    await Promise.all([dave.publishKeyPackages(1), erin.publishKeyPackages(1)]);
+    const staleBefore = await staleEpochAnswers(b.url);
+    // bob's page misses alice's commit (its stream is cut), so his own commit is built on the old epoch.
+    const stream = "**/v1/inbox/stream**";
+    await bob.route(stream, (route) => route.abort());
+    await bob.reload();
+    await groupEntry(bob, groupId).click();
+    await bob.getByText("Epoch 3").waitFor();
+    await addMember(alice, "dave@b.example");
+    await alice.getByText("Epoch 4").waitFor();
+    await addMember(bob, "erin@a.example");
+    await bob.getByText("Epoch 5").waitFor();
+    await bob.unroute(stream);
+    for (const page of [alice, bob]) {
+      await page.getByText("Epoch 5").waitFor();
+      await page.getByRole("list", { name: "Members" }).getByText("dave@b.example", { exact: true }).waitFor();
+      await page.getByRole("list", { name: "Members" }).getByText("erin@a.example", { exact: true }).waitFor();
+    }
+    expect(await bob.getByRole("alert").textContent()).toBe("Added erin@a.example/phone");
+    expect(await staleEpochAnswers(b.url)).toBeGreaterThan(staleBefore);
+    // The stream is back: the next message arrives live.
+    await send(alice, "everyone on epoch 5");
+    await seeMessage(bob, "alice@a.example: everyone on epoch 5");
   });
 
   it("lets a listed origin call the client API and read its errors; other origins and federation routes get nothing", async () => {

@@ -55,7 +55,8 @@ export function membersView(client: MlsClient, groupId: string, remove: (user: s
     return h(
       "li",
       {},
-      user === client.user ? `${user} (you)` : user,
+      h("span", {}, user),
+      user === client.user && " (you)",
       h("small", {}, `devices: ${devices.join(", ")} · provider: ${user.slice(user.indexOf("@") + 1)}`),
       user !== client.user && button,
     );
