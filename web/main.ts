@@ -17,6 +17,11 @@ function say(text: string, kind: "error" | "info" = "error"): void {
   status.hidden = false;
 }
 
+/** Hides the status line if it still shows `text` (e.g. "reconnecting" once the stream is back). */
+function clearNotice(text: string): void {
+  if (status.textContent === text) status.hidden = true;
+}
+
 async function providerDomain(): Promise<string> {
   const res = await fetch("/.well-known/mls-federation");
   return ((await res.json()) as { domain: string }).domain;
@@ -28,7 +33,7 @@ async function start(session: Session, domain: string): Promise<void> {
   byId("whoami").textContent = `Signed in as ${session.client.id}`;
   byId("whoami").hidden = false;
   byId("sign-out").hidden = false;
-  await new Messenger(session, say, (e) => void signOut(domain, describeError(e))).mount(byId("root"));
+  await new Messenger(session, say, clearNotice, (e) => void signOut(domain, describeError(e))).mount(byId("root"));
 }
 
 async function signOut(domain: string, reason?: string): Promise<void> {

@@ -6,6 +6,8 @@ import type { Session } from "./session.js";
 import { conversationView, lineView, membersView } from "./views/conversation.js";
 import { groupLabel, groupsView, userOf } from "./views/groups.js";
 
+const RECONNECTING = "Connection to your provider lost; reconnecting…";
+
 /**
  * The signed-in screen: the Groups list and the open group. Live updates arrive over the stream;
  * a commit race (stale_epoch) is resolved inside MlsClient by catching up, so it never shows here.
@@ -17,6 +19,7 @@ export class Messenger {
   constructor(
     private readonly session: Session,
     private readonly say: (text: string, kind?: "error" | "info") => void,
+    private readonly clearNotice: (text: string) => void,
     private readonly onSessionEnd: (e: unknown) => void,
   ) {}
 
@@ -28,7 +31,11 @@ export class Messenger {
     into.replaceChildren(this.root);
     this.selected = this.client.groupIds()[0];
     await this.render();
-    this.session.listen((events) => void this.onEvents(events), this.onSessionEnd);
+    this.session.listen(
+      (events) => void this.onEvents(events),
+      () => this.clearNotice(RECONNECTING),
+      this.onSessionEnd,
+    );
   }
 
   private async render(): Promise<void> {
@@ -156,7 +163,7 @@ export class Messenger {
           await this.render();
           break;
         case "error":
-          this.say(e.error.startsWith("stream interrupted") ? "Connection to your provider lost; reconnecting…" : e.error);
+          this.say(e.error.startsWith("stream interrupted") ? RECONNECTING : e.error);
           break;
         default:
           break;

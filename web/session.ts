@@ -59,8 +59,8 @@ export class Session {
   }
 
   /** Follows the stream until signOut; `onEnd` hears why it stopped (an expired token). */
-  listen(onEvents: (events: MlsEvent[]) => void, onEnd: (e: unknown) => void): void {
-    this.client.listen(onEvents, this.stop.signal).catch(onEnd);
+  listen(onEvents: (events: MlsEvent[]) => void, onOpen: () => void, onEnd: (e: unknown) => void): void {
+    this.client.listen(onEvents, this.stop.signal, onOpen).catch(onEnd);
   }
 
   /** Stops the stream and forgets which client was signed in; keys stay in IndexedDB for the next sign-in. */

@@ -153,7 +153,8 @@ describe("the web messenger in Chromium, across two providers", () => {
       await page.getByRole("list", { name: "Members" }).getByText("dave@b.example", { exact: true }).waitFor();
       await page.getByRole("list", { name: "Members" }).getByText("erin@a.example", { exact: true }).waitFor();
     }
-    expect(await bob.getByRole("alert").textContent()).toBe("Added erin@a.example/phone");
+    // Nothing about the race reaches the person (the line may by now say the stream is reconnecting).
+    expect(await bob.getByRole("alert").textContent()).not.toMatch(/stale|epoch|refused|wrong/i);
     expect(await staleEpochAnswers(b.url)).toBeGreaterThan(staleBefore);
     // The stream is back: the next message arrives live.
     await send(alice, "everyone on epoch 5");
