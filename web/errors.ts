@@ -8,6 +8,7 @@ export function describeError(e: unknown, subject = ""): string {
     if (e instanceof TypeError) return "Your provider cannot be reached. Check the connection and try again.";
     return `Something went wrong: ${(e as Error).message}`;
   }
+  const said = e.message.slice(e.code.length + 2); // FedgateError messages read "<code>: <message>"
   switch (e.code) {
     case "peer_unreachable":
       return `The provider ${subject ? domainOf(subject) : "of that user"} cannot be reached right now. Try again later.`;
@@ -26,10 +27,10 @@ export function describeError(e: unknown, subject = ""): string {
     case "unauthenticated":
       return "Your session has expired. Sign in again.";
     case "forbidden":
-      return `Not allowed: ${e.message}`;
+      return `Not allowed: ${said}`;
     case "bad_request":
-      return `That was not accepted: ${e.message.replace(/^bad_request: /, "")}`;
+      return `That was not accepted: ${said}`;
     default:
-      return `The server refused: ${e.message}`;
+      return `The server refused: ${said}`;
   }
 }

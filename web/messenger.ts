@@ -14,6 +14,7 @@ const RECONNECTING = "Connection to your provider lost; reconnecting…";
  */
 export class Messenger {
   private selected?: string;
+  private pending: Promise<void> = Promise.resolve();
   private readonly root = h("div", { class: "screen" });
 
   constructor(
@@ -32,7 +33,10 @@ export class Messenger {
     this.selected = this.client.groupIds()[0];
     await this.render();
     this.session.listen(
-      (events) => void this.onEvents(events),
+      // Batches are handled in arrival order (each awaits the history store before it shows).
+      (events) => {
+        this.pending = this.pending.then(() => this.onEvents(events)).catch((e: unknown) => this.say(describeError(e)));
+      },
       () => this.clearNotice(RECONNECTING),
       this.onSessionEnd,
     );

@@ -62,6 +62,8 @@ describe("the web messenger in Chromium, across two providers", () => {
   let bob: Page;
   let carol: Page;
   let groupId: string;
+  /** The group bob created (hub b.example), with alice. */
+  let bobsGroup: string;
 
   it("alice on a.example and bob on b.example add each other across providers and read each other's messages", async () => {
     [alice, bob, carol] = await Promise.all([
@@ -83,7 +85,7 @@ describe("the web messenger in Chromium, across two providers", () => {
 
     // The other way round: a group whose hub is b.example, with alice added from there.
     await bob.getByRole("button", { name: "New group" }).click();
-    const bobsGroup = await openGroupId(bob);
+    bobsGroup = await openGroupId(bob);
     await addMember(bob, "alice@a.example");
     await groupEntry(alice, bobsGroup).click();
     await send(bob, "this group lives on b.example");
@@ -114,6 +116,30 @@ describe("the web messenger in Chromium, across two providers", () => {
     await alice.getByRole("alert").getByText("There is no user nobody@b.example.").waitFor();
     await addMember(alice, "zed@c.example");
     await alice.getByRole("alert").getByText("Your provider does not federate with c.example.").waitFor();
+    // frank has a device on b.example (it signed in once) but published no KeyPackage.
+    const frank = await fetch(`${b.url}/v1/dev/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ client: "frank@b.example/old-phone" }),
+    });
+    expect(frank.status).toBe(200);
+    await addMember(alice, "frank@b.example");
+    await alice
+      .getByRole("alert")
+      .getByText("frank@b.example has no device that can be added right now (no KeyPackage left). Ask them to sign in.")
+      .waitFor();
+  });
+
+  it("alice leaves bob's group: her Remove proposal is committed by bob's page", async () => {
+    const leaving = bobsGroup;
+    await groupEntry(alice, leaving).click();
+    await alice.getByRole("button", { name: "Leave group" }).click();
+    await groupEntry(alice, leaving).waitFor({ state: "detached" });
+    await groupEntry(bob, leaving).click();
+    await bob.getByRole("list", { name: "Members" }).getByText("alice@a.example", { exact: true }).waitFor({ state: "detached" });
+    await bob.getByText("Epoch 2").waitFor();
+    await groupEntry(alice, groupId).click();
+    await groupEntry(bob, groupId).click();
   });
 
   it("carol, added and then removed, sees nothing sent after her removal", async () => {
