@@ -66,6 +66,14 @@ describe("client state: storage, the live stream, leaving, KeyPackage replenishm
     await listening;
   });
 
+  it("ends the stream with an unauthenticated error when the token is refused (no reconnect loop)", async () => {
+    const storage = new MemoryClientStorage();
+    await storage.saveToken("not-a-token");
+    const mallory = await MlsClient.connect(b.url, "mallory@b.example/web", { storage });
+    const stop = new AbortController();
+    await expect(mallory.listen(() => {}, stop.signal)).rejects.toMatchObject({ code: "unauthenticated", status: 401 });
+  });
+
   it("leaves a group with a Remove proposal that another member's next commit carries", async () => {
     const alice = await MlsClient.connect(a.url, "alice@a.example/leave");
     const carol = await MlsClient.connect(b.url, "carol@b.example/leave");
