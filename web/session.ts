@@ -1,4 +1,4 @@
-import { FedgateError, IndexedDbClientStorage, MlsClient, type MlsEvent } from "../src/client/index.js";
+import { FedgateError, IndexedDbClientStorage, MlsClient, identityFor, type MlsEvent } from "../src/client/index.js";
 import { History } from "./history.js";
 
 const LAST_CLIENT = "mls-fedgate:client";
@@ -38,6 +38,9 @@ export class Session {
         storage,
         replenish: { target: KEY_PACKAGE_TARGET },
         ...(token ? { token } : {}),
+        // A Wire-style client id (<uuid>@domain/<hex>) signs in with Wire credentials and public
+        // commits, which is what groups with core-crypto (openmls) members need (docs/INTEROP.md).
+        ...(identityFor(client, "wire") ? { identityScheme: "wire" as const, commitFormat: "public" as const } : {}),
       });
       try {
         await mls.ensureKeyPackages();
