@@ -1,7 +1,8 @@
 // Browser builds (esbuild), run by `npm run build` after tsc:
 //   dist/browser/client.js  the SDK as one ESM module for bundlers (package exports, "browser" condition);
 //                           dependencies stay imports, so an app bundles ts-mls once.
-//   dist/web/               the web messenger every DS serves at /app/ (everything bundled).
+//   dist/web/               the web messenger every DS serves at /app/ (everything bundled), with
+//                           sframe-worker.js, the SFrame encoded-transform worker of its calls.
 import { build } from "esbuild";
 import { cp, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -21,8 +22,8 @@ await build({
 if (!process.argv.includes("--client-only")) {
   await build({
     ...common,
-    entryPoints: [join(root, "web/main.ts")],
-    outfile: join(root, "dist/web/app.js"),
+    entryPoints: { app: join(root, "web/main.ts"), "sframe-worker": join(root, "src/client/sframe-worker.ts") },
+    outdir: join(root, "dist/web"),
     minify: true,
     metafile: false,
   });

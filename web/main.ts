@@ -10,6 +10,7 @@ import { signInView } from "./views/sign-in.js";
  */
 const status = byId("status");
 let current: Session | undefined;
+let messenger: Messenger | undefined;
 
 function say(text: string, kind: "error" | "info" = "error"): void {
   status.textContent = text;
@@ -33,10 +34,13 @@ async function start(session: Session, domain: string): Promise<void> {
   byId("whoami").textContent = `Signed in as ${session.client.id}`;
   byId("whoami").hidden = false;
   byId("sign-out").hidden = false;
-  await new Messenger(session, say, clearNotice, (e) => void signOut(domain, describeError(e))).mount(byId("root"));
+  messenger = new Messenger(session, say, clearNotice, (e) => void signOut(domain, describeError(e)));
+  await messenger.mount(byId("root"));
 }
 
 async function signOut(domain: string, reason?: string): Promise<void> {
+  messenger?.close();
+  messenger = undefined;
   await current?.signOut();
   current = undefined;
   byId("whoami").hidden = true;

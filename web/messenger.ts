@@ -3,6 +3,9 @@ import { byId, h } from "./dom.js";
 import { describeError } from "./errors.js";
 import type { Line } from "./history.js";
 import type { Session } from "./session.js";
+import { Calls } from "./call/calls.js";
+import { isSignalText } from "./call/signal.js";
+import { callView } from "./views/call.js";
 import { conversationView, lineView, membersView } from "./views/conversation.js";
 import { groupLabel, groupsView, userOf } from "./views/groups.js";
 
@@ -16,13 +19,25 @@ export class Messenger {
   private selected?: string;
   private pending: Promise<void> = Promise.resolve();
   private readonly root = h("div", { class: "screen" });
+  private readonly calls: Calls;
 
   constructor(
     private readonly session: Session,
     private readonly say: (text: string, kind?: "error" | "info") => void,
     private readonly clearNotice: (text: string) => void,
     private readonly onSessionEnd: (e: unknown) => void,
-  ) {}
+  ) {
+    this.calls = new Calls(
+      session.client,
+      (groupId) => this.refreshCall(groupId),
+      (e) => this.say(describeError(e)),
+    );
+  }
+
+  /** Signing out: every call ends. */
+  close(): void {
+    this.calls.endAll();
+  }
 
   get client() {
     return this.session.client;
@@ -54,6 +69,12 @@ export class Messenger {
       ? conversationView(this.client, open, await this.session.history.lines(open), this.actions(open))
       : h("section", {}, h("p", { class: "muted" }, "Select or create a group."));
     this.root.replaceChildren(groups, conversation);
+    if (open) this.refreshCall(open);
+  }
+
+  private refreshCall(groupId: string): void {
+    if (groupId !== this.selected) return;
+    document.getElementById("call")?.replaceChildren(callView(this.calls.of(groupId)));
   }
 
   private async select(groupId: string): Promise<void> {
@@ -98,6 +119,10 @@ export class Messenger {
   private actions(groupId: string) {
     return {
       send: async (text: string) => {
+        if (isSignalText(text)) {
+          this.say("That text is reserved for call signalling; change its beginning to send it.");
+          throw new Error("reserved text");
+        }
         try {
           await this.client.send(groupId, text);
           await this.show({ groupId, sender: this.client.user, text, at: Date.now() });
@@ -122,7 +147,9 @@ export class Messenger {
       remove: (user: string) => this.remove(groupId, user),
       leave: async () => {
         try {
+          await this.calls.of(groupId).leave();
           await this.client.leave(groupId);
+          this.calls.end(groupId);
           this.selected = this.client.groupIds()[0];
           this.say("You left the group.", "info");
           await this.render();
@@ -139,6 +166,7 @@ export class Messenger {
       await this.client.removeClients(groupId, devices);
       this.say(`Removed ${user}.`, "info");
       this.refreshGroup(groupId);
+      this.calls.membersChanged(groupId);
     } catch (e) {
       this.say(describeError(e, user));
     }
@@ -148,6 +176,8 @@ export class Messenger {
     for (const e of events) {
       switch (e.kind) {
         case "message":
+          // Call signals are handled by the group's call and never shown as chat lines.
+          if (this.calls.onMessage(e.groupId, e.sender, e.text) || isSignalText(e.text)) break;
           await this.show({ groupId: e.groupId, sender: userOf(e.sender), text: e.text, at: Date.now() });
           break;
         case "joined":
@@ -157,11 +187,13 @@ export class Messenger {
           break;
         case "commit":
           this.refreshGroup(e.groupId);
+          this.calls.membersChanged(e.groupId);
           break;
         case "proposal":
           await this.commitProposal(e.groupId, e.sender);
           break;
         case "removed":
+          this.calls.end(e.groupId);
           if (this.selected === e.groupId) this.selected = this.client.groupIds()[0];
           this.say(`${userOf(e.sender)} removed you from a group.`, "info");
           await this.render();

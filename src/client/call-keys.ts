@@ -60,9 +60,19 @@ export class CallKeys {
     });
   }
 
-  /** Binds to `groupId` of `source` (an MlsClient) and derives the current epoch's keys. */
-  static async create(source: EpochSource, groupId: string, opts: CallKeysOptions = {}): Promise<CallKeys> {
+  /**
+   * Binds to `groupId` of `source` (an MlsClient) and derives the current epoch's keys.
+   * `onKeys` hears every epoch's keys from the first (the current epoch) on: how a page feeds an
+   * encoded-transform worker, which must also get the keys of the epoch the call starts in.
+   */
+  static async create(
+    source: EpochSource,
+    groupId: string,
+    opts: CallKeysOptions = {},
+    onKeys?: (keys: EpochKeys | null) => void,
+  ): Promise<CallKeys> {
     const keys = new CallKeys(source, groupId, opts);
+    if (onKeys) keys.onKeys(onKeys);
     keys.rotate(source.epochSnapshot(groupId));
     await keys.settled();
     return keys;

@@ -23,10 +23,22 @@ export const SCREENSHOTS = process.env.MLSFEDGATE_TEST_SCREENSHOTS ?? join("dist
  * One headless Chromium. playwright-core gives every launch a fresh temporary profile
  * (--user-data-dir) and removes it on close; each person gets its own context (own IndexedDB).
  */
-export function launch(): Promise<Browser> {
+export function launch(extraFlags: string[] = []): Promise<Browser> {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 60_000 });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...FLAGS, ...extraFlags], timeout: 60_000 });
 }
+
+/**
+ * Calls: fake camera and microphone, no permission prompt, loopback ICE candidates
+ * (/work/shared/CALLS-NOTES.md), and media that plays without a click in each page.
+ */
+export const CALL_FLAGS = [
+  "--use-fake-device-for-media-stream",
+  "--use-fake-ui-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--disable-features=WebRtcHideLocalIpsWithMdns",
+  "--autoplay-policy=no-user-gesture-required",
+];
 
 /**
  * A page that fails the test on any uncaught error in it, and (`console: true`) on any console

@@ -80,6 +80,7 @@ export function conversationView(client: MlsClient, groupId: string, lines: Line
       "div",
       {},
       h("h2", { id: "group-heading" }, groupLabel(client, groupId)),
+      h("div", { id: "call" }),
       h(
         "div",
         { id: "messages", role: "log", "aria-label": "Messages", class: "log" },
