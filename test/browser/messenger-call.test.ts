@@ -16,16 +16,29 @@ interface Probe {
   pcs: RTCPeerConnection[];
   workers: Worker[];
   seen: Record<string, number>;
+  /** While set, receive transforms run in `tapWorker`, an SFrame worker that never gets a key. */
+  tap: boolean;
+  tapWorker?: Worker;
 }
 declare const callProbe: Probe;
 
-/** Before the app loads: keep every RTCPeerConnection and Worker the page makes, for getStats and worker stats. */
+/**
+ * Before the app loads: keep every RTCPeerConnection and Worker the page makes (for getStats and
+ * worker stats) and, while `tap` is set, hand the frames the page receives to a keyless worker.
+ */
 function installProbe(): void {
-  const probe: Probe = { pcs: [], workers: [], seen: {} };
+  const probe: Probe = { pcs: [], workers: [], seen: {}, tap: false };
   const NativePc = RTCPeerConnection;
   const NativeWorker = Worker;
+  const NativeTransform = RTCRtpScriptTransform;
+  const tapWorker = () => (probe.tapWorker ??= new NativeWorker(new URL("sframe-worker.js", location.href), { type: "module" }));
   Object.assign(globalThis, {
     callProbe: probe,
+    RTCRtpScriptTransform: class extends NativeTransform {
+      constructor(worker: Worker, options?: { role?: string }, transfer?: Transferable[]) {
+        super(probe.tap && options?.role === "receive" ? tapWorker() : worker, options, transfer);
+      }
+    },
     RTCPeerConnection: class extends NativePc {
       constructor(config?: RTCConfiguration) {
         super(config);
@@ -39,6 +52,17 @@ function installProbe(): void {
       }
     },
   });
+}
+
+/** How many commits the DSs have answered with stale_epoch so far (their Prometheus counters). */
+async function staleEpochAnswers(urls: string[]): Promise<number> {
+  let total = 0;
+  for (const url of urls) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith("mlsfg_commits_total{") && l.includes('result="stale_epoch"'));
+    total += line ? Number(line.split(" ").pop()) : 0;
+  }
+  return total;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -63,18 +87,19 @@ function framesFrom(page: Page, remote: string): Promise<number> {
   }, `Video from ${remote}`);
 }
 
-/** The SFrame worker's counters (its documented stats request) of the page's current call. */
-function workerStats(page: Page): Promise<TransformStats> {
+/** The SFrame worker's counters (its documented stats request) of the page's current call, or of the tap. */
+function workerStats(page: Page, of: "call" | "tap" = "call"): Promise<TransformStats> {
   return page.evaluate(
-    () =>
+    (of) =>
       new Promise<TransformStats>((resolve) => {
-        const worker = callProbe.workers.at(-1)!;
+        const worker = of === "tap" ? callProbe.tapWorker! : callProbe.workers.at(-1)!;
         const id = Math.floor(Math.random() * 1e9);
         worker.addEventListener("message", (e: MessageEvent<{ type: string; id: number; stats: TransformStats }>) => {
           if (e.data.type === "stats" && e.data.id === id) resolve(e.data.stats);
         });
         worker.postMessage({ type: "stats", id });
       }),
+    of,
   );
 }
 
@@ -118,6 +143,7 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
     const deadline = Date.now() + 30_000;
     while ((await Promise.all(links.map(([p, r]) => framesFrom(p, r)))).some((n) => n === 0) && Date.now() < deadline)
       await sleep(500);
+    await sleep(2000); // warm-up: the first key frame requests of new links
     const measured = await rates(links);
     const slow = links.map(([p, r], i) => `${p === alice ? "alice" : p === bob ? "bob" : "carol"} from ${r}: ${measured[i]} fps`);
     expect(slow.filter((_, i) => measured[i]! <= fps)).toEqual([]);
@@ -150,9 +176,34 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
   });
   afterEach(() => expect(pageErrors.splice(0)).toEqual([]));
 
-  it("alice starts a call, bob and carol join: every remote video decodes, and only SFrame crosses the links", async () => {
+  it("alice starts a call, bob joins, carol joins with a tap that has no keys: the tap sees SFrame KIDs and decodes nothing", async () => {
+    await carol.evaluate(() => (callProbe.tap = true));
     await alice.getByRole("button", { name: "Start call" }).click();
     await bob.getByRole("button", { name: "Join call" }).click();
+    await carol.getByRole("button", { name: "Join call" }).click();
+    await expectDecoding(
+      [
+        [alice, BOB],
+        [bob, ALICE],
+        [alice, CAROL],
+        [bob, CAROL],
+      ],
+      5,
+    );
+    // The frames alice and bob send carol cross the link and reach a receiver without keys:
+    // SFrame headers under their epoch-2 KIDs (leaves 0 and 1), nothing opened, nothing decoded.
+    const tap = await workerStats(carol, "tap");
+    expect(tap.kidsSeen).toEqual(expect.arrayContaining([videoKid(0, 2), videoKid(1, 2)]));
+    expect(tap.decrypted).toBe(0);
+    expect(tap.dropped.unknown_key).toBeGreaterThan(50);
+    expect(await framesFrom(carol, ALICE)).toBe(0);
+    expect(await framesFrom(carol, BOB)).toBe(0);
+  });
+
+  it("carol leaves the call and joins again with her keys: every remote video of the mesh decodes, and only SFrame crosses the links", async () => {
+    await carol.getByRole("button", { name: "Leave call" }).click();
+    await alice.getByLabel(`Video from ${CAROL}`).waitFor({ state: "detached" });
+    await carol.evaluate(() => (callProbe.tap = false));
     await carol.getByRole("button", { name: "Join call" }).click();
     const links: [Page, string][] = [
       [alice, BOB],
@@ -183,6 +234,7 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
     const dave = await MlsClient.connect(b.url, "dave@b.example/phone");
     const erin = await MlsClient.connect(a.url, "erin@a.example/phone");
     await Promise.all([dave.publishKeyPackages(1), erin.publishKeyPackages(1)]);
+    const staleBefore = await staleEpochAnswers([a.url, b.url]);
     // bob's commit is built on epoch 2 but reaches the DS only after alice's commit made epoch 3.
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
@@ -196,7 +248,7 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
     release();
     for (const page of [alice, bob, carol]) await page.getByText("Epoch 4").waitFor({ timeout: 20_000 });
     await bob.unroute("**/v1/groups/*/commits");
-    await sleep(2000); // key frame requests after the rotations
+    expect(await staleEpochAnswers([a.url, b.url])).toBeGreaterThan(staleBefore);
     await expectDecoding(
       [
         [alice, BOB],

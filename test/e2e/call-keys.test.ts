@@ -74,6 +74,19 @@ describe("CallKeys: SFrame keys from a real MLS group (RFC 9605 §5.2)", () => {
     expect(await refusal(outsider.decrypt(meta, fromAlice))).toBe("auth_failed");
   });
 
+  it("hands a worker the current epoch's keys at creation (onKeys given to create), then each new epoch", async () => {
+    const heard: (EpochKeys | null)[] = [];
+    const keys = await CallKeys.create(carol, groupId, { suite: 1, graceMs: 3000, clock }, (k) => heard.push(k));
+    expect(heard).toHaveLength(1);
+    const worker = new SframeKeyRing({ suite: 1, clock });
+    worker.install(heard[0]!);
+    // The worker's ring, fed only through the listener, opens alice's frames like CallKeys does.
+    const [ka] = calls as [CallKeys];
+    const { plaintext } = await worker.decrypt(meta, await ka.encrypt(meta, frame("to the worker")));
+    expect(plaintext).toEqual(frame("to the worker"));
+    keys.close();
+  });
+
   it("rotates on the committer's own commit and on every member's processed commit", async () => {
     const [ka, kb, kc] = calls as [CallKeys, CallKeys, CallKeys];
     const bobKeys: (EpochKeys | null)[] = [];

@@ -8,7 +8,7 @@ const GATHER_TIMEOUT_MS = 3000;
  * machine, so only loopback candidates are sent or accepted and no packet leaves the host.
  */
 export const loopbackOnly = (hostname = location.hostname): boolean =>
-  hostname === "localhost" || hostname === "[::1]" || hostname === "::1" || /^127\./.test(hostname);
+  hostname === "localhost" || hostname === "[::1]" || hostname === "::1" || /^127(\.\d{1,3}){3}$/.test(hostname);
 
 function isLoopbackCandidate(line: string): boolean {
   const address = line.split(" ")[4];
