@@ -96,6 +96,8 @@ export class MlsClient {
   private epochListeners = new Set<(event: GroupEpochEvent) => void>();
   /** State changes run one at a time: a message arriving while the user sends must not fork a group state. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Events of entries applied while a commit caught up (stale_epoch): reported with the next batch. */
+  private undelivered: MlsEvent[] = [];
   /** The DS reported this device's KeyPackage pool low (a `key_packages_low` notice). */
   private poolLow = false;
   private readonly replenishTarget?: number;
@@ -111,11 +113,16 @@ export class MlsClient {
   ) {
     this.replenishTarget = restored.replenishTarget;
     this.keyPackages = new KeyPackagePool(api, cs, storage, identityScheme);
-    this.inbox = new InboxReader(api, (entry) => this.serial(() => this.handle(entry)), {
-      cursor: restored.cursor,
-      saveCursor: (cursor) => storage.saveCursor(cursor),
-      afterBatch: () => this.replenishIfLow(),
-    });
+    // Events a losing commit's catch-up produced go out with the next entry handled.
+    this.inbox = new InboxReader(
+      api,
+      (entry) => this.serial(async () => [...this.undelivered.splice(0), ...(await this.handle(entry))]),
+      {
+        cursor: restored.cursor,
+        saveCursor: (cursor) => storage.saveCursor(cursor),
+        afterBatch: () => this.replenishIfLow(),
+      },
+    );
   }
 
   get id(): string {
@@ -341,7 +348,9 @@ export class MlsClient {
         return { ...answer, attempts: attempt };
       } catch (e) {
         if (!(e instanceof FedgateError) || e.code !== "stale_epoch" || attempt >= MAX_COMMIT_ATTEMPTS) throw e;
-        await this.catchUpNow(groupId);
+        // What the winner's commit and the messages around it did must still reach the application
+        // (a member removed, a chat line, a call signal): those entries are never processed again.
+        this.undelivered.push(...(await this.catchUpNow(groupId)));
       }
     }
   }
@@ -502,8 +511,9 @@ export class MlsClient {
   }
 
   /** Reads the inbox (long-poll up to waitMs), processes every entry in order, acknowledges, returns events. */
-  sync(opts: { waitMs?: number } = {}): Promise<MlsEvent[]> {
-    return this.inbox.sync(opts);
+  async sync(opts: { waitMs?: number } = {}): Promise<MlsEvent[]> {
+    const events = await this.inbox.sync(opts);
+    return [...this.undelivered.splice(0), ...events];
   }
 
   /**
