@@ -35,6 +35,12 @@ export function callView(call: GroupCall): HTMLElement {
       : others.length
         ? button("Join call", () => call.join())
         : button("Start call", () => call.start()),
-    videos.length > 0 && h("div", { class: "videos" }, ...videos),
+    videos.length > 0 &&
+      h(
+        "div",
+        { class: "videos" },
+        // The caption repeats the video's own label for sighted people; screen readers get the label once.
+        ...videos.map((v) => h("figure", {}, v, h("figcaption", { "aria-hidden": "true" }, v.getAttribute("aria-label") ?? ""))),
+      ),
   );
 }
