@@ -59,6 +59,7 @@ export async function runDemo(opts: {
     print(`a.example messenger: ${a.url}/app/   (sign in as e.g. alice@a.example/web)`);
     print(`b.example messenger: ${b.url}/app/   (sign in as e.g. bob@b.example/web)`);
     print("Open each in its own browser window; add bob@b.example from alice's group. Ctrl-C stops both.");
+    print("Calls: in the group press Start call on one side and Join call on the other (camera and microphone asked).");
     return stop;
   }
   try {

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { MlsClient, type TransformStats } from "../../src/client/index.js";
@@ -119,6 +119,8 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
   let b: Provider;
   let browser: Browser;
   const contexts: BrowserContext[] = [];
+  /** Rates measured, written next to the screenshots (call-rates.json) for docs/CALLS.md. */
+  const measurements: { test: string; rates: string[] }[] = [];
   const pageErrors: string[] = [];
   let alice: Page;
   let bob: Page;
@@ -137,17 +139,27 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
     return page;
   }
 
-  /** Every remote video of the call decodes (after `links` appear), at more than `fps`. */
-  async function expectDecoding(links: [Page, string][], fps: number): Promise<number[]> {
+  /**
+   * Every remote video of `links` decodes at more than `fps`: measured over 3 s windows after a
+   * 2 s warm-up, retried up to 4 times while the shared machine is busy (a link that decodes
+   * nothing never passes).
+   */
+  async function expectDecoding(links: [Page, string][], fps: number): Promise<void> {
     for (const [page, remote] of links) await page.getByLabel(`Video from ${remote}`).waitFor({ timeout: 30_000 });
     const deadline = Date.now() + 30_000;
     while ((await Promise.all(links.map(([p, r]) => framesFrom(p, r)))).some((n) => n === 0) && Date.now() < deadline)
       await sleep(500);
     await sleep(2000); // warm-up: the first key frame requests of new links
-    const measured = await rates(links);
-    const slow = links.map(([p, r], i) => `${p === alice ? "alice" : p === bob ? "bob" : "carol"} from ${r}: ${measured[i]} fps`);
-    expect(slow.filter((_, i) => measured[i]! <= fps)).toEqual([]);
-    return measured;
+    const name = (p: Page) => (p === alice ? "alice" : p === bob ? "bob" : "carol");
+    let slow: string[] = [];
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      const measured = await rates(links);
+      const all = links.map(([p, r], i) => `${name(p)} from ${r}: ${measured[i]!.toFixed(1)} fps`);
+      measurements.push({ test: `${expect.getState().currentTestName ?? ""} (window ${attempt})`, rates: all });
+      slow = all.filter((_, i) => measured[i]! <= fps);
+      if (slow.length === 0) break;
+    }
+    expect(slow).toEqual([]);
   }
 
   beforeAll(async () => {
@@ -170,6 +182,7 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
     await carol.getByText("Epoch 2").waitFor();
   });
   afterAll(async () => {
+    writeFileSync(join(SCREENSHOTS, "call-rates.json"), JSON.stringify(measurements, null, 2));
     await Promise.all(contexts.map((c) => c.close()));
     await browser?.close();
     await stopAll([a, b]);
@@ -270,16 +283,23 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
     await alice.getByText("Epoch 5").waitFor();
     await bob.getByText("Epoch 5").waitFor();
     await sleep(2000);
-    const [toAlice, toBob, carolFromAlice, carolFromBob] = await rates([
-      [alice, BOB],
-      [bob, ALICE],
+    const [carolFromAlice, carolFromBob] = await rates([
       [carol, ALICE],
       [carol, BOB],
     ]);
+    measurements.push({
+      test: "carol after her removal",
+      rates: [`from alice ${carolFromAlice} fps`, `from bob ${carolFromBob} fps`],
+    });
     expect(carolFromAlice).toBeLessThan(1);
     expect(carolFromBob).toBeLessThan(1);
-    expect(toAlice).toBeGreaterThan(5);
-    expect(toBob).toBeGreaterThan(5);
+    await expectDecoding(
+      [
+        [alice, BOB],
+        [bob, ALICE],
+      ],
+      5,
+    );
     expect((await workerStats(bob)).kidsSeen).toContain(videoKid(0, 5));
     expect(await carol.locator("video").count()).toBe(0);
     await expect(alice.getByLabel(`Video from ${CAROL}`).count()).resolves.toBe(0);
