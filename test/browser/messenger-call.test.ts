@@ -1,6 +1,7 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import { decodeMlsMessage } from "ts-mls";
 import { MlsClient, type TransformStats } from "../../src/client/index.js";
 import { startFederation, stopAll, type Provider } from "../helpers/providers.js";
 import { addMember, CALL_FLAGS, groupEntry, launch, openPage, SCREENSHOTS, seeMessage, send, signIn } from "./harness.js";
@@ -130,10 +131,16 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
   const BOB = "bob@b.example/web";
   const CAROL = "carol@b.example/web";
 
+  /** Every application message body the pages sent to their DS (POST /v1/groups/<id>/messages). */
+  const sentToDs: string[] = [];
+
   async function person(url: string, client: string): Promise<Page> {
     const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
     contexts.push(context);
     await context.addInitScript(installProbe);
+    context.on("request", (req) => {
+      if (req.method() === "POST" && /\/v1\/groups\/[^/]+\/messages$/.test(req.url())) sentToDs.push(req.postData() ?? "");
+    });
     const page = await openPage(context, `${url}/app/`, pageErrors, { console: true });
     await signIn(page, client);
     return page;
@@ -238,6 +245,13 @@ describe("calls in the web messenger: SFrame over a WebRTC mesh, signalling over
     for (const s of [sa, sb, sc]) {
       expect(s.encrypted).toBeGreaterThan(50);
       expect(s.decrypted).toBeGreaterThan(50);
+    }
+    // What the DSs got of the signalling: MLS PrivateMessages, no SDP, no candidate, no signal marker.
+    expect(sentToDs.length).toBeGreaterThanOrEqual(14); // start, 3 joins, 5 offers, 5 answers, a leave
+    for (const body of sentToDs) {
+      const bytes = Buffer.from((JSON.parse(body) as { message: string }).message, "base64url");
+      expect(decodeMlsMessage(bytes, 0)?.[0]?.wireformat).toBe("mls_private_message");
+      expect(bytes.toString("latin1")).not.toMatch(/mlsfgCall|a=candidate|v=0\r\n|127\.0\.0\.1/);
     }
     // Signalling went as MLS application messages, none of it shown as chat.
     for (const page of [alice, bob, carol]) expect(await page.getByRole("log", { name: "Messages" }).textContent()).toBe("");

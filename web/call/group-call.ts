@@ -85,6 +85,7 @@ export class GroupCall {
   }
 
   private async handle(sender: string, signal: CallSignal): Promise<void> {
+    if (!this.client.groupIds().includes(this.groupId)) return;
     if (sender === this.client.id || !this.client.members(this.groupId).includes(sender)) return;
     switch (signal.type) {
       case "start":
