@@ -218,6 +218,7 @@ export class Messenger {
     try {
       await this.client.commitPending(groupId);
       this.refreshGroup(groupId);
+      this.calls.membersChanged(groupId);
     } catch (e) {
       this.say(describeError(e));
     }

@@ -75,6 +75,12 @@ describe("SFrame encoded transforms in Chromium", () => {
     await sleep(ms);
     return ((await decoded(link)) - before) * (1000 / ms);
   }
+  /** The rate on a live link, measured again (up to 3 windows) while the shared machine is busy: a stalled link never passes. */
+  async function liveRate(link: string, fps = 5): Promise<number> {
+    let measured = 0;
+    for (let attempt = 1; attempt <= 3 && measured <= fps; attempt++) measured = await rate(link);
+    return measured;
+  }
   async function waitForFrames(link: string, timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while ((await decoded(link)) === 0) {
@@ -107,8 +113,8 @@ describe("SFrame encoded transforms in Chromium", () => {
     await waitForFrames("alice->bob");
     await waitForFrames("bob->alice");
     await sleep(1000); // warm-up past the first key frame requests
-    expect(await rate("alice->bob")).toBeGreaterThan(5);
-    expect(await rate("bob->alice")).toBeGreaterThan(5);
+    expect(await liveRate("alice->bob")).toBeGreaterThan(5);
+    expect(await liveRate("bob->alice")).toBeGreaterThan(5);
     const [alice, bob] = [await stats("alice"), await stats("bob")];
     expect(alice.encrypted).toBeGreaterThan(20);
     expect(bob.decrypted).toBeGreaterThan(20);
@@ -129,8 +135,8 @@ describe("SFrame encoded transforms in Chromium", () => {
     await sleep(200); // bob processes the commit a little later
     await giveKeys(2, ["bob"]);
     await sleep(2000); // resume: one key frame request
-    expect(await rate("alice->bob")).toBeGreaterThan(5);
-    expect(await rate("bob->alice")).toBeGreaterThan(5);
+    expect(await liveRate("alice->bob")).toBeGreaterThan(5);
+    expect(await liveRate("bob->alice")).toBeGreaterThan(5);
     expect((await stats("bob")).kidsSeen).toEqual(["1", "2"]);
   });
 
