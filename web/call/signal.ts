@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 
 /**
  * Call signalling travels as MLS application messages of the group, like chat text, so the DSs
@@ -11,9 +11,9 @@ const MARKER = '{"mlsfgCall":';
 const MAX_SDP = 64 * 1024;
 const MAX_SIGNAL = MAX_SDP + 1024;
 
-const callId = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/);
-const clientId = z.string().min(3).max(320);
-const sdp = z.string().min(1).max(MAX_SDP);
+const callId = z.string().check(z.regex(/^[A-Za-z0-9_-]{8,64}$/));
+const clientId = z.string().check(z.minLength(3), z.maxLength(320));
+const sdp = z.string().check(z.minLength(1), z.maxLength(MAX_SDP));
 const base = { mlsfgCall: z.literal(SIGNAL_VERSION), call: callId };
 
 const signalSchema = z.discriminatedUnion("type", [
