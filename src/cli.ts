@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { ConfigError, DeliveryService, loadConfig } from "./index.js";
 import { writeSigningKey } from "./federation/keys.js";
@@ -55,8 +56,24 @@ program
     "put Wire core-crypto clients on side a, b or both (needs dev dependencies; see docs/INTEROP.md)",
   )
   .option("--core-crypto-adapter <module>", "the core-crypto test adapter to load", "test/helpers/core-crypto.ts")
+  .option("--protocol <binding>", 'the binding A and B speak to each other: "fedgate" or "mimi"', "fedgate")
+  .option("--mimi-a <url>", "with --protocol mimi: A's MIMI listener (https), for the directory and mTLS checks")
+  .option("--mimi-b <url>", "with --protocol mimi: B's MIMI listener (https)")
+  .option("--mimi-ca <file>", "PEM of the CA that issued the MIMI listeners' certificates")
   .action(
-    async (opts: { a: string; b: string; tokenA?: string; tokenB?: string; coreCrypto?: string; coreCryptoAdapter: string }) => {
+    async (opts: {
+      a: string;
+      b: string;
+      tokenA?: string;
+      tokenB?: string;
+      coreCrypto?: string;
+      coreCryptoAdapter: string;
+      protocol: string;
+      mimiA?: string;
+      mimiB?: string;
+      mimiCa?: string;
+    }) => {
+      if (opts.protocol !== "fedgate" && opts.protocol !== "mimi") throw new Error("--protocol must be fedgate or mimi");
       const { runConformance, printTable } = await import("./client/conformance.js");
       const { loadCoreCryptoAdapter } = await import("./client/conformance-adapter.js");
       const other = opts.coreCrypto ? await loadCoreCryptoAdapter(opts.coreCrypto, opts.coreCryptoAdapter) : undefined;
@@ -66,6 +83,10 @@ program
         ...(opts.tokenA ? { tokensA: JSON.parse(opts.tokenA) as Record<string, string> } : {}),
         ...(opts.tokenB ? { tokensB: JSON.parse(opts.tokenB) as Record<string, string> } : {}),
         ...(other ? { other } : {}),
+        protocol: opts.protocol,
+        ...(opts.mimiA ? { mimiA: opts.mimiA } : {}),
+        ...(opts.mimiB ? { mimiB: opts.mimiB } : {}),
+        ...(opts.mimiCa ? { mimiCa: readFileSync(opts.mimiCa, "utf8") } : {}),
       });
       process.stdout.write(printTable(results) + "\n");
       process.exitCode = results.every((r) => r.ok) ? 0 : 1;

@@ -10,6 +10,12 @@ import { KeyDirectory } from "./domain/key-directory.js";
 import { ReplicaSync } from "./domain/replica.js";
 import { systemClock, type Clock, type PeerGateway } from "./domain/types.js";
 import { FederationGateway } from "./federation/gateway.js";
+import { MimiClient } from "./federation/mimi/client.js";
+import { MimiDelivery } from "./federation/mimi/delivery.js";
+import { MimiKeys } from "./federation/mimi/envelope.js";
+import { MimiGateway } from "./federation/mimi/gateway.js";
+import { loadMimiTls, type MimiTls } from "./federation/mimi/tls.js";
+import { protocolRouter } from "./federation/protocols.js";
 import { loadSigningKey, type SigningKey } from "./federation/keys.js";
 import { OutboxWorker } from "./federation/outbox.js";
 import { PeerClient } from "./federation/peer-client.js";
@@ -28,6 +34,13 @@ export interface ContextOverrides {
   hooks?: GroupHooks;
   /** Register default process metrics (off when several DSs share a process). */
   processMetrics?: boolean;
+}
+
+/** The MIMI binding's parts (docs/MIMI.md), present when `federation.mimi.enabled`. */
+export interface MimiContext {
+  tls: MimiTls;
+  client: MimiClient;
+  keys: MimiKeys;
 }
 
 export interface RateLimiters {
@@ -60,6 +73,7 @@ export class AppContext {
     readonly devices: DeviceNotifier,
     readonly limiters: RateLimiters,
     readonly revocations: DeviceRevocations,
+    readonly mimi?: MimiContext,
   ) {}
 
   static async fromConfig(config: Readonly<Config>, overrides: ContextOverrides = {}): Promise<AppContext> {
@@ -86,7 +100,29 @@ export class AppContext {
       onRequest: (peer, path) =>
         metrics.s2sRequests.inc({ peer, path: path.replace(/\/groups\/[^/?]+/, "/groups/:id").split("?")[0] }),
     });
-    const peers = new FederationGateway(peerClient);
+    const mimi = makeMimi(config, (peer, endpoint) => metrics.s2sRequests.inc({ peer, path: `mimi:${endpoint}` }));
+    const keyPolicy = {
+      allowedSuites: config.cipherSuites,
+      maxLifetimeSeconds: config.limits.maxKeyPackageLifetimeSeconds,
+      maxBytes: config.limits.keyPackageBytes,
+      clockSkewSeconds: config.limits.clockSkewSeconds,
+      identitySchemes: config.identity.schemes,
+    };
+    const mimiGateway =
+      mimi &&
+      new MimiGateway(
+        mimi.client,
+        store,
+        mimi.keys,
+        {
+          messageBytes: config.limits.messageBytes,
+          groupInfoBytes: config.limits.groupInfoBytes,
+          keyPackageBytes: config.limits.keyPackageBytes,
+        },
+        keyPolicy,
+        clock,
+      );
+    const peers = protocolRouter(new FederationGateway(peerClient), mimiGateway, (d) => !!mimi?.client.speaksMimi(d));
     const auth = await ClientAuth.create(config);
     const outbox = new OutboxWorker(
       store,
@@ -99,6 +135,7 @@ export class AppContext {
       },
       overrides.hooks?.tamperDelivery,
       (peer, count) => metrics.refused.inc({ peer }, count),
+      mimi && new MimiDelivery(config.domain, mimi.client, store, clock),
     );
     const dispatcher = new Dispatcher(config.domain, store, outbox, log.child({ part: "fanout" }));
     const replica = new ReplicaSync(config.domain, store, peers, dispatcher, log.child({ part: "replica" }), {
@@ -166,14 +203,31 @@ export class AppContext {
       devices,
       limiters,
       revocations,
+      mimi,
     );
   }
 
   async close(): Promise<void> {
     await this.outbox.stop();
     await this.peerClient.close();
+    await this.mimi?.client.close();
     if (this.ownsStore) await this.store.close();
   }
+}
+
+function makeMimi(config: Readonly<Config>, onRequest: (peer: string, endpoint: string) => void): MimiContext | undefined {
+  const tls = loadMimiTls(config);
+  if (!tls) return undefined;
+  const client = new MimiClient({
+    domain: config.domain,
+    peers: config.federation.peers,
+    tls,
+    timeoutMs: config.federation.requestTimeoutMs,
+    maxResponseBytes: Math.max(config.limits.bodyBytes, 64 * 1024 * 1024),
+    directoryCacheSeconds: config.federation.discoveryCacheSeconds,
+    onRequest,
+  });
+  return { tls, client, keys: new MimiKeys() };
 }
 
 function makeLimiters(config: Readonly<Config>, store: Store): RateLimiters {

@@ -1,10 +1,13 @@
 import type { Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { loadConfig, type LoadOptions } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { AppContext, type ContextOverrides } from "./context.js";
 import { buildApp } from "./http/app.js";
 import { createHttpServer } from "./http/server.js";
+import { mimiApp } from "./federation/mimi/routes.js";
+import { serverTlsOptions } from "./federation/mimi/tls.js";
 
 export { loadConfig, ConfigError } from "./config/load.js";
 export type { Config } from "./config/schema.js";
@@ -14,6 +17,7 @@ export type { ContextOverrides } from "./context.js";
 /** The library: a DeliveryService is created from a config, started (listens), and closed gracefully. */
 export class DeliveryService {
   private server?: Server;
+  private mimiServer?: Server;
   private recovery?: NodeJS.Timeout;
 
   private constructor(readonly ctx: AppContext) {}
@@ -34,6 +38,12 @@ export class DeliveryService {
     return `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
   }
 
+  /** The base URL of the MIMI listener (mutually authenticated TLS), when `federation.mimi.enabled`. */
+  get mimiUrl(): string | undefined {
+    const addr = this.mimiServer?.address() as AddressInfo | null | undefined;
+    return addr ? `https://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}` : undefined;
+  }
+
   async start(): Promise<this> {
     const app = buildApp(this.ctx, { ready: () => this.ctx.store.ping() });
     await new Promise<void>((resolve, reject) => {
@@ -42,6 +52,23 @@ export class DeliveryService {
       server.listen(this.ctx.config.port, this.ctx.config.host, () => resolve());
       this.server = server;
     });
+    const mimi = this.ctx.mimi;
+    if (mimi) {
+      const { host, port } = this.ctx.config.federation.mimi;
+      await new Promise<void>((resolve, reject) => {
+        const { limits } = this.ctx.config;
+        // The same edge limits as the main listener (docs/SECURITY.md): header and request timeouts, a connection cap.
+        const server = createHttpsServer(
+          { ...serverTlsOptions(mimi.tls), headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs },
+          mimiApp(this.ctx, mimi.tls),
+        );
+        server.keepAliveTimeout = 65_000;
+        server.maxConnections = limits.maxConnections;
+        server.listen(port, host, () => resolve());
+        server.once("error", reject);
+        this.mimiServer = server;
+      });
+    }
     this.ctx.outbox.start();
     await this.ctx.dispatcher.recover().catch((err: unknown) => this.ctx.log.error({ err }, "fan-out recovery failed"));
     this.recovery = setInterval(() => {
@@ -54,6 +81,15 @@ export class DeliveryService {
   /** Graceful: stop accepting, let in-flight requests finish, stop the outbox, close the store. */
   async close(): Promise<void> {
     if (this.recovery) clearInterval(this.recovery);
+    if (this.mimiServer) {
+      const server = this.mimiServer;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 2000).unref();
+      });
+      this.mimiServer = undefined;
+    }
     if (this.server) {
       const server = this.server;
       await new Promise<void>((resolve) => {

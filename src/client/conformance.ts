@@ -20,6 +20,12 @@ export interface ConformanceOptions {
    * identities and ts-mls clients commit as PublicMessage, which core-crypto requires.
    */
   other?: { side: "a" | "b" | "both"; name: string; connect: ConnectClient };
+  /** Which binding the pair is configured to speak to each other (docs/MIMI.md); default fedgate. */
+  protocol?: "fedgate" | "mimi";
+  /** MIMI listeners (https) of A and B, for the directory and mTLS checks; with the CA (PEM) that issued their certificates. */
+  mimiA?: string;
+  mimiB?: string;
+  mimiCa?: string;
 }
 
 /** What the checks need of a client: MlsClient, or an adapter around another implementation. */
@@ -71,6 +77,7 @@ const texts = (ev: MlsEvent[]) => ev.flatMap((e) => (e.kind === "message" ? [e.t
 
 export async function runConformance(opts: ConformanceOptions): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
+  const mimi = opts.protocol === "mimi";
   const timeoutMs = opts.timeoutMs ?? 15_000;
   let failedHard = false;
   const check = async (name: string, fn: () => Promise<string>): Promise<void> => {
@@ -127,7 +134,9 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
       const connect = (side: "a" | "b", url: string, id: string, tokens?: Record<string, string>) => {
         const common = { cipherSuite: suite, ...(tokens?.[id] ? { token: tokens[id] } : {}) };
         if (other && (other.side === side || other.side === "both")) return other.connect(url, id, common);
-        return MlsClient.connect(url, id, other ? { ...common, identityScheme: "wire", commitFormat: "public" } : common);
+        // A MIMI hub reads handshakes: commits travel as PublicMessages (draft -06 §Update), as core-crypto needs too.
+        if (other) return MlsClient.connect(url, id, { ...common, identityScheme: "wire", commitFormat: "public" });
+        return MlsClient.connect(url, id, mimi ? { ...common, commitFormat: "public" } : common);
       };
       alice = await connect("a", opts.a, idsA[0]!, opts.tokensA);
       bob = await connect("b", opts.b, idsB[0]!, opts.tokensB);
@@ -160,6 +169,11 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   });
 
   await check("a remote user's device list is served through the client's DS", async () => {
+    if (mimi) {
+      const err = await alice.api.devices(carol.user).catch((e: unknown) => e);
+      if (!(err instanceof FedgateError) || err.code !== "not_found") throw new Error(`got ${String(err)}`);
+      return "MIMI has no device list: 404 not_found, as documented";
+    }
     const list = await alice.api.devices(carol.user);
     if (!list.devices.some((d) => d.client === carol.id)) throw new Error(JSON.stringify(list));
     return `version ${list.version}`;
@@ -216,6 +230,7 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   });
 
   await check("commit-log hashes are identical on hub and follower", async () => {
+    if (mimi) return "not applicable: MIMI has no commit-log gossip (docs/MIMI.md)";
     const [la, lb] = await Promise.all([alice.api.commitLog(groupId), bob.api.commitLog(groupId)]);
     if (JSON.stringify(la.entries) !== JSON.stringify(lb.entries)) throw new Error("commit logs differ");
     return `${la.entries.length} entries`;
@@ -230,6 +245,11 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
     return `group ${g2}`;
   });
 
+  if (mimi) {
+    await mimiChecks(opts, check);
+    return results;
+  }
+
   await check("unsigned federation requests are refused", async () => {
     const res = await fetch(opts.b.replace(/\/$/, "") + "/federation/v1/deliver", {
       method: "POST",
@@ -242,6 +262,41 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   });
 
   return results;
+}
+
+/** MIMI listener checks: directories, and a request without a client certificate refused. */
+async function mimiChecks(opts: ConformanceOptions, check: (name: string, fn: () => Promise<string>) => Promise<void>) {
+  if (!opts.mimiA || !opts.mimiB) {
+    await check("MIMI listeners", async () => "not checked: pass --mimi-a and --mimi-b to check directories and mTLS");
+    return;
+  }
+  const { Agent, request } = await import("undici");
+  const agent = new Agent({ connect: { ...(opts.mimiCa ? { ca: opts.mimiCa } : {}), rejectUnauthorized: false } });
+  try {
+    await check("MIMI directories list the five -06 endpoints this DS serves", async () => {
+      for (const url of [opts.mimiA!, opts.mimiB!]) {
+        const res = await request(url.replace(/\/$/, "") + "/.well-known/mimi-protocol-directory", { dispatcher: agent });
+        const doc = (await res.body.json()) as Record<string, string>;
+        for (const e of ["keyMaterial", "update", "notify", "submitMessage", "groupInfo"])
+          if (typeof doc[e] !== "string") throw new Error(`${url}: no ${e}`);
+      }
+      return "keyMaterial, update, notify, submitMessage, groupInfo";
+    });
+    await check("a MIMI request without a client certificate is refused", async () => {
+      const res = await request(opts.mimiB!.replace(/\/$/, "") + "/mimi/v1/notify/x", {
+        method: "POST",
+        body: Buffer.from([0]),
+        headers: { from: "mimi@conformance.invalid" },
+        dispatcher: agent,
+      }).catch((e: unknown) => e);
+      if (res instanceof Error) return `refused at TLS: ${res.message}`;
+      const status = (res as { statusCode: number }).statusCode;
+      if (status !== 401) throw new Error(`got ${status}`);
+      return "401 unauthenticated";
+    });
+  } finally {
+    await agent.close();
+  }
 }
 
 export function printTable(results: CheckResult[]): string {

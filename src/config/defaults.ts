@@ -26,6 +26,7 @@ export const defaultConfig: Config = {
     tokenTtlSeconds: 60,
     requestTimeoutMs: 5000,
     discoveryCacheSeconds: 300,
+    mimi: { enabled: false, host: "127.0.0.1", port: 7443, certificate: "", privateKey: "", publicUrl: "" },
     outbox: { batchSize: 100, retryBaseMs: 200, retryMaxMs: 30000, pollMs: 1000 },
   },
   cors: { origins: [] },

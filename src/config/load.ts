@@ -150,7 +150,25 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
   }
   if (Object.hasOwn(config.federation.peers, config.domain))
     throw new ConfigError("federation.peers", "a DS cannot peer with itself");
+  checkMimi(config);
   return deepFreeze(config);
+}
+
+/** A MIMI peer needs our MIMI listener (its TLS identity) and a way to trust the peer's certificate. */
+function checkMimi(config: Config): void {
+  const { mimi, peers } = config.federation;
+  if (mimi.enabled && (!mimi.certificate || !mimi.privateKey)) {
+    throw new ConfigError("federation.mimi", "enabled needs certificate and privateKey");
+  }
+  for (const [domain, peer] of Object.entries(peers)) {
+    if (peer.protocol !== "mimi") continue;
+    if (!mimi.enabled) throw new ConfigError(`federation.peers.${domain}`, "a MIMI peer needs federation.mimi.enabled");
+    if (!peer.url.startsWith("https://")) throw new ConfigError(`federation.peers.${domain}.url`, "a MIMI peer needs https");
+    const trust = peer.tls;
+    if (!trust || trust.caCertificates.length + trust.pinnedCertificates.length === 0) {
+      throw new ConfigError(`federation.peers.${domain}.tls`, "a MIMI peer needs caCertificates or pinnedCertificates");
+    }
+  }
 }
 
 function deepFreeze<T>(value: T): T {

@@ -13,8 +13,20 @@ const origin = z.string().refine((o) => {
   }
 }, "must be an origin such as https://app.example (scheme, host, optional port; no path, lower-case)");
 
+/** PEM text, or a path to a PEM file (read at start). */
+const pemSource = z.string().min(1);
+
 const peer = z.strictObject({
   url: z.url(),
+  /** Which federation binding this peer speaks: our JSON protocol or IETF MIMI (docs/MIMI.md). */
+  protocol: z.enum(["fedgate", "mimi"]).default("fedgate"),
+  /** MIMI peers: how their TLS certificate is trusted (CA certificates, or pinned certificates). */
+  tls: z
+    .strictObject({
+      caCertificates: z.array(pemSource).default([]),
+      pinnedCertificates: z.array(pemSource).default([]),
+    })
+    .optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -69,6 +81,18 @@ export const configSchema = z.strictObject({
     tokenTtlSeconds: z.number().int().min(1).max(60),
     requestTimeoutMs: z.number().int().positive(),
     discoveryCacheSeconds: z.number().int().positive(),
+    /** The MIMI listener (mutually authenticated TLS), for peers with protocol "mimi". */
+    mimi: z.strictObject({
+      enabled: z.boolean(),
+      host: z.string().min(1),
+      port: z.number().int().min(0).max(65535),
+      /** This provider's certificate (PEM or path); its SAN must name `domain`. */
+      certificate: z.string(),
+      /** The certificate's private key (PEM or path). */
+      privateKey: z.string(),
+      /** Base URL published in the MIMI directory; empty = https://<Host header>. */
+      publicUrl: z.string(),
+    }),
     outbox: z.strictObject({
       batchSize: z.number().int().min(1).max(1000),
       retryBaseMs: z.number().int().positive(),

@@ -9,6 +9,12 @@ import { domainOf, type Store } from "../store/port.js";
 const DEFAULT_PEER_BODY_LIMIT = 1 << 20;
 import type { PeerClient } from "./peer-client.js";
 
+/** Delivery to peers that speak another binding (MIMI `notify`); others get `deliver`. */
+export interface PeerDelivery {
+  handles(peer: string): boolean;
+  deliver(peer: string, messages: DeliveredMessage[]): Promise<void>;
+}
+
 export interface OutboxOptions {
   batchSize: number;
   retryBaseMs: number;
@@ -35,6 +41,7 @@ export class OutboxWorker implements OutboxNotifier {
     private readonly onDelivered?: (peer: string, count: number, oldestAgeMs: number) => void,
     private readonly tamper?: (peer: string, messages: DeliveredMessage[]) => DeliveredMessage[],
     private readonly onRefused?: (peer: string, count: number) => void,
+    private readonly other?: PeerDelivery,
   ) {}
 
   start(): void {
@@ -71,7 +78,10 @@ export class OutboxWorker implements OutboxNotifier {
         if (sent === 0) await this.sleep(peer, this.opts.pollMs);
       } catch (err) {
         failures += 1;
-        const delay = Math.min(this.opts.retryMaxMs, this.opts.retryBaseMs * 2 ** Math.min(failures - 1, 20));
+        const backoff = Math.min(this.opts.retryMaxMs, this.opts.retryBaseMs * 2 ** Math.min(failures - 1, 20));
+        // A peer's Retry-After (429/503) is honoured: never retry sooner than it asked.
+        const asked = err instanceof DsError ? Number(err.details.retryAfterMs) : NaN;
+        const delay = Number.isFinite(asked) ? Math.max(backoff, asked / 0.75) : backoff;
         this.log.warn({ err, peer, failures, retryInMs: delay }, "outbox delivery failed");
         await this.sleep(peer, delay * (0.75 + Math.random() * 0.5));
       }
@@ -109,7 +119,9 @@ export class OutboxWorker implements OutboxNotifier {
     const outgoing = this.tamper ? this.tamper(peer, messages) : messages;
     const used = new Set(outgoing.map((m) => m.groupId));
     try {
-      if (outgoing.length > 0) {
+      if (outgoing.length > 0 && this.other?.handles(peer)) {
+        await this.other.deliver(peer, outgoing);
+      } else if (outgoing.length > 0) {
         const answer = await this.peers.call(peer, "POST", "/federation/v1/deliver", {
           groups: Object.fromEntries([...groups].filter(([id]) => used.has(id))),
           messages: outgoing,
@@ -136,6 +148,7 @@ export class OutboxWorker implements OutboxNotifier {
   }
 
   private async peerBodyLimit(peer: string): Promise<number> {
+    if (this.other?.handles(peer)) return DEFAULT_PEER_BODY_LIMIT;
     try {
       const limit = (await this.peers.discovery(peer)).limits.bodyBytes;
       return typeof limit === "number" && limit > 0 ? limit : DEFAULT_PEER_BODY_LIMIT;

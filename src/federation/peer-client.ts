@@ -23,7 +23,7 @@ const PEER_AUTH_CODES = new Set(["unauthenticated", "replayed_request"]);
 
 export interface PeerClientOptions {
   domain: string;
-  peers: Readonly<Record<string, { url: string }>>;
+  peers: Readonly<Record<string, { url: string; protocol?: string }>>;
   key: SigningKey;
   tokenTtlSeconds: number;
   timeoutMs: number;
@@ -81,6 +81,10 @@ export class PeerClient implements PeerKeySource {
   }
 
   async keysOf(domain: string, refresh: boolean): Promise<JWK[]> {
+    // A MIMI peer authenticates by mTLS on the MIMI listener; it has no fedgate keys.
+    if (this.opts.peers[domain]?.protocol === "mimi") {
+      throw new DsError("forbidden", `${domain} is configured to speak MIMI, not the fedgate binding`, { reason: "mimi_peer" });
+    }
     // A forged token must not make us refetch on every request: at most one forced refresh per interval.
     const cached = this.discoveries.get(domain);
     const allowRefresh = refresh && (!cached || Date.now() - cached.at > MIN_REFRESH_INTERVAL_MS);

@@ -94,6 +94,11 @@ export function clientRoutes(ctx: AppContext): Router {
   r.get("/peers/:domain", async (req, res) => {
     const domain = param(req, "domain");
     if (domain === ctx.config.domain) throw new DsError("bad_request", "that is this DS; see /.well-known/mls-federation");
+    if (ctx.mimi?.client.speaksMimi(domain)) {
+      // A MIMI peer publishes a directory of endpoints, not our discovery document (docs/MIMI.md).
+      res.json({ domain, protocol: "mimi", directory: await ctx.mimi.client.directory(domain) });
+      return;
+    }
     const doc = await ctx.peerClient.discovery(domain);
     res.json({
       domain: doc.domain,

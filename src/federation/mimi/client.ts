@@ -1,0 +1,196 @@
+import { Agent, request } from "undici";
+import { DsError, isErrorCode } from "../../errors.js";
+import { clientTlsOptions, type MimiTls } from "./tls.js";
+
+export type MimiEndpoint = "keyMaterial" | "update" | "notify" | "submitMessage" | "groupInfo";
+
+const DIRECTORY_PATH = "/.well-known/mimi-protocol-directory";
+const TEMPLATE_VAR: Record<MimiEndpoint, string> = {
+  keyMaterial: "{targetUser}",
+  update: "{roomId}",
+  notify: "{roomId}",
+  submitMessage: "{roomId}",
+  groupInfo: "{roomId}",
+};
+const PEER_AUTH_CODES = new Set(["unauthenticated", "replayed_request"]);
+
+export interface MimiClientOptions {
+  domain: string;
+  peers: Readonly<Record<string, { url: string; protocol: string }>>;
+  tls: MimiTls;
+  timeoutMs: number;
+  maxResponseBytes: number;
+  directoryCacheSeconds: number;
+  onRequest?: (peer: string, endpoint: string) => void;
+}
+
+/**
+ * Outbound MIMI calls: one undici Agent per peer carrying our client certificate and trusting only
+ * that peer's anchors; endpoints found in the peer's directory (same origin as the configured URL);
+ * `From: mimi@<our domain>` and `Host: <peer domain>` on every request (draft -06 §Transport).
+ */
+export class MimiClient {
+  private agents = new Map<string, Agent>();
+  private directories = new Map<string, { at: number; doc: Record<string, string> }>();
+
+  constructor(private readonly opts: MimiClientOptions) {}
+
+  speaksMimi(domain: string): boolean {
+    return this.opts.peers[domain]?.protocol === "mimi";
+  }
+
+  mimiPeers(): string[] {
+    return Object.keys(this.opts.peers).filter((d) => this.speaksMimi(d));
+  }
+
+  private base(domain: string): URL {
+    const peer = this.opts.peers[domain];
+    if (!peer || peer.protocol !== "mimi")
+      throw new DsError("peer_unknown", `${domain} is not a MIMI peer of ${this.opts.domain}`);
+    return new URL(peer.url);
+  }
+
+  private agent(domain: string): Agent {
+    let a = this.agents.get(domain);
+    if (!a) {
+      a = new Agent({
+        keepAliveTimeout: 30_000,
+        connections: 16,
+        connect: { timeout: this.opts.timeoutMs, ...clientTlsOptions(this.opts.tls, domain) },
+        headersTimeout: this.opts.timeoutMs,
+        bodyTimeout: this.opts.timeoutMs,
+      });
+      this.agents.set(domain, a);
+    }
+    return a;
+  }
+
+  /** The peer's directory; every URL must stay on the configured origin (no redirection of our calls elsewhere). */
+  async directory(domain: string): Promise<Record<string, string>> {
+    const cached = this.directories.get(domain);
+    if (cached && Date.now() - cached.at < this.opts.directoryCacheSeconds * 1000) return cached.doc;
+    const base = this.base(domain);
+    const res = await this.send(domain, "GET", new URL(DIRECTORY_PATH, base).toString(), undefined);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(Buffer.from(res.body).toString("utf8"));
+    } catch {
+      throw new DsError("peer_error", `${domain} serves a MIMI directory that is not JSON`, { peer: domain });
+    }
+    if (typeof doc !== "object" || doc === null)
+      throw new DsError("peer_error", `${domain}: invalid MIMI directory`, { peer: domain });
+    const out: Record<string, string> = {};
+    for (const [name, template] of Object.entries(doc as Record<string, unknown>)) {
+      if (typeof template !== "string") continue;
+      let url: URL;
+      try {
+        url = new URL(template.replace(/\{[A-Za-z]+\}/g, "x"));
+      } catch {
+        continue;
+      }
+      if (url.origin !== base.origin) continue;
+      out[name] = template;
+    }
+    this.directories.set(domain, { at: Date.now(), doc: out });
+    return out;
+  }
+
+  /** POSTs a MIMI body; resolves to the answer's status and bytes (2xx only; errors become DsErrors). */
+  async post(
+    domain: string,
+    endpoint: MimiEndpoint,
+    param: string,
+    body: Uint8Array,
+  ): Promise<{ status: number; body: Uint8Array }> {
+    const template = (await this.directory(domain))[endpoint];
+    if (!template || !template.includes(TEMPLATE_VAR[endpoint])) {
+      throw new DsError("peer_error", `${domain}'s MIMI directory has no usable ${endpoint} endpoint`, { peer: domain });
+    }
+    // RFC 6570 simple expansion: the whole URI percent-encoded as one segment.
+    const url = template.replace(TEMPLATE_VAR[endpoint], encodeURIComponent(param));
+    this.opts.onRequest?.(domain, endpoint);
+    return this.send(domain, "POST", url, body);
+  }
+
+  private async send(domain: string, method: "GET" | "POST", url: string, body: Uint8Array | undefined) {
+    let res;
+    try {
+      res = await request(url, {
+        method,
+        headers: {
+          host: domain,
+          from: `mimi@${this.opts.domain}`,
+          accept: "application/octet-stream, application/json",
+          ...(body ? { "content-type": "application/octet-stream" } : {}),
+        },
+        body: body ? Buffer.from(body) : null,
+        dispatcher: this.agent(domain),
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+      });
+    } catch (e) {
+      throw new DsError("peer_unreachable", `${domain} did not answer: ${(e as Error).message}`, { peer: domain });
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = await readCapped(res.body, this.opts.maxResponseBytes);
+    } catch (e) {
+      throw new DsError("peer_unreachable", `${domain} answer failed: ${(e as Error).message}`, { peer: domain });
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return { status: res.statusCode, body: bytes };
+    throw mimiErrorFrom(domain, res.statusCode, res.headers["retry-after"], bytes);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.agents.values()].map((a) => a.close()));
+    this.agents.clear();
+  }
+}
+
+function retryAfterMs(header: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(header) ? header[0] : header;
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+/** A peer's refusal as a DsError: our own JSON error bodies pass through, anything else is a peer_error. */
+export function mimiErrorFrom(
+  domain: string,
+  status: number,
+  retryAfter: string | string[] | undefined,
+  body: Uint8Array,
+): DsError {
+  const wait = retryAfterMs(retryAfter);
+  const extra = wait !== undefined ? { retryAfterMs: wait } : {};
+  let err: Record<string, unknown> | undefined;
+  try {
+    err = (JSON.parse(Buffer.from(body).toString("utf8")) as { error?: Record<string, unknown> }).error;
+  } catch {
+    err = undefined;
+  }
+  if (err && PEER_AUTH_CODES.has(String(err.code))) {
+    return new DsError("peer_error", `${domain} refused this DS's MIMI credentials: ${String(err.message)}`, {
+      peer: domain,
+      peerCode: err.code,
+    });
+  }
+  if (err && isErrorCode(err.code) && err.code !== "internal") {
+    const { code, message, ...details } = err;
+    return new DsError(code, typeof message === "string" ? message : code, { ...details, ...extra });
+  }
+  if (status === 429) return new DsError("rate_limited", `${domain} asks to slow down`, { peer: domain, ...extra });
+  if (status === 503) return new DsError("unavailable", `${domain} is unavailable`, { peer: domain, ...extra });
+  return new DsError("peer_error", `${domain} answered ${status}`, { peer: domain, status, ...extra });
+}
+
+async function readCapped(body: AsyncIterable<Buffer>, max: number): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > max) throw new Error(`answer exceeds ${max} bytes`);
+    chunks.push(chunk);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}
