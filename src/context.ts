@@ -16,6 +16,7 @@ import { PeerClient } from "./federation/peer-client.js";
 import { ClientAuth } from "./http/client-auth.js";
 import { Metrics } from "./metrics.js";
 import { useMlsCrypto } from "./mls/suites.js";
+import { StoreIntegrity } from "./store/integrity.js";
 import { MemoryStore } from "./store/memory.js";
 import type { Store } from "./store/port.js";
 import type { RedisStore } from "./store/redis.js";
@@ -60,6 +61,7 @@ export class AppContext {
     readonly devices: DeviceNotifier,
     readonly limiters: RateLimiters,
     readonly revocations: DeviceRevocations,
+    readonly integrity: StoreIntegrity,
   ) {}
 
   static async fromConfig(config: Readonly<Config>, overrides: ContextOverrides = {}): Promise<AppContext> {
@@ -74,7 +76,7 @@ export class AppContext {
       overrides.store ??
       (config.store.kind === "redis"
         ? await (await import("./store/redis.js")).createRedisStore({ url: config.store.redisUrl, prefix: config.store.prefix })
-        : new MemoryStore());
+        : new MemoryStore({ clock }));
     const peerClient = new PeerClient({
       domain: config.domain,
       peers: config.federation.peers,
@@ -166,10 +168,12 @@ export class AppContext {
       devices,
       limiters,
       revocations,
+      new StoreIntegrity(store, clock, log.child({ part: "store" })),
     );
   }
 
   async close(): Promise<void> {
+    this.integrity.stop();
     await this.outbox.stop();
     await this.peerClient.close();
     if (this.ownsStore) await this.store.close();

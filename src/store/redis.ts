@@ -1,4 +1,5 @@
 import { createClient, type RedisClientType } from "redis";
+import { StoreUnavailableError, transientRedisReply } from "./errors.js";
 import {
   CONNECT_TIMEOUT_MS,
   KeySchema,
@@ -42,10 +43,13 @@ import {
   type LogEntry,
   type LogKind,
   type OutboxItem,
+  type PersistenceReport,
   type PutKeyPackagesResult,
   type ReplicaWrite,
   type Store,
   type StoredKeyPackage,
+  type StoreMarker,
+  type StoreResetFlag,
   type Submission,
   type SubmitOutcome,
 } from "./port.js";
@@ -172,6 +176,50 @@ export class RedisStore implements Store {
 
   async ping(): Promise<void> {
     await this.client.ping();
+  }
+
+  // ---- integrity (store/integrity.ts decides; these only read and write) ----
+  /** CONFIG GET appendonly/save; where CONFIG is not allowed (managed Redis), INFO persistence tells AOF only. */
+  async persistence(): Promise<PersistenceReport> {
+    try {
+      const config = { ...(await this.client.configGet("appendonly")), ...(await this.client.configGet("save")) };
+      const aof = config.appendonly === "yes";
+      const save = String(config.save ?? "").trim();
+      const rdb = save !== "";
+      return { persistent: aof || rdb, aof, rdb, detail: `appendonly ${aof ? "yes" : "no"}, save "${save}"` };
+    } catch (err) {
+      if (transientRedisReply(err) !== undefined) throw err;
+      const aof = /^aof_enabled:1\b/m.test(await this.client.info("persistence"));
+      if (aof) return { persistent: true, aof, detail: "aof_enabled:1 (INFO persistence; CONFIG GET refused)" };
+      return { persistent: undefined, aof, detail: "aof_enabled:0, RDB snapshots unknown (CONFIG GET refused)" };
+    }
+  }
+
+  async readIntegrity(): Promise<{ marker?: StoreMarker; reset?: StoreResetFlag }> {
+    const [marker, reset] = await Promise.all([
+      this.client.get(this.keys.storeMarker()),
+      this.client.get(this.keys.storeReset()),
+    ]);
+    return {
+      ...(marker != null ? { marker: JSON.parse(String(marker)) as StoreMarker } : {}),
+      ...(reset != null ? { reset: JSON.parse(String(reset)) as StoreResetFlag } : {}),
+    };
+  }
+
+  async initMarker(marker: StoreMarker): Promise<boolean> {
+    return (await this.client.set(this.keys.storeMarker(), JSON.stringify(marker), { condition: "NX" })) !== null;
+  }
+
+  async flagReset(flag: StoreResetFlag): Promise<void> {
+    await this.client.set(this.keys.storeReset(), JSON.stringify(flag), { condition: "NX" });
+  }
+
+  async acknowledgeReset(marker: StoreMarker): Promise<void> {
+    await this.client.multi().set(this.keys.storeMarker(), JSON.stringify(marker)).del(this.keys.storeReset()).exec();
+  }
+
+  onReconnect(listener: () => void): void {
+    this.client.on("ready", listener);
   }
 
   async close(): Promise<void> {
@@ -511,7 +559,10 @@ export class RedisStore implements Store {
       await Promise.race([
         Promise.all(calls),
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`Redis store: ${calls.length} inbox appends timed out`)), FANOUT_TIMEOUT_MS);
+          timer = setTimeout(
+            () => reject(new StoreUnavailableError(`Redis store: ${calls.length} inbox appends timed out`)),
+            FANOUT_TIMEOUT_MS,
+          );
         }),
       ]);
     } finally {
