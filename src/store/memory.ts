@@ -490,8 +490,14 @@ export class MemoryStore implements Store {
 
   async markDispatched(groupId: string, seq: number): Promise<void> {
     const g = this.groups.get(groupId);
-    if (g && seq > g.dispatched) g.dispatched = seq;
-    if (g) this.trim(g);
+    if (!g) return;
+    const now = this.clock.nowMs();
+    for (let s = Math.max(g.dispatched, g.floor) + 1; s <= seq; s++) {
+      const h = g.log.get(s);
+      if (h && h.refs === 0) h.deliveredAt ??= now;
+    }
+    if (seq > g.dispatched) g.dispatched = seq;
+    this.trim(g);
   }
 
   async undispatched(): Promise<{ groupId: string; fromSeq: number }[]> {
@@ -511,7 +517,14 @@ export class MemoryStore implements Store {
     if (delta > 0) {
       h.referenced = true;
       delete h.deliveredAt;
-    } else if (h.refs === 0) this.trim(g);
+      return;
+    }
+    // Delivered: nothing points at it any more, and it was fanned out (a hub) or inboxed (a replica).
+    const fannedOut = g.replica ? h.referenced === true : h.entry.seq <= g.dispatched;
+    if (h.refs === 0 && fannedOut) {
+      h.deliveredAt = this.clock.nowMs();
+      this.trim(g);
+    }
   }
 
   /**
@@ -533,8 +546,6 @@ export class MemoryStore implements Store {
     if (n > 0) g.commitLog.splice(0, n);
     if (!g.replica && g.record.members.some((m) => domainOf(m) !== g.record.hub)) return; // see the class comment
     for (let h = g.log.get(g.floor + 1); h; h = g.log.get(g.floor + 1)) {
-      const fannedOut = g.replica ? h.referenced === true : h.entry.seq <= g.dispatched;
-      if (fannedOut && h.refs === 0) h.deliveredAt ??= now;
       const delivered = h.deliveredAt !== undefined && h.deliveredAt <= now - this.deliveredGraceMs;
       if (!delivered && h.at > expired) break;
       g.log.delete(g.floor + 1);
