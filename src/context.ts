@@ -75,7 +75,9 @@ export class AppContext {
     const store: Store =
       overrides.store ??
       (config.store.kind === "redis"
-        ? await (await import("./store/redis.js")).createRedisStore({ url: config.store.redisUrl, prefix: config.store.prefix })
+        ? await (
+            await import("./store/redis.js")
+          ).createRedisStore({ url: config.store.redisUrl, prefix: config.store.prefix, clock })
         : new MemoryStore({ clock }));
     const peerClient = new PeerClient({
       domain: config.domain,
@@ -85,11 +87,12 @@ export class AppContext {
       timeoutMs: config.federation.requestTimeoutMs,
       discoveryCacheSeconds: config.federation.discoveryCacheSeconds,
       maxResponseBytes: Math.max(config.limits.bodyBytes, 64 * 1024 * 1024),
+      clock,
       onRequest: (peer, path) =>
         metrics.s2sRequests.inc({ peer, path: path.replace(/\/groups\/[^/?]+/, "/groups/:id").split("?")[0] }),
     });
     const peers = new FederationGateway(peerClient);
-    const auth = await ClientAuth.create(config);
+    const auth = await ClientAuth.create(config, clock);
     const outbox = new OutboxWorker(
       store,
       peerClient,
@@ -101,6 +104,7 @@ export class AppContext {
       },
       overrides.hooks?.tamperDelivery,
       (peer, count) => metrics.refused.inc({ peer }, count),
+      clock,
     );
     const dispatcher = new Dispatcher(config.domain, store, outbox, log.child({ part: "fanout" }));
     const replica = new ReplicaSync(config.domain, store, peers, dispatcher, log.child({ part: "replica" }), {

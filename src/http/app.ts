@@ -37,7 +37,7 @@ export function buildApp(ctx: AppContext, state: { ready: () => Promise<StoreRea
     for (const peer of ctx.peerClient.peerDomains()) {
       const stats = await ctx.store.outboxStats(peer);
       ctx.metrics.outboxDepth.set({ peer }, stats.depth);
-      ctx.metrics.outboxAge.set({ peer }, stats.oldestMs ? (Date.now() - stats.oldestMs) / 1000 : 0);
+      ctx.metrics.outboxAge.set({ peer }, stats.oldestMs ? (ctx.clock.nowMs() - stats.oldestMs) / 1000 : 0);
     }
     res.setHeader("content-type", ctx.metrics.registry.contentType);
     res.send(await ctx.metrics.registry.metrics());

@@ -1,4 +1,5 @@
 import { createClient, type RedisClientType } from "redis";
+import { systemClock, type Clock } from "../clock.js";
 import { StoreUnavailableError, transientRedisReply } from "./errors.js";
 import {
   CONNECT_TIMEOUT_MS,
@@ -63,6 +64,8 @@ export interface RedisStoreOptions {
   connectTimeoutMs?: number;
   /** Connection errors (node-redis retries them itself once the store is up; commands still reject). */
   onError?: (err: Error) => void;
+  /** Time passed to the scripts (dedupe windows, outbox ages); the system clock by default. */
+  clock?: Clock;
 }
 
 /** One fan-out's inbox appends must all be answered within this (the per-command default of node-redis). */
@@ -91,7 +94,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<RedisSt
   } else if (!client.isOpen) {
     await connectWithin(client, timeoutMs, redactUrl(opts.url));
   }
-  return new RedisStore(client, keys, owned, timeoutMs, onError);
+  return new RedisStore(client, keys, owned, timeoutMs, onError, opts.clock ?? systemClock);
 }
 
 async function connectWithin(client: RedisClientType, timeoutMs: number, target: string): Promise<void> {
@@ -168,6 +171,7 @@ export class RedisStore implements Store {
     private readonly ownsClient: boolean,
     private readonly connectTimeoutMs: number,
     private readonly onError: (err: Error) => void,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   private async run<T>(script: LuaScript, keys: string[], args: string[]): Promise<T> {
@@ -255,7 +259,7 @@ export class RedisStore implements Store {
       refs.set(it.ref, it);
       result.stored.push(it.ref);
     });
-    const nowS = Date.now() / 1000;
+    const nowS = this.clock.nowMs() / 1000;
     await Promise.all(
       [...refs].map(([ref, it]) =>
         it
@@ -517,7 +521,7 @@ export class RedisStore implements Store {
   }
 
   private async append(q: QueueKeys, items: [id: string, json: string][]): Promise<number> {
-    const args = [String(Date.now()), String(QUEUE_DEDUPE_TTL_MS), ...items.flat()];
+    const args = [String(this.clock.nowMs()), String(QUEUE_DEDUPE_TTL_MS), ...items.flat()];
     return this.run<number>(QUEUE_APPEND, this.queueKeys(q), args);
   }
 
@@ -539,7 +543,7 @@ export class RedisStore implements Store {
    * fan-out to N clients is one round trip and N commands, not N round trips of two commands.
    */
   async appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void> {
-    const now = String(Date.now());
+    const now = String(this.clock.nowMs());
     // node-redis arms a timer (AbortSignal.timeout, its 5 s default) for every command, which cost
     // more node CPU than the append itself (measured: 1000 appends 37 ms → 12 ms without). The
     // appends of one fan-out share a single timer instead.
@@ -641,7 +645,7 @@ export class RedisStore implements Store {
 
   async enqueueOutbox(peer: string, items: OutboxItem[]): Promise<void> {
     if (items.length === 0) return;
-    const at = Date.now();
+    const at = this.clock.nowMs();
     await this.append(
       this.keys.outbox(peer),
       items.map((item) => [item.id, JSON.stringify({ at, item })]),
