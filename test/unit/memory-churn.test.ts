@@ -7,25 +7,12 @@
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import type { Clock } from "../../src/domain/types.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import type { GroupRecord, InboxItem, LogEntry } from "../../src/store/port.js";
+import { FakeClock } from "../helpers/clock.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
-
-class FakeClock implements Clock {
-  constructor(private ms = 1_800_000_000_000) {}
-  nowMs(): number {
-    return this.ms;
-  }
-  nowSeconds(): number {
-    return Math.floor(this.ms / 1000);
-  }
-  advance(ms: number): void {
-    this.ms += ms;
-  }
-}
 
 const RETENTION_MS = 60_000;
 const GRACE_MS = 5_000;
