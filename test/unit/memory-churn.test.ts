@@ -63,12 +63,12 @@ describe("the memory store under churn", () => {
 
     await churn(store, clock, "g1", 0, WARM_UP); // longer than the retention period (80 s of fake time)
     // Heap first, then a use of the store: it must still be alive when the heap is measured.
-    const warm = { heap: heapMb(), sizes: store.sizes() };
+    const warm = { heap: heapMb(), sizes: store.sizes(), rssMb: process.memoryUsage().rss / 2 ** 20 };
     await churn(store, clock, "g1", WARM_UP, 20_000);
     const done = { heap: heapMb(), sizes: store.sizes(), rssMb: process.memoryUsage().rss / 2 ** 20 };
     console.log(
       `memory store churn: after ${WARM_UP} messages ${JSON.stringify(warm.sizes)} heap ${warm.heap.toFixed(1)} MB; ` +
-        `after 20,000 ${JSON.stringify(done.sizes)} heap ${done.heap.toFixed(1)} MB (growth ${(done.heap - warm.heap).toFixed(1)} MB), rss ${done.rssMb.toFixed(0)} MB`,
+        `after 20,000 ${JSON.stringify(done.sizes)} heap ${done.heap.toFixed(1)} MB (growth ${(done.heap - warm.heap).toFixed(1)} MB), rss ${warm.rssMb.toFixed(0)} → ${done.rssMb.toFixed(0)} MB`,
     );
 
     // Delivered entries stay for the grace period (plus one unacknowledged batch), answers and
