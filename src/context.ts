@@ -78,7 +78,7 @@ export class AppContext {
         ? await (
             await import("./store/redis.js")
           ).createRedisStore({ url: config.store.redisUrl, prefix: config.store.prefix, clock })
-        : new MemoryStore({ clock }));
+        : new MemoryStore({ clock, trimHubLogs: Object.keys(config.federation.peers).length === 0 }));
     const peerClient = new PeerClient({
       domain: config.domain,
       peers: config.federation.peers,

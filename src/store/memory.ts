@@ -65,6 +65,12 @@ export interface MemoryStoreOptions {
   retentionMs?: number;
   /** How long a log entry every recipient and peer has is still kept (catch-up reads). */
   deliveredGraceMs?: number;
+  /**
+   * Trim the logs of groups ordered here (replica logs are always trimmed). Only safe on a DS
+   * without federation peers: a follower that joins a group later fills its replica from seq 1,
+   * and the federation API cannot say where a trimmed log starts. Off by default.
+   */
+  trimHubLogs?: boolean;
 }
 
 /** Expired revocations are swept once this many are held. */
@@ -82,11 +88,12 @@ function itemId(item: InboxItem): string {
  * The embedded store: everything in process memory, every decision synchronous (hence atomic).
  * State is lost on exit; use it for development, demos and tests, Redis for deployments.
  *
- * Bounded under churn: a log entry goes once every recipient acknowledged it and every peer
- * received it (after DELIVERED_GRACE_MS), or after the retention period; answers, dedupe ids and
- * the commit log expire after the retention period, as Redis's dedupe sets do. One exception:
- * the log of a group with members on other providers is kept whole, because a follower joining
- * later fills its replica from seq 1 (the federation API has no way to say where a log starts).
+ * Bounded under churn: answers, dedupe ids and the commit log expire after the retention period,
+ * as Redis's dedupe sets do, and a replica's log entry goes once every local recipient has
+ * acknowledged it (after DELIVERED_GRACE_MS) or after the retention period. The logs of groups
+ * ordered here are trimmed the same way only with `trimHubLogs` (a DS without peers): a follower
+ * that joins a group later fills its replica from seq 1, and the federation API has no way to
+ * say where a trimmed log starts.
  */
 export class MemoryStore implements Store {
   readonly kind = "memory" as const;
@@ -106,8 +113,10 @@ export class MemoryStore implements Store {
   private readonly clock: Clock;
   private readonly retentionMs: number;
   private readonly deliveredGraceMs: number;
+  private readonly trimHubLogs: boolean;
 
   constructor(opts: MemoryStoreOptions = {}) {
+    this.trimHubLogs = opts.trimHubLogs ?? false;
     this.clock = opts.clock ?? systemClock;
     this.retentionMs = opts.retentionMs ?? QUEUE_DEDUPE_TTL_MS;
     this.deliveredGraceMs = opts.deliveredGraceMs ?? DELIVERED_GRACE_MS;
@@ -544,7 +553,7 @@ export class MemoryStore implements Store {
     let n = 0;
     while (n < g.commitLog.length && g.commitLog[n]!.at <= expired) n++;
     if (n > 0) g.commitLog.splice(0, n);
-    if (!g.replica && g.record.members.some((m) => domainOf(m) !== g.record.hub)) return; // see the class comment
+    if (!g.replica && (!this.trimHubLogs || g.record.members.some((m) => domainOf(m) !== g.record.hub))) return;
     for (let h = g.log.get(g.floor + 1); h; h = g.log.get(g.floor + 1)) {
       const delivered = h.deliveredAt !== undefined && h.deliveredAt <= now - this.deliveredGraceMs;
       if (!delivered && h.at > expired) break;

@@ -58,7 +58,7 @@ function heapMb(): number {
 describe("the memory store under churn", () => {
   it("holds a bounded amount after warm-up: 20,000 acknowledged messages", async () => {
     const clock = new FakeClock();
-    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS, trimHubLogs: true });
     await store.createGroup(group("g1", [alice, bob, carol]));
 
     await churn(store, clock, "g1", 0, WARM_UP); // longer than the retention period (80 s of fake time)
@@ -84,7 +84,7 @@ describe("the memory store under churn", () => {
 
   it("keeps what a member has not acknowledged until the retention period, then drops it", async () => {
     const clock = new FakeClock();
-    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS, trimHubLogs: true });
     await store.createGroup(group("g1", [alice, bob]));
     const sent = await store.submit(
       "g1",
@@ -116,7 +116,7 @@ describe("the memory store under churn", () => {
 
   it("keeps an acknowledged entry readable for the grace period", async () => {
     const clock = new FakeClock();
-    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS, trimHubLogs: true });
     await store.createGroup(group("g1", [alice, bob]));
     await store.submit("g1", { kind: "application", sender: alice, epoch: 0, sha256: "s1", message: "m1" }, clock.nowMs());
     await store.appendInbox(bob, [{ kind: "ref", groupId: "g1", seq: 1 }]);
@@ -130,9 +130,23 @@ describe("the memory store under churn", () => {
     expect(await store.readLog("g1", 0, 10)).toEqual([]);
   });
 
-  it("keeps the whole log of a group with members on other providers (a joining follower fills from seq 1)", async () => {
+  it("keeps hub logs whole without trimHubLogs (a DS with peers), and still expires answers", async () => {
     const clock = new FakeClock();
     const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
+    await store.createGroup(group("g1", [alice, bob]));
+    await store.submit("g1", { kind: "application", sender: alice, epoch: 0, sha256: "s1", message: "m1" }, clock.nowMs());
+    await store.appendInbox(bob, [{ kind: "ref", groupId: "g1", seq: 1 }]);
+    await store.markDispatched("g1", 1);
+    await store.ackInbox(bob, 1);
+    clock.advance(2 * RETENTION_MS);
+    await store.markDispatched("g1", 1);
+    expect((await store.readLog("g1", 0, 10)).map((e) => e.seq)).toEqual([1]);
+    expect(store.sizes()).toMatchObject({ logEntries: 1, answers: 0 });
+  });
+
+  it("keeps the whole log of a group with members on other providers (a joining follower fills from seq 1)", async () => {
+    const clock = new FakeClock();
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS, trimHubLogs: true });
     await store.createGroup(group("g1", [alice, "dave@b.example/phone"]));
     await store.submit("g1", { kind: "application", sender: alice, epoch: 0, sha256: "s1", message: "m1" }, clock.nowMs());
     await store.enqueueOutbox("b.example", [{ id: "g1:1", groupId: "g1", seq: 1 }]);
@@ -145,7 +159,7 @@ describe("the memory store under churn", () => {
 
   it("on a replica, counts trimmed entries as held: a redelivery is not new and the log stays contiguous", async () => {
     const clock = new FakeClock();
-    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS, trimHubLogs: true });
     const record = { ...group("g2", [bob, "erin@b.example/phone"], "b.example") };
     const entry = (seq: number): LogEntry => ({
       seq,
@@ -171,7 +185,7 @@ describe("the memory store under churn", () => {
 
   it("forgets inbox dedupe ids after the retention period, as Redis prunes its seen set", async () => {
     const clock = new FakeClock();
-    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS, trimHubLogs: true });
     const notice: InboxItem = { kind: "notice", id: "n1", type: "device_update", body: {} };
     await store.appendInbox(bob, [notice]);
     await store.ackInbox(bob, 1);
