@@ -14,7 +14,7 @@ import { ConfigError, DeliveryService, loadConfig } from "../../src/index.js";
 import { MlsClient } from "../../src/client/index.js";
 import { freePort } from "../helpers/global-setup.js";
 import { redisUrl, startProvider, stopAll, testKey, uniquePrefix, type Provider } from "../helpers/providers.js";
-import { RedisProcess, rawCommand, sleep } from "../faults/processes.js";
+import { RedisProcess, rawBulk, rawCommand, sleep } from "../faults/processes.js";
 
 interface Answer {
   status: number;
@@ -130,6 +130,61 @@ describe("Redis loading its data set", () => {
     expect(after.body).toMatchObject({ groupId, epoch: 0 });
     // The data set came back whole (marker included): no store reset.
     expect(await get(`${a.url}/readyz`)).toMatchObject({ status: 200, body: { status: "ready" } });
+  });
+});
+
+/** How many LOADING refusals Redis has answered so far (INFO errorstats; INFO itself is allowed while loading). */
+async function loadingRefusals(port: number): Promise<number> {
+  return Number(/errorstat_LOADING:count=(\d+)/.exec(await rawBulk(port, "INFO errorstats"))?.[1] ?? 0);
+}
+
+describe("a DS starting while Redis loads its data set", () => {
+  let redis: RedisProcess;
+  let ds: DeliveryService | undefined;
+
+  beforeAll(async () => {
+    redis = await RedisProcess.start("everysec", ["--enable-debug-command", "local"]);
+  });
+  afterAll(async () => {
+    await ds?.close(); // also after a failed start: its Redis client must not keep reconnecting
+    await redis?.stop();
+  });
+
+  it("waits for LOADING to end instead of failing, then starts", async () => {
+    await withAdmin(redis.url, async (admin) => {
+      await admin.sendCommand(["DEBUG", "POPULATE", "4000", "filler", "64"]);
+      await admin.sendCommand(["BGREWRITEAOF"]);
+      await until(
+        "the AOF rewrite",
+        () => admin.info("persistence"),
+        (info) => /aof_rewrite_in_progress:0/.test(info) && /aof_rewrite_scheduled:0/.test(info),
+      );
+    });
+    await redis.kill9();
+    await redis.restart({
+      args: ["--key-load-delay", "5000", "--loading-process-events-interval-bytes", "1024"],
+      until: "answering",
+    });
+    const before = await loadingRefusals(redis.port);
+
+    let settled = false;
+    const config = loadConfig({
+      overrides: { domain: "a.example", port: 0, logLevel: "silent", ...redisConfig(redis.url, uniquePrefix()) },
+    });
+    ds = await DeliveryService.create(config, { signingKey: await testKey() });
+    const starting = ds.start().finally(() => (settled = true));
+    starting.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
+    // The DS was refused with LOADING more than once (it retried) and is still starting.
+    await until(
+      "the DS's attempts",
+      () => loadingRefusals(redis.port),
+      (n) => n >= before + 2,
+    );
+    expect(settled).toBe(false);
+
+    expect(await rawCommand(redis.port, "CONFIG SET key-load-delay 0")).toBe("+OK");
+    await starting;
+    expect(await get(`${ds.url}/readyz`)).toMatchObject({ status: 200, body: { status: "ready" } });
   });
 });
 

@@ -37,6 +37,30 @@ export function rawCommand(port: number, command: string): Promise<string> {
   });
 }
 
+/** One command over a raw socket; resolves with the whole reply of a bulk string (e.g. INFO), "" on failure. */
+export function rawBulk(port: number, command: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    let data = Buffer.alloc(0);
+    const done = (text: string) => {
+      s.destroy();
+      resolve(text);
+    };
+    s.setTimeout(2000, () => done(""));
+    s.once("connect", () => s.write(`${command}\r\n`));
+    s.on("data", (d: Buffer) => {
+      data = Buffer.concat([data, d]);
+      const end = data.indexOf("\r\n");
+      if (end < 0) return;
+      const head = data.subarray(0, end).toString();
+      if (!head.startsWith("$")) return done(head);
+      const length = Number(head.slice(1));
+      if (data.length >= end + 2 + length) done(data.subarray(end + 2, end + 2 + length).toString());
+    });
+    s.once("error", () => done(""));
+  });
+}
+
 /** One PING over a raw socket: true once the server answers +PONG (not -LOADING while it replays the AOF). */
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -138,7 +162,9 @@ export class RedisProcess {
     this.child = undefined;
     if (child) {
       child.kill("SIGTERM");
-      await Promise.race([exited(child), sleep(5000)]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited(child), new Promise<void>((r) => (timer = setTimeout(r, 5000)))]);
+      clearTimeout(timer); // a pending 5 s timer would keep jest from exiting
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGKILL");
         await exited(child);
