@@ -107,9 +107,15 @@ export class AppContext {
       clock,
     );
     const dispatcher = new Dispatcher(config.domain, store, outbox, log.child({ part: "fanout" }));
-    const replica = new ReplicaSync(config.domain, store, peers, dispatcher, log.child({ part: "replica" }), {
-      onCommitConflict: () => metrics.commitConflicts.inc(),
-    });
+    const replica = new ReplicaSync(
+      config.domain,
+      store,
+      peers,
+      dispatcher,
+      log.child({ part: "replica" }),
+      { onCommitConflict: () => metrics.commitConflicts.inc() },
+      clock,
+    );
     const devices = new DeviceNotifier(config.domain, store, peers, log.child({ part: "devices" }));
     const { limits } = config;
     // A deletion must outlive every token issued before it: the longest lifetime any token may have.

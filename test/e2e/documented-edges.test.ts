@@ -49,7 +49,12 @@ describe("edges of the client API, as docs/API.md states them", () => {
   it("counts device-set changes in the device-list version, not KeyPackage changes, and lists the virtual client", async () => {
     const dave = await MlsClient.connect(a.url, "dave@a.example/phone");
     const v1 = await dave.api.devices("dave@a.example");
-    expect(v1).toEqual({ user: "dave@a.example", version: 1, devices: [{ client: "dave@a.example/phone", cipherSuites: [] }] });
+    expect(v1).toMatchObject({
+      user: "dave@a.example",
+      version: 1,
+      devices: [{ client: "dave@a.example/phone", cipherSuites: [] }],
+    });
+    expect(v1.devices).toHaveLength(1);
     await dave.publishKeyPackages(2);
     expect(await dave.api.devices("dave@a.example")).toMatchObject({ version: 1, devices: [{ cipherSuites: [1] }] });
 
@@ -63,7 +68,7 @@ describe("edges of the client API, as docs/API.md states them", () => {
       "dave@a.example/laptop",
       "dave@a.example/phone",
     ]);
-    expect(withVirtual.devices[0]).toEqual({ client: "dave@a.example/*", cipherSuites: [1] });
+    expect(withVirtual.devices[0]).toMatchObject({ client: "dave@a.example/*", cipherSuites: [1] });
 
     await dave.api.removeDevice("dave@a.example/*");
     await dave.api.removeDevice("dave@a.example/laptop");
