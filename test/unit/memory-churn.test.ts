@@ -170,16 +170,21 @@ describe("the memory store under churn", () => {
       sha256: `h${seq}`,
       recipients: [bob],
     });
-    expect(await store.putReplicaEntries(record, [entry(1), entry(2)])).toHaveLength(2);
+    const fresh = async (entries: LogEntry[]) => {
+      const written = await store.putReplicaEntries(record, entries);
+      if (!written.ok) throw new Error(`replica write refused: ${written.code}`);
+      return written.fresh;
+    };
+    expect(await fresh([entry(1), entry(2)])).toHaveLength(2);
     await store.appendInbox(
       bob,
       [1, 2].map((seq) => ({ kind: "ref" as const, groupId: "g2", seq })),
     );
     await store.ackInbox(bob, 2);
     clock.advance(GRACE_MS + 1);
-    expect(await store.putReplicaEntries(record, [entry(3)])).toHaveLength(1);
+    expect(await fresh([entry(3)])).toHaveLength(1);
     expect((await store.readLog("g2", 0, 10)).map((e) => e.seq)).toEqual([3]);
-    expect(await store.putReplicaEntries(record, [entry(1), entry(2)])).toEqual([]);
+    expect(await fresh([entry(1), entry(2)])).toEqual([]);
     expect(await store.contiguousSeq("g2")).toBe(3);
   });
 
