@@ -41,16 +41,19 @@ describe("store outages answer 503 unavailable", () => {
       body: (await res.json()) as { error?: { code: string } },
     };
   };
-  const token = async () =>
-    (
-      (await (
-        await fetch(`${a.url}/v1/dev/token`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ client: alice.id }),
-        })
-      ).json()) as { token: string }
-    ).token;
+  // One token for every call (a failed token request must show as itself, not as a 401 later).
+  let bearer: string | undefined;
+  const token = async () => {
+    if (bearer) return bearer;
+    const res = await fetch(`${a.url}/v1/dev/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ client: alice.id }),
+    });
+    if (res.status !== 200) throw new Error(`dev token: ${res.status} ${await res.text()}`);
+    bearer = ((await res.json()) as { token: string }).token;
+    return bearer;
+  };
 
   it.each([
     ["a dropped connection", () => new SocketClosedUnexpectedlyError()],

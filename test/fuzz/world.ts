@@ -319,7 +319,7 @@ export function fingerprint(store: Store): string {
   ]);
   // Configuration and bookkeeping that is no stored state: the integrity marker (random per
   // process), sweep thresholds, the clock and the retention settings.
-  for (const k of ["integrity", "sweepAt", "clock", "retentionMs", "deliveredGraceMs"]) known.add(k);
+  for (const k of ["integrity", "sweepAt", "clock", "retentionMs", "deliveredGraceMs", "trimHubLogs"]) known.add(k);
   const unknown = Object.keys(m).filter((k) => !known.has(k));
   if (unknown.length) throw new Error(`MemoryStore has state the fuzz fingerprint does not cover: ${unknown.join(", ")}`);
   const h = createHash("sha256");
