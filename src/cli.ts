@@ -32,6 +32,35 @@ program
     process.stdout.write(`wrote ${opts.alg} key ${jwk.kid} to ${opts.out}\n`);
   });
 
+const storeCommand = program.command("store").description("inspect the store, acknowledge a detected store reset");
+
+storeCommand
+  .command("status")
+  .description("print whether the store persists, its marker, and any detected reset")
+  .option("-c, --config <file>", "JSON config file (or MLSFEDGATE_CONFIG)")
+  .action(async (opts: { config?: string }) => {
+    const { openStore } = await import("./store/open.js");
+    await using store = await openStore(loadConfig({ env: process.env, ...(opts.config ? { file: opts.config } : {}) }));
+    const [persistence, integrity] = [await store.persistence(), await store.readIntegrity()];
+    process.stdout.write(JSON.stringify({ kind: store.kind, persistence, ...integrity }, null, 2) + "\n");
+  });
+
+storeCommand
+  .command("ack-reset")
+  .description("acknowledge that the store lost its data: write a new marker so the DS accepts writes again")
+  .option("-c, --config <file>", "JSON config file (or MLSFEDGATE_CONFIG)")
+  .action(async (opts: { config?: string }) => {
+    const { openStore } = await import("./store/open.js");
+    const { acknowledgeStoreReset } = await import("./store/integrity.js");
+    const { systemClock } = await import("./domain/types.js");
+    await using store = await openStore(loadConfig({ env: process.env, ...(opts.config ? { file: opts.config } : {}) }));
+    const { previous, marker } = await acknowledgeStoreReset(store, systemClock);
+    const what = previous
+      ? `reset detected at ${new Date(previous.detectedAt).toISOString()} (${previous.reason})`
+      : "no reset was flagged";
+    process.stdout.write(`acknowledged: ${what}; new store marker ${marker.id}; running replicas resume within seconds\n`);
+  });
+
 program
   .command("demo")
   .description("start providers a.example and b.example on loopback and run a scripted conversation")

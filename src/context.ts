@@ -22,6 +22,7 @@ import { PeerClient } from "./federation/peer-client.js";
 import { ClientAuth } from "./http/client-auth.js";
 import { Metrics } from "./metrics.js";
 import { useMlsCrypto } from "./mls/suites.js";
+import { StoreIntegrity } from "./store/integrity.js";
 import { MemoryStore } from "./store/memory.js";
 import type { Store } from "./store/port.js";
 import type { RedisStore } from "./store/redis.js";
@@ -73,6 +74,7 @@ export class AppContext {
     readonly devices: DeviceNotifier,
     readonly limiters: RateLimiters,
     readonly revocations: DeviceRevocations,
+    readonly integrity: StoreIntegrity,
     readonly mimi?: MimiContext,
   ) {}
 
@@ -87,8 +89,10 @@ export class AppContext {
     const store: Store =
       overrides.store ??
       (config.store.kind === "redis"
-        ? await (await import("./store/redis.js")).createRedisStore({ url: config.store.redisUrl, prefix: config.store.prefix })
-        : new MemoryStore());
+        ? await (
+            await import("./store/redis.js")
+          ).createRedisStore({ url: config.store.redisUrl, prefix: config.store.prefix, clock })
+        : new MemoryStore({ clock, trimHubLogs: Object.keys(config.federation.peers).length === 0 }));
     const peerClient = new PeerClient({
       domain: config.domain,
       peers: config.federation.peers,
@@ -97,6 +101,7 @@ export class AppContext {
       timeoutMs: config.federation.requestTimeoutMs,
       discoveryCacheSeconds: config.federation.discoveryCacheSeconds,
       maxResponseBytes: Math.max(config.limits.bodyBytes, 64 * 1024 * 1024),
+      clock,
       onRequest: (peer, path) =>
         metrics.s2sRequests.inc({ peer, path: path.replace(/\/groups\/[^/?]+/, "/groups/:id").split("?")[0] }),
     });
@@ -123,7 +128,7 @@ export class AppContext {
         clock,
       );
     const peers = protocolRouter(new FederationGateway(peerClient), mimiGateway, (d) => !!mimi?.client.speaksMimi(d));
-    const auth = await ClientAuth.create(config);
+    const auth = await ClientAuth.create(config, clock);
     const outbox = new OutboxWorker(
       store,
       peerClient,
@@ -136,11 +141,18 @@ export class AppContext {
       overrides.hooks?.tamperDelivery,
       (peer, count) => metrics.refused.inc({ peer }, count),
       mimi && new MimiDelivery(config.domain, mimi.client, store, clock),
+      clock,
     );
     const dispatcher = new Dispatcher(config.domain, store, outbox, log.child({ part: "fanout" }));
-    const replica = new ReplicaSync(config.domain, store, peers, dispatcher, log.child({ part: "replica" }), {
-      onCommitConflict: () => metrics.commitConflicts.inc(),
-    });
+    const replica = new ReplicaSync(
+      config.domain,
+      store,
+      peers,
+      dispatcher,
+      log.child({ part: "replica" }),
+      { onCommitConflict: () => metrics.commitConflicts.inc() },
+      clock,
+    );
     const devices = new DeviceNotifier(config.domain, store, peers, log.child({ part: "devices" }));
     const { limits } = config;
     // A deletion must outlive every token issued before it: the longest lifetime any token may have.
@@ -203,11 +215,13 @@ export class AppContext {
       devices,
       limiters,
       revocations,
+      new StoreIntegrity(store, clock, log.child({ part: "store" })),
       mimi,
     );
   }
 
   async close(): Promise<void> {
+    this.integrity.stop();
     await this.outbox.stop();
     await this.peerClient.close();
     await this.mimi?.client.close();

@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { MlsClient } from "./client/index.js";
 import { loadConfig } from "./config/load.js";
 import { DeliveryService } from "./index.js";
+import { systemClock } from "./clock.js";
 
 /** Finds config/ whether we run from src/ (tsx) or dist/src/ (built). */
 function configDir(): string {
@@ -87,10 +88,10 @@ export async function runDemo(opts: {
       await c.syncUntil((ev) => ev.some((e) => e.kind === "joined"));
       print(`6. ${c.id} finds the Welcome in its inbox on b.example and joins`);
     }
-    const sentAt = Date.now();
+    const sentAt = systemClock.nowMs();
     await alice.send(groupId, "Hello from a.example!");
     const got = await bob.syncUntil((ev) => ev.some((e) => e.kind === "message"));
-    const latency = Date.now() - sentAt;
+    const latency = systemClock.nowMs() - sentAt;
     const msg = got.find((e) => e.kind === "message");
     print(
       `7. bob decrypts on b.example: "${msg?.kind === "message" ? msg.text : "?"}" (${latency} ms from alice's send to bob's plaintext)`,

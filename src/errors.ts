@@ -31,6 +31,7 @@ export const errorStatus = {
   peer_error: 502,
   replayed_request: 401,
   unavailable: 503,
+  store_reset: 503,
   internal: 500,
 } as const satisfies Record<string, number>;
 

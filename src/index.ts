@@ -8,6 +8,24 @@ import { buildApp } from "./http/app.js";
 import { createHttpServer } from "./http/server.js";
 import { mimiApp } from "./federation/mimi/routes.js";
 import { serverTlsOptions } from "./federation/mimi/tls.js";
+import { ConfigError } from "./config/load.js";
+import type { Clock } from "./domain/types.js";
+import { transientRedisReply } from "./store/errors.js";
+
+/** How long start() waits for a store that is still loading its data set (LOADING). */
+const STORE_STARTUP_WAIT_MS = 120_000;
+
+async function untilLoaded<T>(clock: Clock, step: () => Promise<T>): Promise<T> {
+  const deadline = clock.nowMs() + STORE_STARTUP_WAIT_MS;
+  for (;;) {
+    try {
+      return await step();
+    } catch (err) {
+      if (transientRedisReply(err) !== "LOADING" || clock.nowMs() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
 
 export { loadConfig, ConfigError } from "./config/load.js";
 export type { Config } from "./config/schema.js";
@@ -45,7 +63,9 @@ export class DeliveryService {
   }
 
   async start(): Promise<this> {
-    const app = buildApp(this.ctx, { ready: () => this.ctx.store.ping() });
+    await this.checkStore();
+    const requirePersistence = this.ctx.config.store.requirePersistence;
+    const app = buildApp(this.ctx, { ready: () => this.ctx.integrity.readiness(requirePersistence) });
     await new Promise<void>((resolve, reject) => {
       const server = createHttpServer(this.ctx, app);
       server.once("error", reject);
@@ -76,6 +96,26 @@ export class DeliveryService {
     }, 30_000);
     this.recovery.unref();
     return this;
+  }
+
+  /**
+   * Before listening: report whether the store persists (and refuse to start without it when
+   * store.requirePersistence is on), and check its marker (store/integrity.ts). A Redis still
+   * loading its data set answers LOADING: wait for it, within STORE_STARTUP_WAIT_MS.
+   */
+  private async checkStore(): Promise<void> {
+    const { store, integrity, log, config, clock } = this.ctx;
+    const report = await untilLoaded(clock, () => integrity.persistence());
+    log.info({ store: store.kind, persistent: report.persistent, detail: report.detail }, "store persistence");
+    if (config.store.requirePersistence && report.persistent !== true) {
+      const what = report.persistent === false ? "persists nothing" : "does not say whether it persists";
+      throw new ConfigError(
+        "store.requirePersistence",
+        `the ${store.kind} store ${what} (${report.detail}); turn on AOF or RDB snapshots, or set store.requirePersistence to false`,
+      );
+    }
+    await untilLoaded(clock, () => integrity.check());
+    integrity.watch();
   }
 
   /** Graceful: stop accepting, let in-flight requests finish, stop the outbox, close the store. */

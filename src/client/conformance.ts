@@ -1,5 +1,6 @@
 import { FedgateError, type FedgateApi } from "./api.js";
 import { MlsClient, type MlsEvent } from "./mls-client.js";
+import { systemClock } from "../clock.js";
 
 /**
  * Cross-provider conformance checks, runnable against ANY two deployments (`mls-fedgate
@@ -81,16 +82,16 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   const timeoutMs = opts.timeoutMs ?? 15_000;
   let failedHard = false;
   const check = async (name: string, fn: () => Promise<string>): Promise<void> => {
-    const started = Date.now();
+    const started = systemClock.nowMs();
     if (failedHard) {
       results.push({ name, ok: false, ms: 0, detail: "skipped: an earlier check it depends on failed" });
       return;
     }
     try {
       const detail = await fn();
-      results.push({ name, ok: true, ms: Date.now() - started, detail });
+      results.push({ name, ok: true, ms: systemClock.nowMs() - started, detail });
     } catch (e) {
-      results.push({ name, ok: false, ms: Date.now() - started, detail: e instanceof Error ? e.message : String(e) });
+      results.push({ name, ok: false, ms: systemClock.nowMs() - started, detail: e instanceof Error ? e.message : String(e) });
     }
   };
   const essential = () => {
@@ -189,10 +190,10 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
   essential();
 
   await check("application messages cross providers both ways and decrypt", async () => {
-    const t0 = Date.now();
+    const t0 = systemClock.nowMs();
     await alice.send(groupId, "ping from A");
     await bob.syncUntil((ev) => texts(ev).includes("ping from A"), timeoutMs);
-    const ab = Date.now() - t0;
+    const ab = systemClock.nowMs() - t0;
     await bob.send(groupId, "pong from B");
     await alice.syncUntil((ev) => texts(ev).includes("pong from B"), timeoutMs);
     await carol.syncUntil((ev) => texts(ev).includes("pong from B") || texts(ev).includes("ping from A"), timeoutMs);

@@ -1,4 +1,5 @@
 import { FedgateError, type FedgateApi, type InboxEntry } from "./api.js";
+import { systemClock, type Clock } from "../clock.js";
 
 /** What processing inbox entries yields, whatever MLS implementation processes them. */
 export type MlsEvent =
@@ -18,6 +19,8 @@ export interface InboxReaderOptions {
   saveCursor?: (cursor: number) => Promise<void>;
   /** Called after each processed batch (e.g. a KeyPackage top-up that an entry asked for). */
   afterBatch?: () => Promise<void>;
+  /** Deadlines of syncUntil (src/clock.ts); a test may pass a fake. */
+  clock?: Clock;
 }
 
 const RECONNECT_FIRST_MS = 1000;
@@ -99,14 +102,15 @@ export class InboxReader {
    */
   async syncUntil(want: (events: MlsEvent[]) => boolean, timeoutMs = 10_000): Promise<MlsEvent[]> {
     const events: MlsEvent[] = [];
-    const deadline = Date.now() + timeoutMs;
+    const clock = this.opts.clock ?? systemClock;
+    const deadline = clock.nowMs() + timeoutMs;
     while (!want(events)) {
-      if (Date.now() > deadline) {
+      if (clock.nowMs() > deadline) {
         throw new Error(
           `${this.api.client}: timed out after ${timeoutMs} ms (events: ${events.map((e) => e.kind).join(",") || "none"})`,
         );
       }
-      events.push(...(await this.sync({ waitMs: Math.min(500, Math.max(1, deadline - Date.now())) })));
+      events.push(...(await this.sync({ waitMs: Math.min(500, Math.max(1, deadline - clock.nowMs())) })));
     }
     return events;
   }

@@ -11,6 +11,7 @@ import type { FedgateApi } from "./api.js";
 import { toB64u } from "./b64.js";
 import type { ClientStorage, StoredKeyPackage } from "./storage.js";
 import { identityBytes, type IdentityScheme } from "../mls/identity.js";
+import { systemClock, type Clock } from "../clock.js";
 
 const utf8 = new TextEncoder();
 const LAST_RESORT = 0x000a;
@@ -40,6 +41,7 @@ export class KeyPackagePool {
     private readonly cs: CiphersuiteImpl,
     private readonly storage: ClientStorage,
     private readonly identityScheme: IdentityScheme,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   private get user(): string {
@@ -114,7 +116,7 @@ export class KeyPackagePool {
   private async generate(lastResort: boolean, opts: PublishOptions): Promise<[string, HeldKeyPackage]> {
     // Single-client mode: KeyPackages of the user's virtual client, shared by all its devices.
     const identity = opts.virtual ? utf8.encode(`${this.user}/*`) : identityBytes(this.api.client, this.identityScheme);
-    const now = BigInt(Math.floor(Date.now() / 1000));
+    const now = BigInt(this.clock.nowSeconds());
     const lifetime = { notBefore: now - 60n, notAfter: now + BigInt(opts.lifetimeSeconds ?? 30 * 24 * 3600) };
     const credential = { credentialType: "basic" as const, identity };
     const extensions = lastResort ? [{ extensionType: LAST_RESORT, extensionData: new Uint8Array() }] : [];

@@ -34,6 +34,7 @@ import { fromB64u, toB64u } from "./b64.js";
 import type { EpochSnapshot, GroupEpochEvent } from "./call-keys.js";
 import { MemoryClientStorage, type ClientStorage } from "./storage.js";
 import { KeyPackagePool, type PublishOptions } from "./key-package-pool.js";
+import { systemClock, type Clock } from "../clock.js";
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
@@ -64,6 +65,8 @@ export interface MlsClientOptions {
    * top the pool up to `target`, with a last-resort package. Off by default.
    */
   replenish?: { target: number };
+  /** KeyPackage lifetimes and sync deadlines (src/clock.ts); a test may pass a fake. */
+  clock?: Clock;
 }
 
 interface GroupSlot {
@@ -110,14 +113,16 @@ export class MlsClient {
     readonly commitFormat: "public" | "private",
     readonly storage: ClientStorage,
     restored: { cursor: number; replenishTarget?: number },
+    private readonly clock: Clock = systemClock,
   ) {
     this.replenishTarget = restored.replenishTarget;
-    this.keyPackages = new KeyPackagePool(api, cs, storage, identityScheme);
+    this.keyPackages = new KeyPackagePool(api, cs, storage, identityScheme, clock);
     // Events a losing commit's catch-up produced go out with the next entry handled.
     this.inbox = new InboxReader(
       api,
       (entry) => this.serial(async () => [...this.undelivered.splice(0), ...(await this.handle(entry))]),
       {
+        clock,
         cursor: restored.cursor,
         saveCursor: (cursor) => storage.saveCursor(cursor),
         afterBatch: () => this.replenishIfLow(),
@@ -151,7 +156,7 @@ export class MlsClient {
       cursor: await storage.loadCursor(),
       ...(opts.replenish ? { replenishTarget: opts.replenish.target } : {}),
     };
-    const mls = new MlsClient(api, suite, cs, identityScheme, opts.commitFormat ?? "private", storage, restored);
+    const mls = new MlsClient(api, suite, cs, identityScheme, opts.commitFormat ?? "private", storage, restored, opts.clock);
     await mls.restore();
     return mls;
   }
@@ -253,7 +258,7 @@ export class MlsClient {
 
   private async freshKeyPackage() {
     const credential = { credentialType: "basic" as const, identity: identityBytes(this.id, this.identityScheme) };
-    const now = BigInt(Math.floor(Date.now() / 1000));
+    const now = BigInt(this.clock.nowSeconds());
     return generateKeyPackage(credential, defaultCapabilities(), { notBefore: now - 60n, notAfter: now + 86400n }, [], this.cs);
   }
 

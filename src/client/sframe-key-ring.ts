@@ -1,3 +1,4 @@
+import { systemClock as wallClock } from "../clock.js";
 import { ReplayWindow } from "./replay-window.js";
 import { SframeError, U64_MAX } from "./sframe-error.js";
 import { decodeSframeHeader } from "./sframe-header.js";
@@ -32,7 +33,7 @@ export interface CallClock {
 }
 
 export const systemClock: CallClock = {
-  now: () => Date.now(),
+  now: () => wallClock.nowMs(),
   setTimer(fn, ms) {
     const timer = setTimeout(fn, ms);
     // In Node, a pending erase must not keep the process alive; browsers have no unref.

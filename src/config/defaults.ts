@@ -10,7 +10,7 @@ export const defaultConfig: Config = {
   mlsCrypto: "node",
   identity: { schemes: ["fedgate"] },
   keyPackages: { lastResortBySlot: false },
-  store: { kind: "memory", redisUrl: "redis://127.0.0.1:6379", prefix: "mlsfg" },
+  store: { kind: "memory", redisUrl: "redis://127.0.0.1:6379", prefix: "mlsfg", requirePersistence: false },
   auth: {
     mode: "dev",
     algorithms: ["EdDSA", "ES256", "RS256"],

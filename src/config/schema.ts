@@ -55,6 +55,8 @@ export const configSchema = z.strictObject({
     kind: z.enum(["memory", "redis"]),
     redisUrl: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL"),
     prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only"),
+    /** Refuse to start on a store that does not persist (Redis without AOF or RDB, or the memory store). */
+    requirePersistence: z.boolean(),
   }),
   auth: z.strictObject({
     mode: z.enum(["dev", "jwt"]),

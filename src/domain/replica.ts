@@ -3,7 +3,7 @@ import { sha256Hex } from "../encoding.js";
 import { DsError, type ErrorCode } from "../errors.js";
 import { domainOf, type CommitLogEntry, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
 import type { DeliveredMessage, FanoutObserver, LocalInboxes } from "./fanout.js";
-import type { GroupView, PeerGateway } from "./types.js";
+import { systemClock, type Clock, type GroupView, type PeerGateway } from "./types.js";
 
 /**
  * Bounds of the gap fill (a follower pulling missing entries from the hub) done for one `deliver`
@@ -18,11 +18,17 @@ export class PullBudget {
   private requests = 0;
   private entries = 0;
   private gossips = 0;
-  private readonly started = Date.now();
+  private readonly started: number;
+
+  constructor(private readonly clock: Clock = systemClock) {
+    this.started = clock.nowMs();
+  }
 
   canPull(): boolean {
     return (
-      this.requests < GAP_FILL.maxRequests && this.entries < GAP_FILL.maxEntries && Date.now() - this.started < GAP_FILL.maxMs
+      this.requests < GAP_FILL.maxRequests &&
+      this.entries < GAP_FILL.maxEntries &&
+      this.clock.nowMs() - this.started < GAP_FILL.maxMs
     );
   }
 
@@ -73,6 +79,7 @@ export class ReplicaSync {
     private readonly inboxes: LocalInboxes,
     private readonly log: Logger,
     private readonly observer: FanoutObserver = {},
+    private readonly clock: Clock = systemClock,
   ) {}
 
   private serial<T>(groupId: string, work: () => Promise<T>): Promise<T> {
@@ -103,7 +110,7 @@ export class ReplicaSync {
       if (list) list.push(m);
       else byGroup.set(m.groupId, [m]);
     }
-    const budget = new PullBudget();
+    const budget = new PullBudget(this.clock);
     const refused: DeliveryRefusal[] = [];
     for (const [groupId, part] of byGroup) {
       const view = Object.hasOwn(views, groupId) ? views[groupId] : undefined;
@@ -121,7 +128,7 @@ export class ReplicaSync {
     groupId: string,
     view: GroupView | undefined,
     messages: DeliveredMessage[],
-    budget = new PullBudget(),
+    budget = new PullBudget(this.clock),
     requestId?: string,
   ): Promise<DeliveryRefusal[]> {
     const refuseAll = (code: ErrorCode, message: string): DeliveryRefusal[] =>
@@ -179,7 +186,7 @@ export class ReplicaSync {
   syncReplica(hub: string, groupId: string, requestId?: string): Promise<void> {
     return this.serial(groupId, async () => {
       const before = await this.store.contiguousSeq(groupId);
-      await this.inboxRange(groupId, before, await this.fillGap(hub, groupId, new PullBudget(), requestId));
+      await this.inboxRange(groupId, before, await this.fillGap(hub, groupId, new PullBudget(this.clock), requestId));
     });
   }
 

@@ -1,15 +1,7 @@
 import type { ClaimAnswer, ClaimRequest } from "./key-directory.js";
 import type { CommitLogEntry, DeviceList, GroupRecord, LogEntry } from "../store/port.js";
 
-export interface Clock {
-  nowMs(): number;
-  nowSeconds(): number;
-}
-
-export const systemClock: Clock = {
-  nowMs: () => Date.now(),
-  nowSeconds: () => Math.floor(Date.now() / 1000),
-};
+export { systemClock, type Clock } from "../clock.js";
 
 /** A submission forwarded from a follower to the hub, or answered locally. */
 export type SubmitBody = { kind: "commit"; bundle: CommitBundle; leaseToken?: string } | { kind: "message"; message: string };

@@ -8,6 +8,7 @@ import { domainOf, type Store } from "../store/port.js";
 
 const DEFAULT_PEER_BODY_LIMIT = 1 << 20;
 import type { PeerClient } from "./peer-client.js";
+import { systemClock, type Clock } from "../clock.js";
 
 /** Delivery to peers that speak another binding (MIMI `notify`); others get `deliver`. */
 export interface PeerDelivery {
@@ -42,6 +43,7 @@ export class OutboxWorker implements OutboxNotifier {
     private readonly tamper?: (peer: string, messages: DeliveredMessage[]) => DeliveredMessage[],
     private readonly onRefused?: (peer: string, count: number) => void,
     private readonly other?: PeerDelivery,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   start(): void {
@@ -143,7 +145,7 @@ export class OutboxWorker implements OutboxNotifier {
     }
     const oldest = (await this.store.outboxStats(peer)).oldestMs;
     await this.store.ackOutbox(peer, lastCursor);
-    this.onDelivered?.(peer, messages.length, oldest ? Date.now() - oldest : 0);
+    this.onDelivered?.(peer, messages.length, oldest ? this.clock.nowMs() - oldest : 0);
     return messages.length || 1;
   }
 

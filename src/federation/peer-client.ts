@@ -1,6 +1,7 @@
 import { Agent, request } from "undici";
 import type { JWK } from "jose";
 import { z } from "zod";
+import { systemClock, type Clock } from "../clock.js";
 import { DsError, isErrorCode } from "../errors.js";
 import type { SigningKey } from "./keys.js";
 import { signRequest, type PeerKeySource } from "./service-auth.js";
@@ -31,6 +32,7 @@ export interface PeerClientOptions {
   /** Largest answer body accepted from a peer. */
   maxResponseBytes: number;
   onRequest?: (peer: string, path: string) => void;
+  clock?: Clock;
 }
 
 /**
@@ -42,9 +44,11 @@ export class PeerClient implements PeerKeySource {
   private discoveries = new Map<string, { at: number; doc: Discovery }>();
   /** Peer domains come from untrusted input (user ids, paths, tokens): a Map, never a property lookup. */
   private readonly peers: ReadonlyMap<string, { url: string }>;
+  private readonly clock: Clock;
 
   constructor(private readonly opts: PeerClientOptions) {
     this.peers = new Map(Object.entries(opts.peers));
+    this.clock = opts.clock ?? systemClock;
     this.agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: 64,
@@ -70,13 +74,13 @@ export class PeerClient implements PeerKeySource {
 
   async discovery(domain: string, refresh = false): Promise<Discovery> {
     const cached = this.discoveries.get(domain);
-    if (cached && !refresh && Date.now() - cached.at < this.opts.discoveryCacheSeconds * 1000) return cached.doc;
+    if (cached && !refresh && this.clock.nowMs() - cached.at < this.opts.discoveryCacheSeconds * 1000) return cached.doc;
     const raw = await this.send(domain, "GET", "/.well-known/mls-federation", undefined, false);
     const parsed = discoverySchema.safeParse(raw);
     if (!parsed.success || parsed.data.domain !== domain) {
       throw new DsError("peer_error", `${domain} serves an invalid discovery document`);
     }
-    this.discoveries.set(domain, { at: Date.now(), doc: parsed.data });
+    this.discoveries.set(domain, { at: this.clock.nowMs(), doc: parsed.data });
     return parsed.data;
   }
 
@@ -87,7 +91,7 @@ export class PeerClient implements PeerKeySource {
     }
     // A forged token must not make us refetch on every request: at most one forced refresh per interval.
     const cached = this.discoveries.get(domain);
-    const allowRefresh = refresh && (!cached || Date.now() - cached.at > MIN_REFRESH_INTERVAL_MS);
+    const allowRefresh = refresh && (!cached || this.clock.nowMs() - cached.at > MIN_REFRESH_INTERVAL_MS);
     return (await this.discovery(domain, allowRefresh)).jwks.keys as JWK[];
   }
 
@@ -122,6 +126,7 @@ export class PeerClient implements PeerKeySource {
         domain,
         { method, path, body: bytes },
         this.opts.tokenTtlSeconds,
+        this.clock,
       );
       headers.authorization = `Bearer ${token}`;
     }

@@ -4,6 +4,7 @@ import { DsError } from "../errors.js";
 import { sha256B64u } from "../encoding.js";
 import type { ReplayStore } from "../store/port.js";
 import type { SigningKey } from "./keys.js";
+import { systemClock, type Clock } from "../clock.js";
 
 export const MAX_TOKEN_LIFETIME_S = 60;
 const TOKEN_TYPE = "mls-fedgate+jwt";
@@ -22,8 +23,9 @@ export async function signRequest(
   aud: string,
   req: RequestFacts,
   ttlSeconds: number,
+  clock: Clock = systemClock,
 ): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
+  const now = clock.nowSeconds();
   return new SignJWT({ htm: req.method.toUpperCase(), htu: req.path, bdh: sha256B64u(req.body) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: TOKEN_TYPE })
     .setIssuer(iss)
@@ -74,8 +76,9 @@ export async function verifyRequest(
   req: RequestFacts,
   peers: PeerKeySource,
   replay: ReplayStore,
+  clock: Clock = systemClock,
 ): Promise<string> {
-  return verifyRequestBody(await verifyRequestToken(authorization, myDomain, req, peers), req.body, replay);
+  return verifyRequestBody(await verifyRequestToken(authorization, myDomain, req, peers, clock), req.body, replay);
 }
 
 /** A federation token whose signature and claims verified; the body and the jti are still to check. */
@@ -94,6 +97,7 @@ export async function verifyRequestToken(
   myDomain: string,
   req: Omit<RequestFacts, "body">,
   peers: PeerKeySource,
+  clock: Clock = systemClock,
 ): Promise<VerifiedToken> {
   const { token, iss } = claimedPeer(authorization, peers);
 
@@ -104,6 +108,7 @@ export async function verifyRequestToken(
       algorithms: ["EdDSA", "ES256"],
       typ: TOKEN_TYPE,
       requiredClaims: ["iat", "exp", "jti", "htm", "htu", "bdh"],
+      currentDate: new Date(clock.nowMs()),
     });
   let payload;
   try {
@@ -129,7 +134,7 @@ export async function verifyRequestToken(
   if (typeof iat !== "number" || typeof exp !== "number" || exp - iat > MAX_TOKEN_LIFETIME_S) {
     throw refuse("bad_lifetime", `federation token must expire within ${MAX_TOKEN_LIFETIME_S} s of issue`);
   }
-  if (iat > Date.now() / 1000 + 30) throw refuse("bad_iat", "federation token is issued in the future");
+  if (iat > clock.nowMs() / 1000 + 30) throw refuse("bad_iat", "federation token is issued in the future");
   if (htm !== req.method.toUpperCase()) throw refuse("bad_htm", "federation token is for another method");
   if (htu !== req.path) throw refuse("bad_htu", "federation token is for another path");
   return { iss, claims: payload as Record<string, unknown> };

@@ -1,5 +1,6 @@
 import express, { type Express } from "express";
 import type { AppContext } from "../context.js";
+import type { StoreReadiness } from "../store/integrity.js";
 import { DsError } from "../errors.js";
 import { clientRoutes } from "./client-routes.js";
 import { clientCors } from "./cors.js";
@@ -9,7 +10,7 @@ import { discoveryDocument, federationRoutes } from "./federation-routes.js";
 import { errorHandler, locals, requestContext } from "./middleware.js";
 
 /** Builds the express app (client API, federation API, discovery, health, metrics); listening is the caller's job. */
-export function buildApp(ctx: AppContext, state: { ready: () => Promise<void> }): Express {
+export function buildApp(ctx: AppContext, state: { ready: () => Promise<StoreReadiness> }): Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -17,23 +18,26 @@ export function buildApp(ctx: AppContext, state: { ready: () => Promise<void> })
   app.use(requestContext(ctx));
   // No body parser here: /v1 reads and parses bodies after authenticating the client, and
   // /federation/v1 reads the raw bytes (the token's bdh covers them) and parses after verifying.
+  // After a detected store reset nothing the API answers would be true, and every write would start
+  // over silently (device registration included): refuse until the operator acknowledges.
+  app.use(["/v1", "/federation/v1"], (_req, _res, next) => next(ctx.integrity.resetError()));
 
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
   });
   app.get("/readyz", async (_req, res) => {
     try {
-      await state.ready();
-      res.json({ status: "ready" });
+      res.json({ status: "ready", store: await state.ready() });
     } catch (e) {
-      res.status(503).json(new DsError("unavailable", `not ready: ${(e as Error).message}`).toBody());
+      const error = e instanceof DsError ? e : new DsError("unavailable", `not ready: ${(e as Error).message}`);
+      res.status(error.status).json(error.toBody());
     }
   });
   app.get("/metrics", async (_req, res) => {
     for (const peer of ctx.peerClient.peerDomains()) {
       const stats = await ctx.store.outboxStats(peer);
       ctx.metrics.outboxDepth.set({ peer }, stats.depth);
-      ctx.metrics.outboxAge.set({ peer }, stats.oldestMs ? (Date.now() - stats.oldestMs) / 1000 : 0);
+      ctx.metrics.outboxAge.set({ peer }, stats.oldestMs ? (ctx.clock.nowMs() - stats.oldestMs) / 1000 : 0);
     }
     res.setHeader("content-type", ctx.metrics.registry.contentType);
     res.send(await ctx.metrics.registry.metrics());

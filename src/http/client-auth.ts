@@ -4,6 +4,7 @@ import { createRemoteJWKSet, importSPKI, jwtVerify, SignJWT, type JWTVerifyGetKe
 import { ConfigError } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { DsError } from "../errors.js";
+import { systemClock, type Clock } from "../clock.js";
 
 const CLIENT_ID = /^[^\s/@]+@([a-z0-9.-]+)\/([^\s/]+)$/;
 /** C0 and C1 control characters (DEL included): never part of an id that is logged, listed and compared. */
@@ -35,6 +36,7 @@ export class ClientAuth {
    * first, so a key withdrawn from the JWKS stops working within a minute).
    */
   private readonly verified = new Map<string, { who: Authenticated; until: number }>();
+  private clock: Clock = systemClock;
 
   private constructor(
     private readonly config: Readonly<Config>,
@@ -42,7 +44,13 @@ export class ClientAuth {
     private readonly devSecret?: Uint8Array,
   ) {}
 
-  static async create(config: Readonly<Config>): Promise<ClientAuth> {
+  static async create(config: Readonly<Config>, clock: Clock = systemClock): Promise<ClientAuth> {
+    const auth = await ClientAuth.load(config);
+    auth.clock = clock;
+    return auth;
+  }
+
+  private static async load(config: Readonly<Config>): Promise<ClientAuth> {
     if (config.auth.mode === "dev") {
       const secret = createHash("sha256").update(`mls-fedgate-dev-token:${config.domain}`).digest();
       return new ClientAuth(config, secret, secret);
@@ -76,8 +84,8 @@ export class ClientAuth {
       .setSubject(client)
       .setIssuer(`dev:${this.config.domain}`)
       .setAudience(this.config.domain)
-      .setIssuedAt()
-      .setExpirationTime(`${this.config.auth.devTokenTtlSeconds}s`)
+      .setIssuedAt(this.clock.nowSeconds())
+      .setExpirationTime(this.clock.nowSeconds() + this.config.auth.devTokenTtlSeconds)
       .sign(this.devSecret);
   }
 
@@ -96,7 +104,7 @@ export class ClientAuth {
     // The auth scheme is case-insensitive (RFC 9110 §11.1).
     const token = header && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
     if (!token) throw new DsError("unauthenticated", "missing bearer token");
-    const now = Date.now();
+    const now = this.clock.nowMs();
     const hit = this.verified.get(token);
     if (hit && now < hit.until) return hit.who;
     if (hit) this.verified.delete(token);
@@ -107,6 +115,7 @@ export class ClientAuth {
           ? { issuer: `dev:${this.config.domain}`, audience: this.config.domain, algorithms: ["HS256"] }
           : { issuer: this.config.auth.issuer!, audience: this.config.auth.audience!, algorithms: this.config.auth.algorithms }),
         requiredClaims: ["exp", "sub"],
+        currentDate: new Date(now),
       };
       ({ payload } =
         typeof this.key === "function" ? await jwtVerify(token, this.key, opts) : await jwtVerify(token, this.key, opts));

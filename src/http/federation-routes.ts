@@ -63,6 +63,7 @@ export function federationRoutes(ctx: AppContext): Router {
       ctx.config.domain,
       { method: req.method, path: req.originalUrl },
       ctx.peerClient,
+      ctx.clock,
     );
     next();
   });

@@ -5,6 +5,7 @@ import type { AppContext } from "../context.js";
 import { issuedBefore } from "../domain/revocations.js";
 import { DsError } from "../errors.js";
 import type { VerifiedToken } from "../federation/service-auth.js";
+import { isTransientStoreError } from "../store/errors.js";
 
 export interface Locals {
   requestId: string;
@@ -91,25 +92,6 @@ function clientFault(err: unknown): boolean {
   return typeof status === "number" && status >= 400 && status < 500;
 }
 
-/** node-redis connection errors (by class name) and socket errors: the store, not the request, failed. */
-const STORE_DOWN_NAMES = new Set([
-  "ClientClosedError",
-  "ClientOfflineError",
-  "SocketClosedUnexpectedlyError",
-  "ConnectionTimeoutError",
-  "ReconnectStrategyError",
-]);
-const STORE_DOWN_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT"]);
-/** Redis refusals that pass: replaying its AOF, too few replicas (min-replicas-to-write), a failover, a long script. */
-const STORE_BUSY_REPLY = /^(LOADING|NOREPLICAS|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|BUSY)\b/;
-
-function storeUnreachable(err: unknown): boolean {
-  const e = err as { name?: unknown; code?: unknown; message?: unknown; constructor?: { name?: unknown } } | null;
-  if (STORE_DOWN_NAMES.has(String(e?.constructor?.name)) || STORE_DOWN_NAMES.has(String(e?.name))) return true;
-  if (STORE_DOWN_CODES.has(String(e?.code))) return true;
-  return String(e?.constructor?.name) === "ErrorReply" && STORE_BUSY_REPLY.test(String(e?.message));
-}
-
 export function errorHandler(ctx: AppContext): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     let error: DsError;
@@ -126,7 +108,7 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
       // Other client faults raised by express itself: a path parameter that is no valid
       // percent-encoding (URIError, status 400), a compressed body that does not inflate, …
       error = new DsError("bad_request", err instanceof URIError ? "malformed percent-encoding in the path" : "malformed body");
-    } else if (storeUnreachable(err)) {
+    } else if (isTransientStoreError(err)) {
       // A store outage (Redis restarting, failing over): transient, and a retry with the same bytes is safe.
       error = new DsError("unavailable", "the store is unreachable; retry with the same request", { retryAfter: 1 });
     } else {
@@ -134,7 +116,7 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
       error = new DsError("internal", "internal error");
     }
     ctx.metrics.errors.inc({ code: error.code });
-    if (error.code === "rate_limited" || error.code === "unavailable") {
+    if (error.code === "rate_limited" || error.code === "unavailable" || error.code === "store_reset") {
       res.setHeader("Retry-After", String(error.details.retryAfter ?? 1));
     }
     if (error.status >= 500 && error.code !== "internal")

@@ -1,6 +1,10 @@
 import { EventEmitter } from "node:events";
 import { decideSubmit, senderRefusal } from "../domain/ordering.js";
+import { systemClock, type Clock } from "../domain/types.js";
+import { OWN_REF_GRACE_SECONDS, QUEUE_DEDUPE_TTL_MS } from "./lua/keys.js";
+import { MemoryQueue } from "./memory-queue.js";
 import {
+  domainOf,
   userOf,
   type ClaimOutcome,
   type CommitLogEntry,
@@ -11,10 +15,13 @@ import {
   type LeaseOutcome,
   type LogEntry,
   type OutboxItem,
+  type PersistenceReport,
   type PutKeyPackagesResult,
   type ReplicaWrite,
   type Store,
   type StoredKeyPackage,
+  type StoreMarker,
+  type StoreResetFlag,
   type Submission,
   type SubmitOutcome,
 } from "./port.js";
@@ -24,24 +31,54 @@ interface ClientKeys {
   lastResort: Map<number, StoredKeyPackage>;
 }
 
+/** A log entry and what decides when it may go (see MemoryStore.trim). */
+interface HeldEntry {
+  entry: LogEntry;
+  at: number;
+  /** Inbox and outbox items still pointing at it. */
+  refs: number;
+  /** An inbox or outbox item pointed at it once (a replica's entry was fanned out). */
+  referenced?: boolean;
+  /** When it was last found delivered (fanned out, nothing pointing at it); unset while not. */
+  deliveredAt?: number;
+}
+
 interface GroupState {
   record: GroupRecord;
-  log: Map<number, LogEntry>;
-  answers: Map<string, { seq: number; epoch: number }>;
-  commitLog: CommitLogEntry[];
+  log: Map<number, HeldEntry>;
+  /** Every seq up to here was held and is trimmed (it still counts as held: dedupe, contiguity). */
+  floor: number;
+  /** sha256 → original answer, insertion (= time) order; forgotten after the retention period. */
+  answers: Map<string, { seq: number; epoch: number; at: number }>;
+  commitLog: { entry: CommitLogEntry; at: number }[];
   groupInfo?: { epoch: number; groupInfo: string };
   dispatched: number;
   replica: boolean;
 }
 
-interface Queue<T> {
-  counter: number;
-  ids: Set<string>;
-  entries: { cursor: number; item: T; at: number }[];
+export interface MemoryStoreOptions {
+  clock?: Clock;
+  /**
+   * How long answers to submissions (retry dedupe), inbox/outbox dedupe ids, commit-log entries
+   * and undelivered log entries are kept: Redis's dedupe window (QUEUE_DEDUPE_TTL_MS) by default.
+   */
+  retentionMs?: number;
+  /** How long a log entry every recipient and peer has is still kept (catch-up reads). */
+  deliveredGraceMs?: number;
+  /**
+   * Trim the logs of groups ordered here (replica logs are always trimmed). Only safe on a DS
+   * without federation peers: a follower that joins a group later fills its replica from seq 1,
+   * and the federation API cannot say where a trimmed log starts. Off by default.
+   */
+  trimHubLogs?: boolean;
 }
 
 /** Expired revocations are swept once this many are held. */
 const REVOKED_PRUNE_AT = 10_000;
+/** Delivered log entries stay readable this long by default (a member's catch-up after stale_epoch). */
+export const DELIVERED_GRACE_MS = 10 * 60 * 1000;
+/** Expired remembered refs and replay ids are swept when a map has doubled since the last sweep. */
+const SWEEP_MIN = 1024;
 
 function itemId(item: InboxItem): string {
   return item.kind === "ref" ? `${item.groupId}:${item.seq}` : `n:${item.id}`;
@@ -50,6 +87,13 @@ function itemId(item: InboxItem): string {
 /**
  * The embedded store: everything in process memory, every decision synchronous (hence atomic).
  * State is lost on exit; use it for development, demos and tests, Redis for deployments.
+ *
+ * Bounded under churn: answers, dedupe ids and the commit log expire after the retention period,
+ * as Redis's dedupe sets do, and a replica's log entry goes once every local recipient has
+ * acknowledged it (after DELIVERED_GRACE_MS) or after the retention period. The logs of groups
+ * ordered here are trimmed the same way only with `trimHubLogs` (a DS without peers): a follower
+ * that joins a group later fills its replica from seq 1, and the federation API has no way to
+ * say where a trimmed log starts.
  */
 export class MemoryStore implements Store {
   readonly kind = "memory" as const;
@@ -58,14 +102,24 @@ export class MemoryStore implements Store {
   private devices = new Map<string, { version: number; clients: Set<string> }>();
   private groups = new Map<string, GroupState>();
   private memberships = new Map<string, Set<string>>();
-  private inboxes = new Map<string, Queue<InboxItem>>();
-  private outboxes = new Map<string, Queue<OutboxItem>>();
+  private inboxes = new Map<string, MemoryQueue<InboxItem>>();
+  private outboxes = new Map<string, MemoryQueue<OutboxItem>>();
   private seen = new Map<string, number>();
   /** client → {deleted at, forget at} (ms). */
   private revoked = new Map<string, { atMs: number; expiresAtMs: number }>();
   private events = new EventEmitter();
+  private integrity: { marker?: StoreMarker; reset?: StoreResetFlag } = {};
+  private sweepAt = { refs: SWEEP_MIN, seen: SWEEP_MIN };
+  private readonly clock: Clock;
+  private readonly retentionMs: number;
+  private readonly deliveredGraceMs: number;
+  private readonly trimHubLogs: boolean;
 
-  constructor() {
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.trimHubLogs = opts.trimHubLogs ?? false;
+    this.clock = opts.clock ?? systemClock;
+    this.retentionMs = opts.retentionMs ?? QUEUE_DEDUPE_TTL_MS;
+    this.deliveredGraceMs = opts.deliveredGraceMs ?? DELIVERED_GRACE_MS;
     this.events.setMaxListeners(0);
   }
 
@@ -73,6 +127,57 @@ export class MemoryStore implements Store {
   async close(): Promise<void> {
     this.events.removeAllListeners();
   }
+
+  /** How much the store holds (for tests and the churn figures in docs/SECURITY.md). */
+  sizes(): {
+    groups: number;
+    logEntries: number;
+    answers: number;
+    commitLog: number;
+    dedupeIds: number;
+    queued: number;
+    refs: number;
+  } {
+    const out = {
+      groups: this.groups.size,
+      logEntries: 0,
+      answers: 0,
+      commitLog: 0,
+      dedupeIds: 0,
+      queued: 0,
+      refs: this.refs.size,
+    };
+    for (const g of this.groups.values()) {
+      out.logEntries += g.log.size;
+      out.answers += g.answers.size;
+      out.commitLog += g.commitLog.length;
+    }
+    for (const q of [...this.inboxes.values(), ...this.outboxes.values()]) {
+      out.dedupeIds += q.seen.size;
+      out.queued += q.entries.length;
+    }
+    return out;
+  }
+
+  // ---- integrity: the memory store never persists, and never comes back empty under a running DS ----
+  async persistence(): Promise<PersistenceReport> {
+    return { persistent: false, detail: "memory store: state lives in this process only" };
+  }
+  async readIntegrity(): Promise<{ marker?: StoreMarker; reset?: StoreResetFlag }> {
+    return { ...this.integrity };
+  }
+  async initMarker(marker: StoreMarker): Promise<boolean> {
+    if (this.integrity.marker) return false;
+    this.integrity.marker = marker;
+    return true;
+  }
+  async flagReset(flag: StoreResetFlag): Promise<void> {
+    this.integrity.reset ??= flag;
+  }
+  async acknowledgeReset(marker: StoreMarker): Promise<void> {
+    this.integrity = { marker };
+  }
+  onReconnect(): void {}
 
   // ---- key directory ----
   private clientKeys(client: string): ClientKeys {
@@ -101,9 +206,11 @@ export class MemoryStore implements Store {
       } else {
         k.pool.push(item);
       }
-      this.refs.set(item.ref, { client, expiresAt: Infinity });
+      // Resolvable a while after the package's notAfter (a late Welcome still routes), as on Redis.
+      this.refs.set(item.ref, { client, expiresAt: (item.notAfter + OWN_REF_GRACE_SECONDS) * 1000 });
       result.stored.push(item.ref);
     }
+    this.sweepRefs();
     return result;
   }
 
@@ -185,13 +292,21 @@ export class MemoryStore implements Store {
 
   async resolveRef(ref: string): Promise<string | undefined> {
     const r = this.refs.get(ref);
-    if (!r || r.expiresAt < Date.now()) return undefined;
+    if (!r || r.expiresAt < this.clock.nowMs()) return undefined;
     return r.client;
   }
 
   async rememberRefs(entries: { ref: string; client: string }[], ttlSeconds: number): Promise<void> {
-    const expiresAt = Date.now() + ttlSeconds * 1000;
+    const expiresAt = this.clock.nowMs() + ttlSeconds * 1000;
     for (const e of entries) if (!this.refs.has(e.ref)) this.refs.set(e.ref, { client: e.client, expiresAt });
+    this.sweepRefs();
+  }
+
+  private sweepRefs(): void {
+    if (this.refs.size < this.sweepAt.refs) return;
+    const now = this.clock.nowMs();
+    for (const [ref, r] of this.refs) if (r.expiresAt < now) this.refs.delete(ref);
+    this.sweepAt.refs = Math.max(SWEEP_MIN, 2 * this.refs.size);
   }
 
   async registerDevice(client: string): Promise<{ version: number; added: boolean }> {
@@ -243,6 +358,7 @@ export class MemoryStore implements Store {
     this.groups.set(record.groupId, {
       record: structuredClone(record),
       log: new Map(),
+      floor: 0,
       answers: new Map(),
       commitLog: [],
       ...(groupInfo ? { groupInfo } : {}),
@@ -263,17 +379,20 @@ export class MemoryStore implements Store {
     if (!g || g.replica) return { ok: false, code: "unknown_group" };
     const refusal = senderRefusal(g.record, sub);
     if (refusal) return refusal;
+    this.trim(g);
     const previous = g.answers.get(sub.sha256);
-    if (previous) return { ok: true, ...previous, duplicate: true, entries: [] };
-    const decision = decideSubmit(g.record, sub, nowMs, (epoch) => g.commitLog.find((c) => c.epoch === epoch)?.sha256);
+    if (previous) return { ok: true, seq: previous.seq, epoch: previous.epoch, duplicate: true, entries: [] };
+    const winner = (epoch: number) => g.commitLog.find((c) => c.entry.epoch === epoch)?.entry.sha256;
+    const decision = decideSubmit(g.record, sub, nowMs, winner);
     if (!decision.ok) return decision;
     const removed = g.record.members.filter((m) => !decision.group.members.includes(m));
     g.record = decision.group;
     if (!g.record.lease) delete g.record.lease;
-    for (const e of decision.entries) g.log.set(e.seq, e);
-    g.answers.set(sub.sha256, decision.answer);
+    const at = this.clock.nowMs();
+    for (const e of decision.entries) g.log.set(e.seq, { entry: e, at, refs: 0 });
+    g.answers.set(sub.sha256, { ...decision.answer, at });
     if (decision.groupInfo) g.groupInfo = decision.groupInfo;
-    if (decision.commitLog) g.commitLog.push(decision.commitLog);
+    if (decision.commitLog) g.commitLog.push({ entry: decision.commitLog, at });
     this.index(g.record.members, groupId);
     for (const m of removed) this.memberships.get(m)?.delete(groupId);
     return { ok: true, ...decision.answer, duplicate: false, entries: structuredClone(decision.entries) };
@@ -283,13 +402,14 @@ export class MemoryStore implements Store {
     const g = this.groups.get(groupId);
     if (!g) return [];
     const out: LogEntry[] = [];
-    let s = afterSeq + 1;
+    // Trimmed entries are gone: start after the floor.
+    let s = Math.max(afterSeq, g.floor) + 1;
     // Walk densely (a hub's log has no gaps) …
-    for (let e = g.log.get(s); e && out.length < limit; e = g.log.get(++s)) out.push(structuredClone(e));
+    for (let h = g.log.get(s); h && out.length < limit; h = g.log.get(++s)) out.push(structuredClone(h.entry));
     // … and past a gap (a replica) over the held seqs only: a far-off seq must not make this loop long.
     if (out.length < limit && s < g.record.nextSeq) {
       const rest = [...g.log.keys()].filter((k) => k > s).sort((a, b) => a - b);
-      for (const k of rest.slice(0, limit - out.length)) out.push(structuredClone(g.log.get(k)!));
+      for (const k of rest.slice(0, limit - out.length)) out.push(structuredClone(g.log.get(k)!.entry));
     }
     return out;
   }
@@ -297,8 +417,8 @@ export class MemoryStore implements Store {
   async readEntries(groupId: string, seqs: number[]): Promise<(LogEntry | undefined)[]> {
     const g = this.groups.get(groupId);
     return seqs.map((s) => {
-      const e = g?.log.get(s);
-      return e ? structuredClone(e) : undefined;
+      const h = g?.log.get(s);
+      return h ? structuredClone(h.entry) : undefined;
     });
   }
 
@@ -307,7 +427,7 @@ export class MemoryStore implements Store {
   }
 
   async commitLog(groupId: string, afterEpoch: number): Promise<CommitLogEntry[]> {
-    return (this.groups.get(groupId)?.commitLog ?? []).filter((c) => c.epoch > afterEpoch).map((c) => ({ ...c }));
+    return (this.groups.get(groupId)?.commitLog ?? []).filter((c) => c.entry.epoch > afterEpoch).map((c) => ({ ...c.entry }));
   }
 
   async acquireLease(groupId: string, holder: string, ttlMs: number, token: string, nowMs: number): Promise<LeaseOutcome> {
@@ -343,6 +463,7 @@ export class MemoryStore implements Store {
       g = {
         record: { ...structuredClone(record), nextSeq: 1 },
         log: new Map(),
+        floor: 0,
         answers: new Map(),
         commitLog: [],
         dispatched: 0,
@@ -350,32 +471,42 @@ export class MemoryStore implements Store {
       };
       this.groups.set(record.groupId, g);
     }
+    const at = this.clock.nowMs();
     const fresh: LogEntry[] = [];
     let nextSeq = g.record.nextSeq;
     for (const e of [...entries].sort((a, b) => a.seq - b.seq)) {
-      if (g.log.has(e.seq)) continue;
-      g.log.set(e.seq, structuredClone(e));
-      if (e.kind === "commit") g.commitLog.push({ epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 });
+      if (e.seq <= g.floor || g.log.has(e.seq)) continue;
+      g.log.set(e.seq, { entry: structuredClone(e), at, refs: 0 });
+      if (e.kind === "commit")
+        g.commitLog.push({ entry: { epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 }, at });
       if (e.seq + 1 > nextSeq) nextSeq = e.seq + 1;
       fresh.push(e);
     }
     // A late delivery may carry an older view of the group: never move the replica backwards.
     g.record = record.epoch >= g.record.epoch ? { ...structuredClone(record), nextSeq } : { ...g.record, nextSeq };
     this.index(record.members, record.groupId);
+    this.trim(g);
     return { ok: true, fresh };
   }
 
   async contiguousSeq(groupId: string): Promise<number> {
     const g = this.groups.get(groupId);
     if (!g) return 0;
-    let s = 0;
+    let s = g.floor;
     while (g.log.has(s + 1)) s++;
     return s;
   }
 
   async markDispatched(groupId: string, seq: number): Promise<void> {
     const g = this.groups.get(groupId);
-    if (g && seq > g.dispatched) g.dispatched = seq;
+    if (!g) return;
+    const now = this.clock.nowMs();
+    for (let s = Math.max(g.dispatched, g.floor) + 1; s <= seq; s++) {
+      const h = g.log.get(s);
+      if (h && h.refs === 0) h.deliveredAt ??= now;
+    }
+    if (seq > g.dispatched) g.dispatched = seq;
+    this.trim(g);
   }
 
   async undispatched(): Promise<{ groupId: string; fromSeq: number }[]> {
@@ -386,15 +517,60 @@ export class MemoryStore implements Store {
     return out;
   }
 
+  /** An inbox or outbox item now points at (groupId, seq), or no longer does. */
+  private reference(item: { groupId: string; seq: number }, delta: 1 | -1): void {
+    const g = this.groups.get(item.groupId);
+    const h = g?.log.get(item.seq);
+    if (!g || !h) return;
+    h.refs = Math.max(0, h.refs + delta);
+    if (delta > 0) {
+      h.referenced = true;
+      delete h.deliveredAt;
+      return;
+    }
+    // Delivered: nothing points at it any more, and it was fanned out (a hub) or inboxed (a replica).
+    const fannedOut = g.replica ? h.referenced === true : h.entry.seq <= g.dispatched;
+    if (h.refs === 0 && fannedOut) {
+      h.deliveredAt = this.clock.nowMs();
+      this.trim(g);
+    }
+  }
+
+  /**
+   * Drops log entries from the front (so trimmed seqs stay "held" for dedupe and contiguity, as
+   * the floor), the expired answers and commit-log entries. An entry goes when it is delivered —
+   * fanned out (a hub) or inboxed (a replica), and no inbox or outbox item points at it any more —
+   * and DELIVERED_GRACE_MS have passed, or when it is older than the retention period.
+   * Amortised: each entry is looked at a bounded number of times between its append and its trim.
+   */
+  private trim(g: GroupState): void {
+    const now = this.clock.nowMs();
+    const expired = now - this.retentionMs;
+    for (const [sha, a] of g.answers) {
+      if (a.at > expired) break;
+      g.answers.delete(sha);
+    }
+    let n = 0;
+    while (n < g.commitLog.length && g.commitLog[n]!.at <= expired) n++;
+    if (n > 0) g.commitLog.splice(0, n);
+    if (!g.replica && (!this.trimHubLogs || g.record.members.some((m) => domainOf(m) !== g.record.hub))) return;
+    for (let h = g.log.get(g.floor + 1); h; h = g.log.get(g.floor + 1)) {
+      const delivered = h.deliveredAt !== undefined && h.deliveredAt <= now - this.deliveredGraceMs;
+      if (!delivered && h.at > expired) break;
+      g.log.delete(g.floor + 1);
+      g.floor += 1;
+    }
+  }
+
   async groupsOf(client: string): Promise<string[]> {
     return [...(this.memberships.get(client) ?? [])];
   }
 
   // ---- inboxes and outboxes ----
-  private queue<T>(map: Map<string, Queue<T>>, key: string): Queue<T> {
+  private queue<T>(map: Map<string, MemoryQueue<T>>, key: string): MemoryQueue<T> {
     let q = map.get(key);
     if (!q) {
-      q = { counter: 0, ids: new Set(), entries: [] };
+      q = new MemoryQueue<T>(this.retentionMs);
       map.set(key, q);
     }
     return q;
@@ -402,12 +578,11 @@ export class MemoryStore implements Store {
 
   async appendInbox(client: string, items: InboxItem[]): Promise<void> {
     const q = this.queue(this.inboxes, client);
+    const now = this.clock.nowMs();
     let added = false;
     for (const item of items) {
-      const id = itemId(item);
-      if (q.ids.has(id)) continue;
-      q.ids.add(id);
-      q.entries.push({ cursor: ++q.counter, item: structuredClone(item), at: Date.now() });
+      if (!q.append(itemId(item), structuredClone(item), now)) continue;
+      if (item.kind === "ref") this.reference(item, 1);
       added = true;
     }
     if (added) this.events.emit(`inbox:${client}`);
@@ -429,10 +604,10 @@ export class MemoryStore implements Store {
   async ackInbox(client: string, upToCursor: number): Promise<number> {
     const q = this.inboxes.get(client);
     if (!q) return 0;
-    const before = q.entries.length;
-    // The dedupe ids are kept: an acknowledged item redelivered by a retry must not reappear.
-    q.entries = q.entries.filter((e) => e.cursor > upToCursor);
-    return before - q.entries.length;
+    // The dedupe ids are kept (for the retention period): an acknowledged item redelivered by a retry must not reappear.
+    const gone = q.ack(upToCursor);
+    for (const e of gone) if (e.item.kind === "ref") this.reference(e.item, -1);
+    return gone.length;
   }
 
   async inboxDepth(client: string): Promise<number> {
@@ -457,11 +632,8 @@ export class MemoryStore implements Store {
 
   async enqueueOutbox(peer: string, items: OutboxItem[]): Promise<void> {
     const q = this.queue(this.outboxes, peer);
-    for (const item of items) {
-      if (q.ids.has(item.id)) continue;
-      q.ids.add(item.id);
-      q.entries.push({ cursor: ++q.counter, item: { ...item }, at: Date.now() });
-    }
+    const now = this.clock.nowMs();
+    for (const item of items) if (q.append(item.id, { ...item }, now)) this.reference(item, 1);
   }
 
   async peekOutbox(peer: string, limit: number) {
@@ -470,7 +642,7 @@ export class MemoryStore implements Store {
 
   async ackOutbox(peer: string, upToCursor: number): Promise<void> {
     const q = this.outboxes.get(peer);
-    if (q) q.entries = q.entries.filter((e) => e.cursor > upToCursor);
+    if (q) for (const e of q.ack(upToCursor)) this.reference(e.item, -1);
   }
 
   async outboxStats(peer: string): Promise<{ depth: number; oldestMs?: number }> {
@@ -483,8 +655,11 @@ export class MemoryStore implements Store {
   }
 
   async rememberOnce(key: string, expiresAtMs: number): Promise<boolean> {
-    const now = Date.now();
-    if (this.seen.size > 10_000) for (const [k, exp] of this.seen) if (exp < now) this.seen.delete(k);
+    const now = this.clock.nowMs();
+    if (this.seen.size >= this.sweepAt.seen) {
+      for (const [k, exp] of this.seen) if (exp < now) this.seen.delete(k);
+      this.sweepAt.seen = Math.max(SWEEP_MIN, 2 * this.seen.size);
+    }
     const exp = this.seen.get(key);
     if (exp !== undefined && exp >= now) return false;
     this.seen.set(key, expiresAtMs);
@@ -493,7 +668,7 @@ export class MemoryStore implements Store {
 
   // ---- device revocations ----
   async revokeDevice(client: string, atMs: number, ttlMs: number): Promise<void> {
-    const now = Date.now();
+    const now = this.clock.nowMs();
     if (this.revoked.size >= REVOKED_PRUNE_AT)
       for (const [c, r] of this.revoked) if (r.expiresAtMs <= now) this.revoked.delete(c);
     this.revoked.delete(client);
@@ -503,7 +678,7 @@ export class MemoryStore implements Store {
   async deviceRevokedAt(client: string): Promise<number | undefined> {
     const r = this.revoked.get(client);
     if (!r) return undefined;
-    if (r.expiresAtMs <= Date.now()) {
+    if (r.expiresAtMs <= this.clock.nowMs()) {
       this.revoked.delete(client);
       return undefined;
     }

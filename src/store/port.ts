@@ -222,7 +222,44 @@ export interface RevocationStore {
   deviceRevokedAt(client: string): Promise<number | undefined>;
 }
 
-export interface Store extends KeyDirectoryStore, GroupStore, InboxStore, OutboxStore, ReplayStore, RevocationStore {
+/** What the store says about its own durability (reported at start and in /readyz). */
+export interface PersistenceReport {
+  /** True: append-only file or RDB snapshots are on; false: neither; undefined: the store would not say. */
+  persistent: boolean | undefined;
+  aof?: boolean;
+  rdb?: boolean;
+  /** One line for logs and errors, e.g. "appendonly yes, save \"3600 1\"". */
+  detail: string;
+}
+
+/** Written once at first start; its disappearance means the store lost its data (see store/integrity.ts). */
+export interface StoreMarker {
+  id: string;
+  createdAt: number;
+  /** Written by `mls-fedgate store ack-reset`: replicas that knew the previous marker adopt this one. */
+  acknowledgedReset?: boolean;
+}
+
+export interface StoreResetFlag {
+  detectedAt: number;
+  reason: string;
+}
+
+export interface IntegrityStore {
+  persistence(): Promise<PersistenceReport>;
+  readIntegrity(): Promise<{ marker?: StoreMarker; reset?: StoreResetFlag }>;
+  /** Writes the marker unless one exists; false when one did. */
+  initMarker(marker: StoreMarker): Promise<boolean>;
+  /** Records a detected reset (first writer wins), so every replica refuses writes until it is acknowledged. */
+  flagReset(flag: StoreResetFlag): Promise<void>;
+  /** The operator's acknowledgement: a new marker, and the reset flag cleared (one atomic step). */
+  acknowledgeReset(marker: StoreMarker): Promise<void>;
+  /** Calls `listener` each time the store connection is (re-)established. */
+  onReconnect(listener: () => void): void;
+}
+
+export interface Store
+  extends KeyDirectoryStore, GroupStore, InboxStore, OutboxStore, ReplayStore, RevocationStore, IntegrityStore {
   readonly kind: "memory" | "redis";
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,18 +1,21 @@
 import { createCommit, encodeMlsMessage } from "ts-mls";
 import { MlsClient, FedgateApi, FedgateError } from "../../src/client/index.js";
 import { toB64u } from "../../src/client/b64.js";
+import { SteppableClock } from "../helpers/clock.js";
 import { redisUrl, startProvider, stopAll, testKey, uniquePrefix, type Provider } from "../helpers/providers.js";
 
 /** Two DS instances of one provider sharing one real Redis: ordering and claims hold across them. */
 describe("two replicas of one provider on a shared Redis", () => {
   let r1: Provider;
   let r2: Provider;
+  // Both replicas read time from this clock: a lease expiry is a step forward, not a sleep.
+  const clock = new SteppableClock();
 
   beforeAll(async () => {
     const store = { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() };
     const key = await testKey();
-    r1 = await startProvider("a.example", { store }, { signingKey: key });
-    r2 = await startProvider("a.example", { store }, { signingKey: key });
+    r1 = await startProvider("a.example", { store }, { signingKey: key, clock });
+    r2 = await startProvider("a.example", { store }, { signingKey: key, clock });
   });
   afterAll(() => stopAll([r1, r2]));
 
@@ -93,9 +96,9 @@ describe("two replicas of one provider on a shared Redis", () => {
     await expect(bob.update(groupId)).resolves.toMatchObject({ epoch: 3 });
 
     await alice.sync({ waitMs: 1000 });
-    await alice.api.lease(groupId, 300);
+    await alice.api.lease(groupId, 20_000);
     await expect(bob.update(groupId)).rejects.toMatchObject({ code: "group_locked" });
-    await new Promise((r) => setTimeout(r, 400));
+    clock.advance(20_001);
     await expect(bob.update(groupId)).resolves.toMatchObject({ epoch: 4 });
   });
 

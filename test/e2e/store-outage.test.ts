@@ -4,7 +4,7 @@
  * failover, …) answer 503 `unavailable` with Retry-After, so clients and load balancers retry;
  * anything else the store throws stays a 500 `internal`.
  */
-import { ErrorReply, SocketClosedUnexpectedlyError, ClientClosedError } from "redis";
+import { BlobError, ClientClosedError, ErrorReply, SimpleError, SocketClosedUnexpectedlyError, TimeoutError } from "redis";
 import { MlsClient } from "../../src/client/index.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { startProvider, stopAll, type Provider } from "../helpers/providers.js";
@@ -41,16 +41,19 @@ describe("store outages answer 503 unavailable", () => {
       body: (await res.json()) as { error?: { code: string } },
     };
   };
-  const token = async () =>
-    (
-      (await (
-        await fetch(`${a.url}/v1/dev/token`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ client: alice.id }),
-        })
-      ).json()) as { token: string }
-    ).token;
+  // One token for every call (a failed token request must show as itself, not as a 401 later).
+  let bearer: string | undefined;
+  const token = async () => {
+    if (bearer) return bearer;
+    const res = await fetch(`${a.url}/v1/dev/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ client: alice.id }),
+    });
+    if (res.status !== 200) throw new Error(`dev token: ${res.status} ${await res.text()}`);
+    bearer = ((await res.json()) as { token: string }).token;
+    return bearer;
+  };
 
   it.each([
     ["a dropped connection", () => new SocketClosedUnexpectedlyError()],
@@ -59,6 +62,14 @@ describe("store outages answer 503 unavailable", () => {
     ["Redis replaying its AOF", () => new ErrorReply("LOADING Redis is loading the dataset in memory")],
     ["too few replicas", () => new ErrorReply("NOREPLICAS Not enough good replicas to write.")],
     ["a demoted master", () => new ErrorReply("READONLY You can't write against a read only replica.")],
+    // node-redis 5 answers simple error replies (`-LOADING …`) as SimpleError, a subclass of ErrorReply.
+    ["LOADING as node-redis delivers it", () => new SimpleError("LOADING Redis is loading the dataset in memory")],
+    ["a replica cut off from its master", () => new SimpleError("MASTERDOWN Link with MASTER is down")],
+    ["a cluster resharding", () => new SimpleError("TRYAGAIN Multiple keys request during rehashing of slot")],
+    ["a cluster without quorum", () => new SimpleError("CLUSTERDOWN The cluster is down")],
+    ["a long script", () => new BlobError("BUSY Redis is busy running a script.")],
+    ["a failed background save", () => new SimpleError("MISCONF Redis is configured to save RDB snapshots, but …")],
+    ["a command timeout", () => new TimeoutError("Command timeout")],
   ])("%s → 503 unavailable with Retry-After", async (_what, make) => {
     failure = make();
     expect(await call()).toMatchObject({ status: 503, retryAfter: "1", body: { error: { code: "unavailable" } } });
@@ -66,6 +77,8 @@ describe("store outages answer 503 unavailable", () => {
 
   it("keeps other store errors a 500, and recovers when the store does", async () => {
     failure = new ErrorReply("ERR unknown command");
+    expect(await call()).toMatchObject({ status: 500, body: { error: { code: "internal" } } });
+    failure = new SimpleError("BUSYKEY Target key name already exists.");
     expect(await call()).toMatchObject({ status: 500, body: { error: { code: "internal" } } });
     failure = undefined;
     expect(await call()).toMatchObject({ status: 200 });

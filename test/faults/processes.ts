@@ -4,7 +4,7 @@
  * started here are ever signalled, each by its own pid.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +15,50 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+/** One command over a raw socket; resolves with the first reply line ("" when nothing answers). */
+export function rawCommand(port: number, command: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    let data = "";
+    const done = (line: string) => {
+      s.destroy();
+      resolve(line);
+    };
+    s.setTimeout(1000, () => done(""));
+    s.once("connect", () => s.write(`${command}\r\n`));
+    s.on("data", (d) => {
+      data += d.toString();
+      const end = data.indexOf("\r\n");
+      if (end >= 0) done(data.slice(0, end));
+    });
+    s.once("error", () => done(""));
+  });
+}
+
+/** One command over a raw socket; resolves with the whole reply of a bulk string (e.g. INFO), "" on failure. */
+export function rawBulk(port: number, command: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    let data = Buffer.alloc(0);
+    const done = (text: string) => {
+      s.destroy();
+      resolve(text);
+    };
+    s.setTimeout(2000, () => done(""));
+    s.once("connect", () => s.write(`${command}\r\n`));
+    s.on("data", (d: Buffer) => {
+      data = Buffer.concat([data, d]);
+      const end = data.indexOf("\r\n");
+      if (end < 0) return;
+      const head = data.subarray(0, end).toString();
+      if (!head.startsWith("$")) return done(head);
+      const length = Number(head.slice(1));
+      if (data.length >= end + 2 + length) done(data.subarray(end + 2, end + 2 + length).toString());
+    });
+    s.once("error", () => done(""));
+  });
 }
 
 /** One PING over a raw socket: true once the server answers +PONG (not -LOADING while it replays the AOF). */
@@ -45,11 +89,13 @@ export class RedisProcess {
     readonly port: number,
     readonly dir: string,
     private readonly appendfsync: "always" | "everysec",
+    /** More redis-server arguments (later ones override the defaults). */
+    private readonly extraArgs: string[],
   ) {}
 
   /** A new server with its own free port and temp directory; AOF on, RDB snapshots off. */
-  static async start(appendfsync: "always" | "everysec" = "always"): Promise<RedisProcess> {
-    const r = new RedisProcess(await freePort(), mkdtempSync(join(tmpdir(), "mlsfg-faults-redis-")), appendfsync);
+  static async start(appendfsync: "always" | "everysec" = "always", extraArgs: string[] = []): Promise<RedisProcess> {
+    const r = new RedisProcess(await freePort(), mkdtempSync(join(tmpdir(), "mlsfg-faults-redis-")), appendfsync, extraArgs);
     await r.launch();
     return r;
   }
@@ -62,14 +108,19 @@ export class RedisProcess {
     return this.child?.pid;
   }
 
-  private async launch(): Promise<void> {
+  /**
+   * `until: "answering"` returns as soon as the server answers at all (also -LOADING while it
+   * still loads its data set), instead of once it answers +PONG.
+   */
+  private async launch(more: string[] = [], until: "loaded" | "answering" = "loaded"): Promise<void> {
     const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", ""];
-    args.push("--appendonly", "yes", "--appendfsync", this.appendfsync);
+    args.push("--appendonly", "yes", "--appendfsync", this.appendfsync, ...this.extraArgs, ...more);
     const child = spawn("redis-server", args, { stdio: "ignore" });
     this.child = child;
     this.starts += 1;
     const deadline = Date.now() + 20_000;
-    while (!(await ping(this.port))) {
+    const up = async () => (until === "loaded" ? ping(this.port) : (await rawCommand(this.port, "PING")) !== "");
+    while (!(await up())) {
       if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode} (port ${this.port})`);
       if (Date.now() > deadline) throw new Error(`redis-server did not answer PING on ${this.port}`);
       await sleep(20);
@@ -86,9 +137,24 @@ export class RedisProcess {
   }
 
   /** Starts the server again on the same port and directory (it replays its AOF). */
-  async restart(): Promise<void> {
+  async restart(opts: { args?: string[]; until?: "loaded" | "answering" } = {}): Promise<void> {
     if (this.child) throw new Error("redis-server is still running");
-    await this.launch();
+    await this.launch(opts.args, opts.until);
+  }
+
+  /** Once it is down: deletes everything it wrote (AOF, RDB), so the next start comes back empty. */
+  wipe(): void {
+    if (this.child) throw new Error("redis-server is still running");
+    for (const name of readdirSync(this.dir)) rmSync(join(this.dir, name), { recursive: true, force: true });
+  }
+
+  /** Resolves once the server answers +PONG (it finished loading). */
+  async loaded(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await ping(this.port))) {
+      if (Date.now() > deadline) throw new Error(`redis-server on ${this.port} did not finish loading`);
+      await sleep(20);
+    }
   }
 
   async stop(): Promise<void> {
@@ -96,7 +162,9 @@ export class RedisProcess {
     this.child = undefined;
     if (child) {
       child.kill("SIGTERM");
-      await Promise.race([exited(child), sleep(5000)]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited(child), new Promise<void>((r) => (timer = setTimeout(r, 5000)))]);
+      clearTimeout(timer); // a pending 5 s timer would keep jest from exiting
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGKILL");
         await exited(child);

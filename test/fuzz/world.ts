@@ -287,17 +287,21 @@ export function fingerprint(store: Store): string {
       string,
       {
         record: unknown;
-        log: Map<number, { seq: number; kind: string; sha256: string; message: string; recipients: string[] }>;
+        log: Map<
+          number,
+          { entry: { seq: number; kind: string; sha256: string; message: string; recipients: string[] }; refs: number }
+        >;
+        floor: number;
         answers: Map<string, unknown>;
-        commitLog: unknown[];
+        commitLog: { entry: unknown }[];
         groupInfo?: unknown;
         dispatched: number;
         replica: boolean;
       }
     >;
     memberships: Map<string, Set<string>>;
-    inboxes: Map<string, { counter: number; ids: Set<string>; entries: { cursor: number }[] }>;
-    outboxes: Map<string, { counter: number; ids: Set<string>; entries: { cursor: number }[] }>;
+    inboxes: Map<string, { counter: number; seen: Map<string, number>; entries: { cursor: number }[] }>;
+    outboxes: Map<string, { counter: number; seen: Map<string, number>; entries: { cursor: number }[] }>;
     revoked: Map<string, { atMs: number }>;
   };
   const known = new Set([
@@ -313,6 +317,9 @@ export function fingerprint(store: Store): string {
     "events",
     "revoked",
   ]);
+  // Configuration and bookkeeping that is no stored state: the integrity marker (random per
+  // process), sweep thresholds, the clock and the retention settings.
+  for (const k of ["integrity", "sweepAt", "clock", "retentionMs", "deliveredGraceMs", "trimHubLogs"]) known.add(k);
   const unknown = Object.keys(m).filter((k) => !known.has(k));
   if (unknown.length) throw new Error(`MemoryStore has state the fuzz fingerprint does not cover: ${unknown.join(", ")}`);
   const h = createHash("sha256");
@@ -328,16 +335,18 @@ export function fingerprint(store: Store): string {
       id,
       g.record,
       g.answers.size,
-      g.commitLog,
+      g.commitLog.map((c) => c.entry),
+      g.floor,
       g.groupInfo ? createHash("sha256").update(JSON.stringify(g.groupInfo)).digest("hex") : null,
       g.dispatched,
       g.replica,
     ]);
-    for (const [seq, e] of g.log) add(["log", seq, e.seq, e.kind, e.sha256, e.message.length, e.recipients]);
+    for (const [seq, { entry: e, refs }] of g.log)
+      add(["log", seq, e.seq, e.kind, e.sha256, e.message.length, e.recipients, refs]);
   }
   for (const [client, groups] of m.memberships) add(["member", client, [...groups]]);
   for (const [name, queues] of [["in", m.inboxes] as const, ["out", m.outboxes] as const]) {
-    for (const [key, q] of queues) add([name, key, q.counter, q.ids.size, q.entries.map((e) => e.cursor)]);
+    for (const [key, q] of queues) add([name, key, q.counter, q.seen.size, q.entries.map((e) => e.cursor)]);
   }
   return h.digest("hex");
 }

@@ -34,6 +34,14 @@ describe("configuration", () => {
     expect(Object.isFrozen(config.limits)).toBe(true);
   });
 
+  it("ships a valid production example that refuses a store without persistence", () => {
+    const config = loadConfig({ file: "config/production.example.json" });
+    expect(config.store).toMatchObject({ kind: "redis", requirePersistence: true });
+    expect(config.auth.mode).toBe("jwt");
+    expect(loadConfig({ env: { MLSFEDGATE_STORE__REQUIRE_PERSISTENCE: "true" } }).store.requirePersistence).toBe(true);
+    expect(loadConfig().store.requirePersistence).toBe(false);
+  });
+
   it("reads a config file named by MLSFEDGATE_CONFIG and merges it over the defaults", () => {
     const config = loadConfig({ env: { MLSFEDGATE_CONFIG: "config/demo-a.json" } });
     expect(config.domain).toBe("a.example");

@@ -117,6 +117,13 @@ export class KeySchema {
   outboxPeers(): string {
     return `${this.prefix}:outbox-peers`;
   }
+  /** The store marker and the reset flag (store/integrity.ts); one hash tag so the acknowledgement is one MULTI. */
+  storeMarker(): string {
+    return `${this.prefix}:{store}:marker`;
+  }
+  storeReset(): string {
+    return `${this.prefix}:{store}:reset`;
+  }
   ref(ref: string): string {
     return `${this.prefix}:ref:${ref}`;
   }
