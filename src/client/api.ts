@@ -1,7 +1,29 @@
 /**
  * Typed client for the mls-fedgate client API (browser and Node: only `fetch`).
- * Every error answer becomes a FedgateError carrying the DS's code and details.
+ * Every error answer becomes a FedgateError carrying the DS's code and details. Answer types are
+ * inferred from the wire schemas the DS itself parses with (src/wire, type-only: no zod in the bundle).
  */
+import type {
+  ClaimAnswer,
+  CommitAnswer,
+  CommitBundle,
+  CommitLogAnswer,
+  CreateGroupBody,
+  DevTokenAnswer,
+  DeviceListWire,
+  GroupInfoAnswer,
+  GroupView,
+  InboxEntry,
+  InboxPage,
+  KeyPackageList,
+  LeaseAnswer,
+  LogMessage,
+  MessageAnswer,
+  MessagesPage,
+  PeerInfo,
+  TreeAnswer,
+  UploadAnswer,
+} from "../wire/index.js";
 
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 
@@ -17,52 +39,7 @@ export class FedgateError extends Error {
   }
 }
 
-export interface ClaimAnswer {
-  user: string;
-  version: string;
-  cipherSuite: number;
-  bundles: { client: string; keyPackage: string; identityKey: string; lastResort: boolean }[];
-  missing: { client: string; reason: string }[];
-}
-
-export interface GroupView {
-  groupId: string;
-  hub: string;
-  epoch: number;
-  mode: "ordered" | "send-group";
-  cipherSuite: number;
-  members: string[];
-  owner: string;
-  replyTo?: string;
-}
-
-export interface LogMessage {
-  seq: number;
-  kind: "commit" | "proposal" | "application" | "welcome";
-  epoch: number;
-  sender: string;
-  message: string;
-}
-
-export interface InboxEntry {
-  cursor: number;
-  kind: "welcome" | "commit" | "proposal" | "application" | "device_update" | "commit_conflict" | "key_packages_low";
-  groupId?: string;
-  seq?: number;
-  epoch?: number;
-  sender?: string;
-  message?: string;
-  [k: string]: unknown;
-}
-
-export interface CommitBundle {
-  commit: string;
-  welcome?: string;
-  groupInfo?: string;
-  added?: string[];
-  removed?: string[];
-  leaseToken?: string;
-}
+export type { ClaimAnswer, CommitBundle, GroupView, InboxEntry, LogMessage };
 
 export class FedgateApi {
   private token?: string;
@@ -78,7 +55,7 @@ export class FedgateApi {
   /** Dev mode only: fetch a token for this client from the DS itself. */
   async login(): Promise<this> {
     if (!this.token) {
-      const { token } = await this.request<{ token: string }>("POST", "/v1/dev/token", { client: this.client }, false);
+      const { token } = await this.request<DevTokenAnswer>("POST", "/v1/dev/token", { client: this.client }, false);
       this.token = token;
     }
     return this;
@@ -141,16 +118,14 @@ export class FedgateApi {
   }
 
   uploadKeyPackages(keyPackages: string[], lastResort?: string, virtual?: boolean) {
-    return this.request<{
-      accepted: { ref: string; cipherSuite: number; notAfter: number; lastResort: boolean }[];
-      rejected: { index: number; code: string; message: string }[];
-    }>("POST", "/v1/key-packages", { keyPackages, ...(lastResort ? { lastResort } : {}), ...(virtual ? { virtual } : {}) });
+    return this.request<UploadAnswer>("POST", "/v1/key-packages", {
+      keyPackages,
+      ...(lastResort ? { lastResort } : {}),
+      ...(virtual ? { virtual } : {}),
+    });
   }
   listKeyPackages() {
-    return this.request<{ keyPackages: { ref: string; cipherSuite: number; notAfter: number; lastResort: boolean }[] }>(
-      "GET",
-      "/v1/key-packages",
-    );
+    return this.request<KeyPackageList>("GET", "/v1/key-packages");
   }
   deleteKeyPackage(ref: string) {
     return this.request<void>("DELETE", `/v1/key-packages/${encodeURIComponent(ref)}`);
@@ -159,56 +134,44 @@ export class FedgateApi {
     return this.request<ClaimAnswer>("POST", "/v1/key-packages/claim", { user, cipherSuites, versions });
   }
   devices(user: string) {
-    return this.request<{ user: string; version: number; devices: { client: string; cipherSuites: number[] }[] }>(
-      "GET",
-      `/v1/users/${encodeURIComponent(user)}/devices`,
-    );
+    return this.request<DeviceListWire>("GET", `/v1/users/${encodeURIComponent(user)}/devices`);
   }
   removeDevice(client: string) {
     return this.request<void>("DELETE", `/v1/devices/${encodeURIComponent(client)}`);
   }
   peer(domain: string) {
-    return this.request<{ domain: string; cipherSuites: number[]; commonCipherSuites: number[]; protocolVersions: string[] }>(
-      "GET",
-      `/v1/peers/${encodeURIComponent(domain)}`,
-    );
+    return this.request<PeerInfo>("GET", `/v1/peers/${encodeURIComponent(domain)}`);
   }
-  createGroup(body: {
-    groupId: string;
-    cipherSuite: number;
-    mode?: "ordered" | "send-group";
-    groupInfo?: string;
-    replyTo?: string;
-  }) {
+  createGroup(body: CreateGroupBody) {
     return this.request<GroupView>("POST", "/v1/groups", body);
   }
   group(groupId: string) {
     return this.request<GroupView>("GET", `/v1/groups/${groupId}`);
   }
   commit(groupId: string, bundle: CommitBundle) {
-    return this.request<{ seq: number; epoch: number }>("POST", `/v1/groups/${groupId}/commits`, bundle);
+    return this.request<CommitAnswer>("POST", `/v1/groups/${groupId}/commits`, bundle);
   }
   send(groupId: string, message: string) {
-    return this.request<{ seq: number }>("POST", `/v1/groups/${groupId}/messages`, { message });
+    return this.request<MessageAnswer>("POST", `/v1/groups/${groupId}/messages`, { message });
   }
   messages(groupId: string, after = 0, limit?: number) {
     const q = `after=${after}${limit ? `&limit=${limit}` : ""}`;
-    return this.request<{ messages: LogMessage[]; next: number; more: boolean }>("GET", `/v1/groups/${groupId}/messages?${q}`);
+    return this.request<MessagesPage>("GET", `/v1/groups/${groupId}/messages?${q}`);
   }
   lease(groupId: string, ttlMs: number) {
-    return this.request<{ leaseToken: string; expiresAt: number }>("POST", `/v1/groups/${groupId}/lease`, { ttlMs });
+    return this.request<LeaseAnswer>("POST", `/v1/groups/${groupId}/lease`, { ttlMs });
   }
   releaseLease(groupId: string, token: string) {
     return this.request<void>("DELETE", `/v1/groups/${groupId}/lease/${encodeURIComponent(token)}`);
   }
   groupInfo(groupId: string) {
-    return this.request<{ epoch: number; groupInfo: string }>("GET", `/v1/groups/${groupId}/group-info`);
+    return this.request<GroupInfoAnswer>("GET", `/v1/groups/${groupId}/group-info`);
   }
   tree(groupId: string, leaf?: number) {
-    return this.request<Record<string, unknown>>("GET", `/v1/groups/${groupId}/tree${leaf === undefined ? "" : `?leaf=${leaf}`}`);
+    return this.request<TreeAnswer>("GET", `/v1/groups/${groupId}/tree${leaf === undefined ? "" : `?leaf=${leaf}`}`);
   }
   commitLog(groupId: string, afterEpoch?: number) {
-    return this.request<{ entries: { epoch: number; seq: number; sender: string; sha256: string }[] }>(
+    return this.request<CommitLogAnswer>(
       "GET",
       `/v1/groups/${groupId}/commit-log${afterEpoch === undefined ? "" : `?after=${afterEpoch}`}`,
     );
@@ -217,7 +180,7 @@ export class FedgateApi {
     const q = [`after=${after}`, opts.limit ? `limit=${opts.limit}` : "", opts.waitMs ? `waitMs=${opts.waitMs}` : ""]
       .filter(Boolean)
       .join("&");
-    return this.request<{ messages: InboxEntry[]; next: number }>("GET", `/v1/inbox?${q}`);
+    return this.request<InboxPage>("GET", `/v1/inbox?${q}`);
   }
   ack(upTo: number) {
     return this.request<void>("POST", "/v1/inbox/ack", { upTo });

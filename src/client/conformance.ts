@@ -1,6 +1,7 @@
 import { FedgateError, type FedgateApi } from "./api.js";
 import { MlsClient, type MlsEvent } from "./mls-client.js";
 import { systemClock } from "../clock.js";
+import type { Discovery } from "../wire/federation.js";
 
 /**
  * Cross-provider conformance checks, runnable against ANY two deployments (`mls-fedgate
@@ -57,15 +58,6 @@ export interface CheckResult {
   ok: boolean;
   ms: number;
   detail: string;
-}
-
-interface Discovery {
-  domain: string;
-  federationApi: string;
-  protocolVersions: string[];
-  cipherSuites: number[];
-  identitySchemes?: string[];
-  jwks: { keys: unknown[] };
 }
 
 async function discover(url: string): Promise<Discovery> {

@@ -4,6 +4,7 @@ import { decodeMlsField } from "../mls/codec.js";
 import { readFraming, type Framing } from "../mls/framing.js";
 import type { GroupMode, GroupRecord, LogEntry } from "../store/port.js";
 import type { CommitBundle, GroupView } from "./types.js";
+import type { LogMessage as WireLogEntry } from "../wire/shapes.js";
 
 /**
  * The two sides of a group, chosen by its hub (Groups.sideOf). One interface, two trust positions:
@@ -60,13 +61,7 @@ export interface DecodedBundle {
   welcome?: { bytes: Uint8Array; message: MLSMessage };
 }
 
-export interface WireLogEntry {
-  seq: number;
-  kind: LogEntry["kind"];
-  epoch: number;
-  sender: string;
-  message: string;
-}
+export type { WireLogEntry };
 
 export interface CreateGroupRequest {
   groupId: string;
@@ -75,8 +70,6 @@ export interface CreateGroupRequest {
   groupInfo?: string;
   replyTo?: string;
 }
-
-export const CLIENT_ID = /^[^\s/@]+@[a-z0-9.-]+\/[^\s/]+$/;
 
 /** Strict decoding of a bundle's commit and Welcome, once per request. */
 export function decodeBundle(bundle: CommitBundle, groupId: string, messageBytes: number): DecodedBundle {

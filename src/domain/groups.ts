@@ -8,7 +8,6 @@ import type { DeliveredMessage, Dispatcher } from "./fanout.js";
 import { FollowerSide } from "./follower-side.js";
 import {
   actorIn,
-  CLIENT_ID,
   decodeBundle,
   requireMember,
   viewOf,
@@ -22,6 +21,7 @@ import {
 import { HubSide } from "./hub-side.js";
 import type { ReplicaSync } from "./replica.js";
 import type { Clock, CommitBundle, GroupView, PeerGateway } from "./types.js";
+import { CLIENT_ID } from "../wire/ids.js";
 
 export { actorIn, viewOf, wireEntry, type CreateGroupRequest, type GroupLimits, type WireLogEntry } from "./group-side.js";
 

@@ -1,15 +1,7 @@
 import type { Store } from "../store/port.js";
+import type { InboxEntry as WireInboxEntry } from "../wire/client-api.js";
 
-export interface WireInboxEntry {
-  cursor: number;
-  kind: string;
-  groupId?: string;
-  seq?: number;
-  epoch?: number;
-  sender?: string;
-  message?: string;
-  [k: string]: unknown;
-}
+export type { WireInboxEntry };
 
 /** Inbox reads: references resolved against the group logs (payload stored once), notices inline. */
 export class Inbox {

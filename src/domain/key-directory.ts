@@ -5,6 +5,8 @@ import { identitiesFor } from "../mls/identity.js";
 import { domainOf, userOf, type DeviceList, type Store, type StoredKeyPackage } from "../store/port.js";
 import type { DeviceRevocations } from "./revocations.js";
 import type { Clock, PeerGateway } from "./types.js";
+import type { UploadAnswer } from "../wire/client-api.js";
+import type { ClaimAnswer } from "../wire/shapes.js";
 
 export interface ClaimRequest {
   user: string;
@@ -13,18 +15,7 @@ export interface ClaimRequest {
   versions: string[];
 }
 
-export interface ClaimAnswer {
-  user: string;
-  version: string;
-  cipherSuite: number;
-  bundles: { client: string; keyPackage: string; identityKey: string; lastResort: boolean }[];
-  missing: { client: string; reason: "exhausted" | "no_compatible_suite" }[];
-}
-
-export interface UploadAnswer {
-  accepted: { ref: string; cipherSuite: number; notAfter: number; lastResort: boolean }[];
-  rejected: { index: number; code: string; message: string }[];
-}
+export type { ClaimAnswer, UploadAnswer };
 
 const REMOTE_REF_TTL_S = 30 * 24 * 3600;
 

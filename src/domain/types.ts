@@ -1,30 +1,13 @@
 import type { ClaimAnswer, ClaimRequest } from "./key-directory.js";
-import type { CommitLogEntry, DeviceList, GroupRecord, LogEntry } from "../store/port.js";
+import type { CommitBundle, GroupView } from "../wire/shapes.js";
+import type { CommitLogEntry, DeviceList, LogEntry } from "../store/port.js";
 
 export { systemClock, type Clock } from "../clock.js";
 
 /** A submission forwarded from a follower to the hub, or answered locally. */
 export type SubmitBody = { kind: "commit"; bundle: CommitBundle; leaseToken?: string } | { kind: "message"; message: string };
 
-export interface CommitBundle {
-  commit: string;
-  welcome?: string;
-  groupInfo?: string;
-  added?: string[];
-  removed?: string[];
-  leaseToken?: string;
-}
-
-export interface GroupView {
-  groupId: string;
-  hub: string;
-  epoch: number;
-  mode: GroupRecord["mode"];
-  cipherSuite: number;
-  members: string[];
-  owner: string;
-  replyTo?: string;
-}
+export type { CommitBundle, GroupView } from "../wire/shapes.js";
 
 /** What the domain needs from other providers; federation/ implements it over HTTP. */
 export interface PeerGateway {

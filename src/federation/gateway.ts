@@ -11,7 +11,7 @@ import {
   fedLeaseAnswer,
   fedMessagesAnswer,
   fedSubmitAnswer,
-} from "../http/schemas.js";
+} from "../wire/federation.js";
 import { userOf, type CommitLogEntry, type DeviceList, type LogEntry } from "../store/port.js";
 import type { PeerClient } from "./peer-client.js";
 

@@ -3,7 +3,7 @@ import type { DeliveredMessage, OutboxNotifier } from "../domain/fanout.js";
 import { viewFor } from "../domain/hub-side.js";
 import type { GroupView } from "../domain/types.js";
 import { DsError } from "../errors.js";
-import { deliverAnswer } from "../http/schemas.js";
+import { deliverAnswer } from "../wire/federation.js";
 import { domainOf, type Store } from "../store/port.js";
 
 const DEFAULT_PEER_BODY_LIMIT = 1 << 20;

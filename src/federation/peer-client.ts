@@ -1,22 +1,12 @@
 import { Agent, request } from "undici";
 import type { JWK } from "jose";
-import { z } from "zod";
 import { systemClock, type Clock } from "../clock.js";
 import { DsError, isErrorCode } from "../errors.js";
 import type { SigningKey } from "./keys.js";
 import { signRequest, type PeerKeySource } from "./service-auth.js";
+import { discoveryDocument, type Discovery } from "../wire/federation.js";
 
-export const discoverySchema = z.object({
-  domain: z.string(),
-  federationApi: z.string(),
-  protocolVersions: z.array(z.string()),
-  cipherSuites: z.array(z.number()),
-  /** Absent on providers older than issue 9: they speak only `fedgate` identities. */
-  identitySchemes: z.array(z.string()).optional(),
-  jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }),
-  limits: z.record(z.string(), z.unknown()),
-});
-export type Discovery = z.infer<typeof discoverySchema>;
+export type { Discovery };
 
 const MIN_REFRESH_INTERVAL_MS = 30_000;
 /** Codes about our own server-to-server credentials: the client did nothing wrong. */
@@ -76,7 +66,7 @@ export class PeerClient implements PeerKeySource {
     const cached = this.discoveries.get(domain);
     if (cached && !refresh && this.clock.nowMs() - cached.at < this.opts.discoveryCacheSeconds * 1000) return cached.doc;
     const raw = await this.send(domain, "GET", "/.well-known/mls-federation", undefined, false);
-    const parsed = discoverySchema.safeParse(raw);
+    const parsed = discoveryDocument.safeParse(raw);
     if (!parsed.success || parsed.data.domain !== domain) {
       throw new DsError("peer_error", `${domain} serves an invalid discovery document`);
     }

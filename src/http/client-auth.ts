@@ -5,12 +5,11 @@ import { ConfigError } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { DsError } from "../errors.js";
 import { systemClock, type Clock } from "../clock.js";
+import { CLIENT_ID, CLIENT_ID_MAX } from "../wire/ids.js";
 
-const CLIENT_ID = /^[^\s/@]+@([a-z0-9.-]+)\/([^\s/]+)$/;
 /** C0 and C1 control characters (DEL included): never part of an id that is logged, listed and compared. */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-export const CLIENT_ID_MAX = 512;
 /** A token issued this far in the future is refused (clock skew allowance). */
 const FUTURE_IAT_SKEW_S = 60;
 

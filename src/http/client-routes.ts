@@ -5,18 +5,18 @@ import { DsError } from "../errors.js";
 import { jsonBody, PRE_AUTH_BODY_BYTES, readRawBody } from "./body.js";
 import { StreamCap } from "./stream-caps.js";
 import { clientAuth, consume, locals } from "./middleware.js";
+import { intParam, parse } from "./schemas.js";
 import {
   ackBody,
   claimBody,
   commitBody,
   createGroupBody,
   devTokenBody,
-  intParam,
   leaseBody,
   messageBody,
-  parse,
   uploadBody,
-} from "./schemas.js";
+  type PeerInfo,
+} from "../wire/client-api.js";
 import { treeView, verifyTree } from "../mls/tree.js";
 
 const SSE_WAIT_MS = 15_000;
@@ -100,7 +100,7 @@ export function clientRoutes(ctx: AppContext): Router {
       return;
     }
     const doc = await ctx.peerClient.discovery(domain);
-    res.json({
+    const info: PeerInfo = {
       domain: doc.domain,
       federationApi: doc.federationApi,
       protocolVersions: doc.protocolVersions,
@@ -108,7 +108,8 @@ export function clientRoutes(ctx: AppContext): Router {
       identitySchemes: doc.identitySchemes ?? ["fedgate"],
       commonCipherSuites: ctx.config.cipherSuites.filter((s) => doc.cipherSuites.includes(s)),
       limits: doc.limits,
-    });
+    };
+    res.json(info);
   });
 
   r.post("/groups", async (req, res) => {

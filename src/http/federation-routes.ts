@@ -5,6 +5,7 @@ import { verifyRequestBody, verifyRequestToken } from "../federation/service-aut
 import { domainOf, userOf } from "../store/port.js";
 import { jsonBody, readRawBody } from "./body.js";
 import { consume, locals } from "./middleware.js";
+import { intParam, parse } from "./schemas.js";
 import {
   deliverBody,
   deviceUpdateBody,
@@ -12,9 +13,8 @@ import {
   fedLeaseBody,
   fedReleaseBody,
   fedSubmitBody,
-  intParam,
-  parse,
-} from "./schemas.js";
+  type Discovery,
+} from "../wire/federation.js";
 
 function peerOf(res: Response): string {
   return locals(res).peer!;
@@ -31,7 +31,7 @@ function requireFrom(peer: string, client: string): void {
   if (domainOf(client) !== peer) throw new DsError("forbidden", `${peer} cannot act for ${client}`);
 }
 
-export function discoveryDocument(ctx: AppContext) {
+export function discoveryDocument(ctx: AppContext): Discovery {
   const { limits } = ctx.config;
   return {
     domain: ctx.config.domain,

@@ -12,12 +12,12 @@
  * No Node APIs here: the SDK (browser and Node) uses the same module.
  */
 
+import { isClientId } from "../wire/ids.js";
+
 export const IDENTITY_SCHEMES = ["fedgate", "wire"] as const;
 export type IdentityScheme = (typeof IDENTITY_SCHEMES)[number];
 
 const DOMAIN = "[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?";
-/** The DS's client id syntax (as the client API checks it). */
-const CLIENT_ID = /^[^\s/@]+@[a-z0-9.-]+\/[^\s/]+$/;
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 const DEVICE_HEX = "0|[1-9a-f][0-9a-f]{0,15}";
 const WIRE_IDENTITY = new RegExp(`^(${UUID}):(${DEVICE_HEX})@(${DOMAIN})$`);
@@ -25,11 +25,6 @@ const WIRE_CLIENT = new RegExp(`^(${UUID})@(${DOMAIN})/(${DEVICE_HEX})$`);
 
 export function isIdentityScheme(name: string): name is IdentityScheme {
   return (IDENTITY_SCHEMES as readonly string[]).includes(name);
-}
-
-/** True for a syntactically valid client id `user@domain/device`. */
-export function isClientId(client: string): boolean {
-  return CLIENT_ID.test(client);
 }
 
 /** The credential identity (text) of `client` under `scheme`, or undefined when the scheme cannot express it. */
