@@ -8,6 +8,7 @@ import { webApp } from "./web-app.js";
 import { webEnabled } from "../config/schema.js";
 import { discoveryDocument, federationRoutes } from "./federation-routes.js";
 import { errorHandler, locals, requestContext } from "./middleware.js";
+import { clientOpenApi } from "../wire/openapi.js";
 
 /** Builds the express app (client API, federation API, discovery, health, metrics); listening is the caller's job. */
 export function buildApp(ctx: AppContext, state: { ready: () => Promise<StoreReadiness> }): Express {
@@ -41,6 +42,12 @@ export function buildApp(ctx: AppContext, state: { ready: () => Promise<StoreRea
     }
     res.setHeader("content-type", ctx.metrics.registry.contentType);
     res.send(await ctx.metrics.registry.metrics());
+  });
+  // Generated once from the wire schemas (src/wire/client-routes.ts); clients generate SDKs from it.
+  const openApi = clientOpenApi();
+  app.get("/openapi.json", (_req, res) => {
+    res.setHeader("cache-control", "public, max-age=300");
+    res.json(openApi);
   });
   app.get("/.well-known/mls-federation", (_req, res) => {
     res.setHeader("cache-control", "public, max-age=300");

@@ -48,7 +48,7 @@ const logEntryShape = {
   recipients: z.array(clientId).max(100_000),
 };
 export const deliverBody = z.strictObject({
-  groups: z.record(z.string().max(512), groupView),
+  groups: z.record(z.string().max(512), z.strictObject(groupViewShape)),
   messages: z.array(z.strictObject(logEntryShape).extend({ groupId: z.string().max(512) })).max(10_000),
 });
 /** One entry (or, without `seq`, a whole group's part of the batch) the receiver would not take. */
@@ -79,7 +79,7 @@ export const deviceUpdateBody = z.strictObject({
     .max(1000),
 });
 
-export const fedGroupViewAnswer = z.object(groupViewShape);
+export const fedGroupViewAnswer = groupView;
 export const fedMessagesAnswer = z.object({ group: fedGroupViewAnswer, entries: z.array(z.object(logEntryShape)).max(1000) });
 export const fedGroupInfoAnswer = groupInfoAnswer;
 export const fedCommitLogAnswer = commitLogAnswer;

@@ -6,3 +6,5 @@ export * from "./ids.js";
 export * from "./shapes.js";
 export * from "./client-api.js";
 export * from "./federation.js";
+export * from "./client-routes.js";
+export * from "./openapi.js";

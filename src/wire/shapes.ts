@@ -26,7 +26,8 @@ export const groupViewShape = {
   owner: clientId,
   replyTo: z.string().max(512).optional(),
 };
-export const groupView = z.strictObject(groupViewShape);
+/** A group as its members see it (an answer: unknown fields are tolerated, so the DS may add some). */
+export const groupView = z.object(groupViewShape);
 export type GroupView = z.infer<typeof groupView>;
 
 export const logKind = z.enum(["commit", "proposal", "application", "welcome"]);
