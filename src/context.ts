@@ -19,6 +19,7 @@ import { protocolRouter } from "./federation/protocols.js";
 import { loadSigningKey, type SigningKey } from "./federation/keys.js";
 import { OutboxWorker } from "./federation/outbox.js";
 import { PeerClient } from "./federation/peer-client.js";
+import { PeerRequestAuth } from "./federation/service-auth.js";
 import { ClientAuth } from "./http/client-auth.js";
 import { Metrics } from "./metrics.js";
 import { useMlsCrypto } from "./mls/suites.js";
@@ -52,33 +53,92 @@ export interface RateLimiters {
   peerClaims: RateLimiterAbstract;
 }
 
+/** Every part the composition root builds, by name. */
+export interface AppContextParts {
+  config: Readonly<Config>;
+  store: Store;
+  /** False when the store came from the overrides: its owner closes it. */
+  ownsStore: boolean;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+  signingKey: SigningKey;
+  peerClient: PeerClient;
+  peers: PeerGateway;
+  /** Inbound federation authentication (token, body hash, jti cache). */
+  peerAuth: PeerRequestAuth;
+  auth: ClientAuth;
+  keys: KeyDirectory;
+  groups: Groups;
+  inbox: Inbox;
+  dispatcher: Dispatcher;
+  replica: ReplicaSync;
+  outbox: OutboxWorker;
+  devices: DeviceNotifier;
+  limiters: RateLimiters;
+  revocations: DeviceRevocations;
+  /** Store reset detection (marker, reset flag) and the persistence report. */
+  integrity: StoreIntegrity;
+  /** The MIMI binding (issue 13), when enabled. */
+  mimi?: MimiContext;
+}
+
+/** Named options of AppContext.fromConfig (atproto style): tests replace parts through `overrides`. */
+export interface AppContextOptions {
+  overrides?: ContextOverrides;
+}
+
 /** The one composition root: builds every adapter and domain service from the config. */
 export class AppContext {
-  private constructor(
-    readonly config: Readonly<Config>,
-    readonly store: Store,
-    readonly ownsStore: boolean,
-    readonly clock: Clock,
-    readonly log: Logger,
-    readonly metrics: Metrics,
-    readonly signingKey: SigningKey,
-    readonly peerClient: PeerClient,
-    readonly peers: PeerGateway,
-    readonly auth: ClientAuth,
-    readonly keys: KeyDirectory,
-    readonly groups: Groups,
-    readonly inbox: Inbox,
-    readonly dispatcher: Dispatcher,
-    readonly replica: ReplicaSync,
-    readonly outbox: OutboxWorker,
-    readonly devices: DeviceNotifier,
-    readonly limiters: RateLimiters,
-    readonly revocations: DeviceRevocations,
-    readonly integrity: StoreIntegrity,
-    readonly mimi?: MimiContext,
-  ) {}
+  readonly config: Readonly<Config>;
+  readonly store: Store;
+  readonly ownsStore: boolean;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly signingKey: SigningKey;
+  readonly peerClient: PeerClient;
+  readonly peers: PeerGateway;
+  readonly peerAuth: PeerRequestAuth;
+  readonly auth: ClientAuth;
+  readonly keys: KeyDirectory;
+  readonly groups: Groups;
+  readonly inbox: Inbox;
+  readonly dispatcher: Dispatcher;
+  readonly replica: ReplicaSync;
+  readonly outbox: OutboxWorker;
+  readonly devices: DeviceNotifier;
+  readonly limiters: RateLimiters;
+  readonly revocations: DeviceRevocations;
+  readonly integrity: StoreIntegrity;
+  readonly mimi?: MimiContext;
 
-  static async fromConfig(config: Readonly<Config>, overrides: ContextOverrides = {}): Promise<AppContext> {
+  private constructor(parts: AppContextParts) {
+    this.config = parts.config;
+    this.store = parts.store;
+    this.ownsStore = parts.ownsStore;
+    this.clock = parts.clock;
+    this.log = parts.log;
+    this.metrics = parts.metrics;
+    this.signingKey = parts.signingKey;
+    this.peerClient = parts.peerClient;
+    this.peers = parts.peers;
+    this.peerAuth = parts.peerAuth;
+    this.auth = parts.auth;
+    this.keys = parts.keys;
+    this.groups = parts.groups;
+    this.inbox = parts.inbox;
+    this.dispatcher = parts.dispatcher;
+    this.replica = parts.replica;
+    this.outbox = parts.outbox;
+    this.devices = parts.devices;
+    this.limiters = parts.limiters;
+    this.revocations = parts.revocations;
+    this.integrity = parts.integrity;
+    this.mimi = parts.mimi;
+  }
+
+  static async fromConfig(config: Readonly<Config>, { overrides = {} }: AppContextOptions = {}): Promise<AppContext> {
     const log = overrides.logger ?? pino({ level: config.logLevel, base: { domain: config.domain } });
     useMlsCrypto(config.mlsCrypto);
     const clock = overrides.clock ?? systemClock;
@@ -195,7 +255,8 @@ export class AppContext {
     );
     const inbox = new Inbox(store, limits.inboxPageSize, limits.maxWaitMs);
     const limiters = makeLimiters(config, store);
-    return new AppContext(
+    const peerAuth = new PeerRequestAuth(config.domain, peerClient, store, clock);
+    return new AppContext({
       config,
       store,
       ownsStore,
@@ -205,6 +266,7 @@ export class AppContext {
       signingKey,
       peerClient,
       peers,
+      peerAuth,
       auth,
       keys,
       groups,
@@ -215,9 +277,9 @@ export class AppContext {
       devices,
       limiters,
       revocations,
-      new StoreIntegrity(store, clock, log.child({ part: "store" })),
+      integrity: new StoreIntegrity(store, clock, log.child({ part: "store" })),
       mimi,
-    );
+    });
   }
 
   async close(): Promise<void> {

@@ -42,7 +42,7 @@ export class DeliveryService {
 
   static async create(config: Readonly<Config> | LoadOptions = {}, overrides: ContextOverrides = {}): Promise<DeliveryService> {
     const cfg = "domain" in config ? (config as Readonly<Config>) : loadConfig(config as LoadOptions);
-    return new DeliveryService(await AppContext.fromConfig(cfg, overrides));
+    return new DeliveryService(await AppContext.fromConfig(cfg, { overrides }));
   }
 
   get config(): Readonly<Config> {

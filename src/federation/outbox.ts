@@ -46,6 +46,11 @@ export class OutboxWorker implements OutboxNotifier {
     private readonly clock: Clock = systemClock,
   ) {}
 
+  /** How many deliveries wait for `peer`, and since when the oldest (for /metrics). */
+  stats(peer: string): Promise<{ depth: number; oldestMs?: number }> {
+    return this.store.outboxStats(peer);
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;

@@ -151,3 +151,26 @@ export async function verifyRequestBody(token: VerifiedToken, body: Uint8Array, 
   }
   return iss;
 }
+
+/**
+ * Inbound federation authentication as the routes use it: this DS's domain, its peers' keys and
+ * the jti cache replicas share, bound once, so a route never reaches into the store itself.
+ */
+export class PeerRequestAuth {
+  constructor(
+    private readonly myDomain: string,
+    private readonly peers: PeerKeySource,
+    private readonly replay: ReplayStore,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  /** Signature and claims of the token, before any of the body is read. */
+  verifyToken(authorization: string | undefined, req: Omit<RequestFacts, "body">): Promise<VerifiedToken> {
+    return verifyRequestToken(authorization, this.myDomain, req, this.peers, this.clock);
+  }
+
+  /** The body against the signed hash, and the jti used once; resolves to the peer's domain. */
+  verifyBody(token: VerifiedToken, body: Uint8Array): Promise<string> {
+    return verifyRequestBody(token, body, this.replay);
+  }
+}

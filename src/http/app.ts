@@ -36,7 +36,7 @@ export function buildApp(ctx: AppContext, state: { ready: () => Promise<StoreRea
   });
   app.get("/metrics", async (_req, res) => {
     for (const peer of ctx.peerClient.peerDomains()) {
-      const stats = await ctx.store.outboxStats(peer);
+      const stats = await ctx.outbox.stats(peer);
       ctx.metrics.outboxDepth.set({ peer }, stats.depth);
       ctx.metrics.outboxAge.set({ peer }, stats.oldestMs ? (ctx.clock.nowMs() - stats.oldestMs) / 1000 : 0);
     }

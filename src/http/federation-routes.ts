@@ -1,7 +1,6 @@
 import { Router, type Request, type Response } from "express";
 import type { AppContext } from "../context.js";
 import { DsError } from "../errors.js";
-import { verifyRequestBody, verifyRequestToken } from "../federation/service-auth.js";
 import { domainOf, userOf } from "../store/port.js";
 import { jsonBody, readRawBody } from "./body.js";
 import { consume, locals } from "./middleware.js";
@@ -58,18 +57,15 @@ export function federationRoutes(ctx: AppContext): Router {
   // first, then the raw body is read (capped, not parsed) and checked against the signed hash
   // (bdh), and only then parsed.
   r.use(async (req, res, next) => {
-    locals(res).peerToken = await verifyRequestToken(
-      req.header("authorization"),
-      ctx.config.domain,
-      { method: req.method, path: req.originalUrl },
-      ctx.peerClient,
-      ctx.clock,
-    );
+    locals(res).peerToken = await ctx.peerAuth.verifyToken(req.header("authorization"), {
+      method: req.method,
+      path: req.originalUrl,
+    });
     next();
   });
   r.use(readRawBody(ctx.config.limits.bodyBytes, false));
   r.use(async (_req, res, next) => {
-    const peer = await verifyRequestBody(locals(res).peerToken!, locals(res).rawBody ?? Buffer.alloc(0), ctx.store);
+    const peer = await ctx.peerAuth.verifyBody(locals(res).peerToken!, locals(res).rawBody ?? Buffer.alloc(0));
     locals(res).peer = peer;
     await consume(ctx.limiters.peer, peer);
     next();
