@@ -27,15 +27,13 @@ export class DeviceNotifier {
   }
 
   /** A local user's devices changed (`changed` is the device added or removed). */
-  async localChange(list: DeviceList, changed: string, requestId?: string): Promise<void> {
+  async localChange(list: DeviceList, changed: string): Promise<void> {
     const audience = await this.audience(list, [changed]);
     await this.notifyLocal(list, audience);
     const remote = new Set([...audience].map(domainOf).filter((d) => d !== this.domain));
     await Promise.all(
       [...remote].map((peer) =>
-        this.peers
-          .deviceUpdate(peer, list, requestId)
-          .catch((err: unknown) => this.log.warn({ err, peer }, "device update not delivered")),
+        this.peers.deviceUpdate(peer, list).catch((err: unknown) => this.log.warn({ err, peer }, "device update not delivered")),
       ),
     );
   }

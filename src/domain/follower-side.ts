@@ -16,10 +16,10 @@ export class FollowerSide implements GroupSide {
     private readonly replica: ReplicaSync,
   ) {}
 
-  async view(actor: string, g: GroupRecord, requestId?: string): Promise<GroupView> {
+  async view(actor: string, g: GroupRecord): Promise<GroupView> {
     let view: GroupView;
     try {
-      view = await this.peers.group(g.hub, g.groupId, actor, requestId);
+      view = await this.peers.group(g.hub, g.groupId, actor);
     } catch (e) {
       // The hub is down: answer from the replica, which every delivery refreshes.
       if (!(e instanceof DsError) || e.code !== "peer_unreachable") throw e;
@@ -31,38 +31,32 @@ export class FollowerSide implements GroupSide {
     return view;
   }
 
-  async submitCommit(
-    actor: string,
-    g: GroupRecord,
-    bundle: CommitBundle,
-    _decoded: DecodedBundle,
-    requestId?: string,
-  ): Promise<Accepted> {
-    return this.peers.submit(g.hub, g.groupId, actor, { kind: "commit", bundle }, requestId);
+  async submitCommit(actor: string, g: GroupRecord, bundle: CommitBundle, _decoded: DecodedBundle): Promise<Accepted> {
+    return this.peers.submit(g.hub, g.groupId, actor, { kind: "commit", bundle });
   }
 
-  async submitMessage(actor: string, g: GroupRecord, text: string, requestId?: string): Promise<{ seq: number }> {
-    const answer = await this.peers.submit(g.hub, g.groupId, actor, { kind: "message", message: text }, requestId);
+  async submitMessage(actor: string, g: GroupRecord, text: string): Promise<{ seq: number }> {
+    const answer = await this.peers.submit(g.hub, g.groupId, actor, { kind: "message", message: text });
     return { seq: answer.seq };
   }
 
-  acquireLease(actor: string, g: GroupRecord, ttlMs: number, requestId?: string) {
-    return this.peers.lease(g.hub, g.groupId, actor, ttlMs, requestId);
+  acquireLease(actor: string, g: GroupRecord, ttlMs: number) {
+    return this.peers.lease(g.hub, g.groupId, actor, ttlMs);
   }
 
-  releaseLease(actor: string, g: GroupRecord, token: string, requestId?: string): Promise<void> {
-    return this.peers.releaseLease(g.hub, g.groupId, actor, token, requestId);
+  releaseLease(actor: string, g: GroupRecord, token: string): Promise<void> {
+    return this.peers.releaseLease(g.hub, g.groupId, actor, token);
   }
 
-  async forLogRead(actor: string, g: GroupRecord, requestId?: string): Promise<GroupRecord> {
+  async forLogRead(actor: string, g: GroupRecord): Promise<GroupRecord> {
     // Only a member (by the replica's view) makes this DS call the hub.
     requireMember(g, actor);
     // Pull what the hub has beyond our replica first, so catch-up after stale_epoch sees the winner.
-    await this.replica.syncReplica(g.hub, g.groupId, requestId);
+    await this.replica.syncReplica(g.hub, g.groupId);
     return (await this.store.getGroup(g.groupId)) ?? g;
   }
 
-  groupInfo(client: string, g: GroupRecord, requestId?: string): Promise<{ epoch: number; groupInfo: string }> {
-    return this.peers.groupInfo(g.hub, g.groupId, actorIn(g, client), requestId);
+  groupInfo(client: string, g: GroupRecord): Promise<{ epoch: number; groupInfo: string }> {
+    return this.peers.groupInfo(g.hub, g.groupId, actorIn(g, client));
   }
 }

@@ -22,26 +22,15 @@ import type { LogMessage as WireLogEntry } from "../wire/shapes.js";
  */
 export interface GroupSide {
   /** The group as its hub sees it, for a member (`actor`). */
-  view(actor: string, g: GroupRecord, requestId?: string): Promise<GroupView>;
+  view(actor: string, g: GroupRecord): Promise<GroupView>;
   /** A commit a local client submitted; the bundle passed the client-facing checks (Groups). */
-  submitCommit(
-    actor: string,
-    g: GroupRecord,
-    bundle: CommitBundle,
-    decoded: DecodedBundle,
-    requestId?: string,
-  ): Promise<Accepted>;
-  submitMessage(actor: string, g: GroupRecord, text: string, requestId?: string): Promise<{ seq: number }>;
-  acquireLease(
-    actor: string,
-    g: GroupRecord,
-    ttlMs: number,
-    requestId?: string,
-  ): Promise<{ leaseToken: string; expiresAt: number }>;
-  releaseLease(actor: string, g: GroupRecord, token: string, requestId?: string): Promise<void>;
+  submitCommit(actor: string, g: GroupRecord, bundle: CommitBundle, decoded: DecodedBundle): Promise<Accepted>;
+  submitMessage(actor: string, g: GroupRecord, text: string): Promise<{ seq: number }>;
+  acquireLease(actor: string, g: GroupRecord, ttlMs: number): Promise<{ leaseToken: string; expiresAt: number }>;
+  releaseLease(actor: string, g: GroupRecord, token: string): Promise<void>;
   /** The record to read a client's catch-up from (a follower first pulls what the hub has beyond its replica). */
-  forLogRead(actor: string, g: GroupRecord, requestId?: string): Promise<GroupRecord>;
-  groupInfo(client: string, g: GroupRecord, requestId?: string): Promise<{ epoch: number; groupInfo: string }>;
+  forLogRead(actor: string, g: GroupRecord): Promise<GroupRecord>;
+  groupInfo(client: string, g: GroupRecord): Promise<{ epoch: number; groupInfo: string }>;
 }
 
 export type Accepted = { seq: number; epoch: number };

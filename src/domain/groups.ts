@@ -112,21 +112,16 @@ export class Groups {
   }
 
   /** The group as its hub knows it; members only. A follower falls back to its replica when the hub is down. */
-  async get(client: string, groupId: string, requestId?: string): Promise<GroupView> {
+  async get(client: string, groupId: string): Promise<GroupView> {
     const g = await this.requireKnown(groupId);
-    return this.sideOf(g).view(actorIn(g, client), g, requestId);
+    return this.sideOf(g).view(actorIn(g, client), g);
   }
 
-  async submitCommit(
-    client: string,
-    groupId: string,
-    bundle: CommitBundle,
-    requestId?: string,
-  ): Promise<{ seq: number; epoch: number }> {
+  async submitCommit(client: string, groupId: string, bundle: CommitBundle): Promise<{ seq: number; epoch: number }> {
     const g = await this.requireKnown(groupId);
     const decoded = decodeBundle(bundle, groupId, this.limits.messageBytes);
     await this.checkClientBundle(bundle, decoded);
-    return this.sideOf(g).submitCommit(actorIn(g, client), g, bundle, decoded, requestId);
+    return this.sideOf(g).submitCommit(actorIn(g, client), g, bundle, decoded);
   }
 
   /** What this DS checks for its own client's commit, on either side. */
@@ -156,22 +151,22 @@ export class Groups {
     }
   }
 
-  async submitMessage(client: string, groupId: string, text: string, requestId?: string): Promise<{ seq: number }> {
+  async submitMessage(client: string, groupId: string, text: string): Promise<{ seq: number }> {
     const g = await this.requireKnown(groupId);
-    return this.sideOf(g).submitMessage(actorIn(g, client), g, text, requestId);
+    return this.sideOf(g).submitMessage(actorIn(g, client), g, text);
   }
 
-  async acquireLease(client: string, groupId: string, ttlMs: number, requestId?: string) {
+  async acquireLease(client: string, groupId: string, ttlMs: number) {
     const g = await this.requireKnown(groupId);
     if (!Number.isInteger(ttlMs) || ttlMs <= 0 || ttlMs > this.limits.leaseMaxTtlMs) {
       throw new DsError("bad_request", `ttlMs must be an integer in 1..${this.limits.leaseMaxTtlMs}`);
     }
-    return this.sideOf(g).acquireLease(actorIn(g, client), g, ttlMs, requestId);
+    return this.sideOf(g).acquireLease(actorIn(g, client), g, ttlMs);
   }
 
-  async releaseLease(client: string, groupId: string, token: string, requestId?: string): Promise<void> {
+  async releaseLease(client: string, groupId: string, token: string): Promise<void> {
     const g = await this.requireKnown(groupId);
-    return this.sideOf(g).releaseLease(actorIn(g, client), g, token, requestId);
+    return this.sideOf(g).releaseLease(actorIn(g, client), g, token);
   }
 
   /**
@@ -183,11 +178,10 @@ export class Groups {
     groupId: string,
     after: number,
     limit: number,
-    requestId?: string,
   ): Promise<{ messages: WireLogEntry[]; next: number; more: boolean }> {
     const known = await this.requireKnown(groupId);
     const page = Math.min(Math.max(1, limit), this.limits.logPageSize);
-    const g = await this.sideOf(known).forLogRead(actorIn(known, client), known, requestId);
+    const g = await this.sideOf(known).forLogRead(actorIn(known, client), known);
     const actor = actorIn(g, client);
     requireMember(g, actor);
     const entries = await this.store.readLog(groupId, after, page);
@@ -198,9 +192,9 @@ export class Groups {
     };
   }
 
-  async groupInfo(client: string, groupId: string, requestId?: string): Promise<{ epoch: number; groupInfo: string }> {
+  async groupInfo(client: string, groupId: string): Promise<{ epoch: number; groupInfo: string }> {
     const g = await this.requireKnown(groupId);
-    return this.sideOf(g).groupInfo(client, g, requestId);
+    return this.sideOf(g).groupInfo(client, g);
   }
 
   async commitLog(client: string, groupId: string, afterEpoch: number) {

@@ -108,9 +108,9 @@ export class KeyDirectory {
   }
 
   /** A claim from a local client: served here, or proxied to the user's provider (server fan-out). */
-  async claim(req: ClaimRequest, requestId?: string): Promise<ClaimAnswer> {
+  async claim(req: ClaimRequest): Promise<ClaimAnswer> {
     if (domainOf(req.user) === this.domain) return this.claimLocal(req);
-    const answer = await this.peers.claim(domainOf(req.user), req, requestId);
+    const answer = await this.peers.claim(domainOf(req.user), req);
     // The peer answers for its own user only, in a suite we asked for: a bundle naming anybody else
     // would let it route a later Welcome (by KeyPackageRef) to a client of its choosing.
     if (answer.user !== req.user || !req.cipherSuites.includes(answer.cipherSuite)) {
@@ -201,8 +201,8 @@ export class KeyDirectory {
     );
   }
 
-  async devices(user: string, requestId?: string): Promise<DeviceList> {
-    if (domainOf(user) !== this.domain) return this.peers.devices(domainOf(user), user, requestId);
+  async devices(user: string): Promise<DeviceList> {
+    if (domainOf(user) !== this.domain) return this.peers.devices(domainOf(user), user);
     const list = await this.store.listDevices(user);
     if (list.devices.length === 0 && list.version === 0) throw new DsError("unknown_user", `${user} has no devices here`);
     // The credential identities each device may use here, so a client of any implementation can name it.

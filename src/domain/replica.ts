@@ -102,7 +102,6 @@ export class ReplicaSync {
     hub: string,
     views: Readonly<Record<string, GroupView>>,
     messages: DeliveredMessage[],
-    requestId?: string,
   ): Promise<DeliveryRefusal[]> {
     const byGroup = new Map<string, DeliveredMessage[]>();
     for (const m of messages) {
@@ -114,7 +113,7 @@ export class ReplicaSync {
     const refused: DeliveryRefusal[] = [];
     for (const [groupId, part] of byGroup) {
       const view = Object.hasOwn(views, groupId) ? views[groupId] : undefined;
-      refused.push(...(await this.deliver(hub, groupId, view, part, budget, requestId)));
+      refused.push(...(await this.deliver(hub, groupId, view, part, budget)));
     }
     return refused;
   }
@@ -129,7 +128,6 @@ export class ReplicaSync {
     view: GroupView | undefined,
     messages: DeliveredMessage[],
     budget = new PullBudget(this.clock),
-    requestId?: string,
   ): Promise<DeliveryRefusal[]> {
     const refuseAll = (code: ErrorCode, message: string): DeliveryRefusal[] =>
       messages.map((m) => ({ groupId, seq: m.seq, code, message }));
@@ -159,10 +157,10 @@ export class ReplicaSync {
       const write = await this.store.putReplicaEntries(replicaRecord(view), taken);
       if (!write.ok) return refuseAll("forbidden", `${groupId} is not a replica of ${hub} here`);
       let after = await this.store.contiguousSeq(groupId);
-      if (highestSeq(taken) > after) after = await this.fillGap(hub, groupId, budget, requestId);
+      if (highestSeq(taken) > after) after = await this.fillGap(hub, groupId, budget);
       await this.inboxRange(groupId, before, after);
       const commitEpochs = taken.filter((m) => m.kind === "commit").map((m) => m.epoch);
-      if (commitEpochs.length > 0 && budget.canGossip()) await this.gossip(hub, groupId, lowest(commitEpochs) - 1, requestId);
+      if (commitEpochs.length > 0 && budget.canGossip()) await this.gossip(hub, groupId, lowest(commitEpochs) - 1);
       return refused;
     });
   }
@@ -183,17 +181,17 @@ export class ReplicaSync {
   }
 
   /** Brings the replica up to the hub's log (catch-up on a follower), within GAP_FILL. */
-  syncReplica(hub: string, groupId: string, requestId?: string): Promise<void> {
+  syncReplica(hub: string, groupId: string): Promise<void> {
     return this.serial(groupId, async () => {
       const before = await this.store.contiguousSeq(groupId);
-      await this.inboxRange(groupId, before, await this.fillGap(hub, groupId, new PullBudget(this.clock), requestId));
+      await this.inboxRange(groupId, before, await this.fillGap(hub, groupId, new PullBudget(this.clock)));
     });
   }
 
   /** Bounded gap fill; never throws (a failure is logged and retried on the next delivery). */
-  private async fillGap(hub: string, groupId: string, budget: PullBudget, requestId?: string): Promise<number> {
+  private async fillGap(hub: string, groupId: string, budget: PullBudget): Promise<number> {
     try {
-      return await this.pull(hub, groupId, budget, requestId);
+      return await this.pull(hub, groupId, budget);
     } catch (err) {
       this.log.warn({ err, groupId, hub }, "gap fill from hub failed; will retry on next delivery");
       return this.store.contiguousSeq(groupId);
@@ -201,14 +199,14 @@ export class ReplicaSync {
   }
 
   /** Pulls pages after the contiguous point while each page makes progress and the budget lasts. */
-  private async pull(hub: string, groupId: string, budget: PullBudget, requestId?: string): Promise<number> {
+  private async pull(hub: string, groupId: string, budget: PullBudget): Promise<number> {
     let from = await this.store.contiguousSeq(groupId);
     for (;;) {
       if (!budget.canPull()) {
         this.log.warn({ groupId, hub, at: from }, "gap fill budget used; resumes on the next delivery");
         return from;
       }
-      const page = await this.peers.messages(hub, groupId, from, GAP_FILL.pageSize, requestId);
+      const page = await this.peers.messages(hub, groupId, from, GAP_FILL.pageSize);
       budget.pulled(page.entries.length);
       const local = await this.store.getGroup(groupId);
       this.checkPage(hub, groupId, from, page, local);
@@ -260,11 +258,11 @@ export class ReplicaSync {
    * Commit gossip (seed 000): compare the commits this DS delivered with the hub's commit log.
    * A mismatch means the hub showed different commits for one epoch to different providers.
    */
-  async gossip(hub: string, groupId: string, afterEpoch: number, requestId?: string): Promise<CommitConflict[]> {
+  async gossip(hub: string, groupId: string, afterEpoch: number): Promise<CommitConflict[]> {
     const ours = await this.store.commitLog(groupId, afterEpoch);
     let theirs: CommitLogEntry[];
     try {
-      theirs = (await this.peers.commitLog(hub, groupId, afterEpoch, requestId)).entries;
+      theirs = (await this.peers.commitLog(hub, groupId, afterEpoch)).entries;
     } catch (err) {
       this.log.warn({ err, groupId, hub }, "commit gossip: hub commit log unavailable");
       return [];

@@ -5,6 +5,7 @@ import { DsError, isErrorCode } from "../errors.js";
 import type { SigningKey } from "./keys.js";
 import { signRequest, type PeerKeySource } from "./service-auth.js";
 import { discoveryDocument, type Discovery } from "../wire/federation.js";
+import { currentRequestId } from "../request-context.js";
 
 export type { Discovery };
 
@@ -86,28 +87,17 @@ export class PeerClient implements PeerKeySource {
   }
 
   /** A signed federation call; resolves to the parsed JSON answer (undefined for 204). */
-  call<T = unknown>(
-    domain: string,
-    method: "GET" | "POST" | "DELETE",
-    path: string,
-    body?: unknown,
-    requestId?: string,
-  ): Promise<T> {
-    return this.send(domain, method, path, body, true, requestId) as Promise<T>;
+  call<T = unknown>(domain: string, method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
+    return this.send(domain, method, path, body, true) as Promise<T>;
   }
 
-  private async send(
-    domain: string,
-    method: string,
-    path: string,
-    body: unknown,
-    sign: boolean,
-    requestId?: string,
-  ): Promise<unknown> {
+  private async send(domain: string, method: string, path: string, body: unknown, sign: boolean): Promise<unknown> {
     const url = this.baseUrl(domain) + path;
     const bytes = body === undefined ? new Uint8Array() : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
+    // The request this call serves (if any) travels on, so one step greps as one across providers.
+    const requestId = currentRequestId();
     if (requestId) headers["x-request-id"] = requestId;
     if (sign) {
       const token = await signRequest(

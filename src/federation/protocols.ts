@@ -12,15 +12,15 @@ export function protocolRouter(
 ): PeerGateway {
   const pick = (domain: string): PeerGateway => (mimi && speaksMimi(domain) ? mimi : fedgate);
   return {
-    claim: (domain, req, rid) => pick(domain).claim(domain, req, rid),
-    devices: (domain, user, rid) => pick(domain).devices(domain, user, rid),
-    submit: (hub, groupId, sender, body, rid) => pick(hub).submit(hub, groupId, sender, body, rid),
-    lease: (hub, groupId, holder, ttlMs, rid) => pick(hub).lease(hub, groupId, holder, ttlMs, rid),
-    releaseLease: (hub, groupId, holder, token, rid) => pick(hub).releaseLease(hub, groupId, holder, token, rid),
-    group: (hub, groupId, member, rid) => pick(hub).group(hub, groupId, member, rid),
-    groupInfo: (hub, groupId, member, rid) => pick(hub).groupInfo(hub, groupId, member, rid),
-    messages: (hub, groupId, after, limit, rid) => pick(hub).messages(hub, groupId, after, limit, rid),
-    deviceUpdate: (domain, list, rid) => pick(domain).deviceUpdate(domain, list, rid),
-    commitLog: (hub, groupId, after, rid) => pick(hub).commitLog(hub, groupId, after, rid),
+    claim: (domain, req) => pick(domain).claim(domain, req),
+    devices: (domain, user) => pick(domain).devices(domain, user),
+    submit: (hub, groupId, sender, body) => pick(hub).submit(hub, groupId, sender, body),
+    lease: (hub, groupId, holder, ttlMs) => pick(hub).lease(hub, groupId, holder, ttlMs),
+    releaseLease: (hub, groupId, holder, token) => pick(hub).releaseLease(hub, groupId, holder, token),
+    group: (hub, groupId, member) => pick(hub).group(hub, groupId, member),
+    groupInfo: (hub, groupId, member) => pick(hub).groupInfo(hub, groupId, member),
+    messages: (hub, groupId, after, limit) => pick(hub).messages(hub, groupId, after, limit),
+    deviceUpdate: (domain, list) => pick(domain).deviceUpdate(domain, list),
+    commitLog: (hub, groupId, after) => pick(hub).commitLog(hub, groupId, after),
   };
 }

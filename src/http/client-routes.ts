@@ -4,6 +4,7 @@ import { issuedBefore } from "../domain/revocations.js";
 import { DsError } from "../errors.js";
 import { jsonBody, PRE_AUTH_BODY_BYTES, readRawBody } from "./body.js";
 import { StreamCap } from "./stream-caps.js";
+import { currentRequest } from "../request-context.js";
 import { clientAuth, consume, locals } from "./middleware.js";
 import { intParam, parse } from "./schemas.js";
 import {
@@ -70,10 +71,12 @@ export function clientRoutes(ctx: AppContext): Router {
     // KeyPackage-exhaustion protection: a requester may claim a given user only so often.
     await consume(ctx.limiters.claims, `${me(res)}>${body.user}`);
     try {
-      const answer = await ctx.keys.claim(
-        { user: body.user, requester: me(res), cipherSuites: body.cipherSuites, versions: body.versions ?? ["mls10"] },
-        locals(res).requestId,
-      );
+      const answer = await ctx.keys.claim({
+        user: body.user,
+        requester: me(res),
+        cipherSuites: body.cipherSuites,
+        versions: body.versions ?? ["mls10"],
+      });
       ctx.metrics.claims.inc({ result: "ok" });
       res.json(answer);
     } catch (e) {
@@ -83,7 +86,7 @@ export function clientRoutes(ctx: AppContext): Router {
   });
 
   r.get("/users/:user/devices", async (req, res) => {
-    res.json(await ctx.keys.devices(param(req, "user"), locals(res).requestId));
+    res.json(await ctx.keys.devices(param(req, "user")));
   });
 
   r.delete("/devices/:client", async (req, res) => {
@@ -126,13 +129,13 @@ export function clientRoutes(ctx: AppContext): Router {
   });
 
   r.get("/groups/:groupId", async (req, res) => {
-    res.json(await ctx.groups.get(me(res), param(req, "groupId"), locals(res).requestId));
+    res.json(await ctx.groups.get(me(res), param(req, "groupId")));
   });
 
   r.post("/groups/:groupId/commits", async (req, res) => {
     const body = parse(commitBody, req.body);
     try {
-      const answer = await ctx.groups.submitCommit(me(res), param(req, "groupId"), body, locals(res).requestId);
+      const answer = await ctx.groups.submitCommit(me(res), param(req, "groupId"), body);
       ctx.metrics.commits.inc({ result: "accepted" });
       res.status(201).json(answer);
     } catch (e) {
@@ -143,7 +146,7 @@ export function clientRoutes(ctx: AppContext): Router {
 
   r.post("/groups/:groupId/messages", async (req, res) => {
     const { message } = parse(messageBody, req.body);
-    const answer = await ctx.groups.submitMessage(me(res), param(req, "groupId"), message, locals(res).requestId);
+    const answer = await ctx.groups.submitMessage(me(res), param(req, "groupId"), message);
     ctx.metrics.messages.inc({ result: "accepted" });
     res.status(202).json(answer);
   });
@@ -151,25 +154,25 @@ export function clientRoutes(ctx: AppContext): Router {
   r.get("/groups/:groupId/messages", async (req, res) => {
     const after = intParam(req.query.after, "after", 0);
     const limit = intParam(req.query.limit, "limit", ctx.config.limits.groupsLogPageSize);
-    res.json(await ctx.groups.messages(me(res), param(req, "groupId"), after, limit, locals(res).requestId));
+    res.json(await ctx.groups.messages(me(res), param(req, "groupId"), after, limit));
   });
 
   r.post("/groups/:groupId/lease", async (req, res) => {
     const { ttlMs } = parse(leaseBody, req.body);
-    res.status(201).json(await ctx.groups.acquireLease(me(res), param(req, "groupId"), ttlMs, locals(res).requestId));
+    res.status(201).json(await ctx.groups.acquireLease(me(res), param(req, "groupId"), ttlMs));
   });
 
   r.delete("/groups/:groupId/lease/:token", async (req, res) => {
-    await ctx.groups.releaseLease(me(res), param(req, "groupId"), param(req, "token"), locals(res).requestId);
+    await ctx.groups.releaseLease(me(res), param(req, "groupId"), param(req, "token"));
     res.status(204).end();
   });
 
   r.get("/groups/:groupId/group-info", async (req, res) => {
-    res.json(await ctx.groups.groupInfo(me(res), param(req, "groupId"), locals(res).requestId));
+    res.json(await ctx.groups.groupInfo(me(res), param(req, "groupId")));
   });
 
   r.get("/groups/:groupId/tree", async (req, res) => {
-    const gi = await ctx.groups.groupInfo(me(res), param(req, "groupId"), locals(res).requestId);
+    const gi = await ctx.groups.groupInfo(me(res), param(req, "groupId"));
     const leaf = req.query.leaf === undefined ? undefined : intParam(req.query.leaf, "leaf", 0);
     const view = treeView(gi.groupInfo, gi.epoch, leaf);
     res.json(req.query.verify === "true" ? { ...view, verification: await verifyTree(gi.groupInfo) } : view);
@@ -230,7 +233,7 @@ export function clientRoutes(ctx: AppContext): Router {
         after = next;
       }
     } catch (err) {
-      ctx.log.warn({ err, requestId: locals(res).requestId }, "inbox stream ended by an error");
+      (currentRequest()?.log ?? ctx.log).warn({ err }, "inbox stream ended by an error");
     }
     res.end();
   });

@@ -165,7 +165,7 @@ export function federationRoutes(ctx: AppContext): Router {
   r.post("/deliver", async (req, res) => {
     const peer = peerOf(res);
     const body = parse(deliverBody, req.body);
-    const refused = await ctx.replica.deliverBatch(peer, body.groups, body.messages, locals(res).requestId);
+    const refused = await ctx.replica.deliverBatch(peer, body.groups, body.messages);
     ctx.metrics.deliverRefused.inc({ peer }, refused.length);
     res.json({ accepted: body.messages.length - refused.length, ...(refused.length > 0 ? { refused } : {}) });
   });

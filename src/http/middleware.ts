@@ -6,6 +6,7 @@ import { issuedBefore } from "../domain/revocations.js";
 import { DsError } from "../errors.js";
 import type { VerifiedToken } from "../federation/service-auth.js";
 import { isTransientStoreError } from "../store/errors.js";
+import { currentRequest, runInRequest } from "../request-context.js";
 
 export interface Locals {
   requestId: string;
@@ -38,7 +39,8 @@ export function requestContext(ctx: AppContext): RequestHandler {
       // express resets baseUrl once an error leaves the router: use the mount point recorded on the way in.
       end({ method: req.method, route: `${locals(res).mount ?? req.baseUrl}${route}`, status: String(res.statusCode) });
     });
-    next();
+    // Everything the request calls (domain, peer client) sees its id without it being passed along.
+    runInRequest({ requestId, log: ctx.log.child({ requestId }) }, next);
   };
 }
 
@@ -112,7 +114,7 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
       // A store outage (Redis restarting, failing over): transient, and a retry with the same bytes is safe.
       error = new DsError("unavailable", "the store is unreachable; retry with the same request", { retryAfter: 1 });
     } else {
-      ctx.log.error({ err, requestId: locals(res).requestId }, "unhandled error");
+      (currentRequest()?.log ?? ctx.log).error({ err }, "unhandled error");
       error = new DsError("internal", "internal error");
     }
     ctx.metrics.errors.inc({ code: error.code });
@@ -120,7 +122,7 @@ export function errorHandler(ctx: AppContext): ErrorRequestHandler {
       res.setHeader("Retry-After", String(error.details.retryAfter ?? 1));
     }
     if (error.status >= 500 && error.code !== "internal")
-      ctx.log.warn({ code: error.code, msg: error.message, requestId: locals(res).requestId });
+      (currentRequest()?.log ?? ctx.log).warn({ code: error.code, msg: error.message });
     if (res.headersSent) return;
     // Refused before its body was read (authentication, size): close rather than drain the rest.
     if (!req.complete) res.setHeader("connection", "close");
