@@ -9,7 +9,6 @@ import { isTransientStoreError } from "../store/errors.js";
 import { currentRequest, runInRequest } from "../request-context.js";
 
 export interface Locals {
-  requestId: string;
   client?: string;
   /** When the client's token was issued (s). */
   issuedAt?: number;
@@ -31,7 +30,6 @@ export function requestContext(ctx: AppContext): RequestHandler {
   return (req, res, next) => {
     const incoming = req.header("x-request-id");
     const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    locals(res).requestId = requestId;
     res.setHeader("x-request-id", requestId);
     const end = ctx.metrics.httpDuration.startTimer();
     res.on("finish", () => {
