@@ -24,8 +24,7 @@ import {
 import { b64u, basicCredential, clientOfCredential, fromB64, unwrapMls, wrapMls } from "./envelope.js";
 import { GROUP_INFO_LABEL } from "./gateway.js";
 import { providerUri, roomOfUri, senderOfUri } from "./ids.js";
-
-const CLIENT_ID = /^[^\s/@]+@[a-z0-9.-]+\/[^\s/]+$/;
+import { CLIENT_ID } from "../../wire/ids.js";
 
 /** The hub side of MIMI (update, submitMessage, groupInfo) mapped onto the domain's Groups. */
 export class MimiHub {
