@@ -11,7 +11,10 @@ import { SUBMIT } from "../../src/store/lua/submit.js";
 import { connectRedis } from "../../src/store/redis-connection.js";
 import { createRedisStore } from "../../src/store/redis.js";
 import { StoreUnavailableError } from "../../src/store/errors.js";
+import { acknowledgeStoreReset, StoreIntegrity } from "../../src/store/integrity.js";
 import type { GroupRecord, Submission } from "../../src/store/port.js";
+import { pino } from "pino";
+import { systemClock } from "../../src/domain/types.js";
 import { REDIS_KINDS, testTopology } from "../helpers/providers.js";
 
 function group(): GroupRecord {
@@ -92,6 +95,41 @@ describe.each(REDIS_KINDS)("store.waitReplicas on %s", (kind) => {
       expect(await conn.wait([`t:{w}:k`], 1, 200)).toBe(replicated ? 1 : 0);
     } finally {
       await conn.close();
+    }
+  });
+});
+
+describe.each(REDIS_KINDS)("store integrity on %s", (kind) => {
+  it("reports every master's persistence (the test servers persist nothing)", async () => {
+    const store = await createRedisStore({ topology: testTopology(kind), prefix: `t${randomBytes(6).toString("hex")}` });
+    try {
+      const report = await store.persistence();
+      expect(report).toMatchObject({ persistent: false, aof: false, rdb: false });
+      const masters = kind === "cluster" ? 3 : 1;
+      expect(report.detail.split("appendonly no")).toHaveLength(masters + 1);
+      if (kind === "cluster") expect(report.detail).toMatch(/^master 1\/3: .*; master 2\/3: .*; master 3\/3: /);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("flags a vanished marker as a reset, and the acknowledgement clears it in one step", async () => {
+    const prefix = `t${randomBytes(6).toString("hex")}`;
+    const store = await createRedisStore({ topology: testTopology(kind), prefix });
+    const integrity = new StoreIntegrity(store, systemClock, pino({ level: "silent" }));
+    try {
+      const first = await integrity.check();
+      expect(first.kind).toBe("ok");
+      // The data set lost: the marker key is gone.
+      await store.connection.commands.del(new KeySchema(prefix).storeMarker());
+      expect((await integrity.check()).kind).toBe("reset");
+      expect((await store.readIntegrity()).reset?.reason).toMatch(/is gone/);
+      const { marker } = await acknowledgeStoreReset(store, systemClock);
+      expect(await store.readIntegrity()).toEqual({ marker });
+      expect(await integrity.check()).toEqual({ kind: "ok", marker });
+    } finally {
+      integrity.stop();
+      await store.close();
     }
   });
 });
