@@ -1,5 +1,6 @@
 import { pino, type Logger } from "pino";
 import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from "rate-limiter-flexible";
+import { redisTopology } from "./config/redis-topology.js";
 import type { Config } from "./config/schema.js";
 import { DeviceNotifier } from "./domain/devices.js";
 import { Dispatcher } from "./domain/fanout.js";
@@ -151,7 +152,13 @@ export class AppContext {
       (config.store.kind === "redis"
         ? await (
             await import("./store/redis.js")
-          ).createRedisStore({ url: config.store.redisUrl, prefix: config.store.prefix, clock })
+          ).createRedisStore({
+            topology: redisTopology(config.store),
+            prefix: config.store.prefix,
+            waitReplicas: config.store.waitReplicas,
+            waitTimeoutMs: config.store.waitTimeoutMs,
+            clock,
+          })
         : new MemoryStore({ clock, trimHubLogs: Object.keys(config.federation.peers).length === 0 }));
     const peerClient = new PeerClient({
       domain: config.domain,
@@ -308,7 +315,7 @@ function makeMimi(config: Readonly<Config>, onRequest: (peer: string, endpoint: 
 
 function makeLimiters(config: Readonly<Config>, store: Store): RateLimiters {
   const rl = config.limits.rateLimit;
-  const redis = store.kind === "redis" ? (store as RedisStore).client : undefined;
+  const redis = store.kind === "redis" ? (store as RedisStore).rateLimiterClient : undefined;
   const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract =>
     redis
       ? new RateLimiterRedis({

@@ -55,7 +55,7 @@ export class WakeCounter {
   static async start(url: string, prefixes: string[]): Promise<WakeCounter> {
     const sub = await redisClient(url);
     const w = new WakeCounter(sub);
-    for (const p of prefixes) await sub.pSubscribe(`${p}:inbox-wake:*`, () => w.hit());
+    for (const p of prefixes) await sub.pSubscribe(`${p}:{c:*}:in:wake`, () => w.hit());
     return w;
   }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { defaultConfig } from "./defaults.js";
+import { redisTopology, TopologyError } from "./redis-topology.js";
 import { configSchema, type Config } from "./schema.js";
 
 export class ConfigError extends Error {
@@ -21,6 +22,8 @@ const ENV_ALIASES: Record<string, string> = {
   STORE: "store.kind",
   REDIS_URL: "store.redisUrl",
   REDIS_PREFIX: "store.prefix",
+  REDIS_CLUSTER: "store.redisCluster",
+  REDIS_SENTINEL: "store.redisSentinel",
   AUTH: "auth.mode",
   PEERS: "federation.peers",
   SIGNING_KEY_FILE: "federation.signingKeyFile",
@@ -147,6 +150,12 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
   }
   if (config.limits.headersTimeoutMs > config.limits.requestTimeoutMs) {
     throw new ConfigError("limits.headersTimeoutMs", "must not exceed limits.requestTimeoutMs");
+  }
+  try {
+    redisTopology(config.store);
+  } catch (e) {
+    if (e instanceof TopologyError) throw new ConfigError(e.key, e.message);
+    throw e;
   }
   if (Object.hasOwn(config.federation.peers, config.domain))
     throw new ConfigError("federation.peers", "a DS cannot peer with itself");

@@ -57,6 +57,14 @@ export const configSchema = z.strictObject({
     prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only"),
     /** Refuse to start on a store that does not persist (Redis without AOF or RDB, or the memory store). */
     requirePersistence: z.boolean(),
+    /** Redis Cluster root nodes, "redis://h1:p1,redis://h2:p2" ("" = not a cluster); see redis-topology.ts. */
+    redisCluster: z.string(),
+    /** Sentinel set, "mymaster@h1:p1,h2:p2" ("" = no Sentinel); see redis-topology.ts. */
+    redisSentinel: z.string(),
+    /** WAIT for this many replicas before an accepted commit or message is acknowledged (0 = do not wait). */
+    waitReplicas: z.number().int().min(0).max(16),
+    /** How long WAIT may block; fewer replicas by then answers 503 unavailable (a retry is safe). */
+    waitTimeoutMs: z.number().int().min(1).max(60000),
   }),
   auth: z.strictObject({
     mode: z.enum(["dev", "jwt"]),

@@ -1,8 +1,18 @@
-import { userOf, type GroupRecord, type LogEntry, type Submission, type SubmitOutcome } from "../store/port.js";
+import {
+  userOf,
+  type GroupRecord,
+  type LeaseOutcome,
+  type LeaseRecord,
+  type LogEntry,
+  type Submission,
+  type SubmitOutcome,
+} from "../store/port.js";
 
 /**
- * The ordering rules as one pure function: (group, submission, now) → decision. The memory store
- * applies it under its single thread; store/lua/submit.lua is its line-by-line twin for Redis.
+ * The ordering rules as pure functions: (group, request, now) → decision. They are the
+ * specification: the memory store applies them under its single thread, and the Lua scripts of
+ * the Redis store (store/lua/submit.ts, group.ts) are tested against them with the same generated
+ * cases (test/store-contract/lua-vs-spec.property.test.ts).
  */
 export type SubmitDecision =
   | Exclude<SubmitOutcome, { ok: true }>
@@ -113,4 +123,22 @@ export function decideSubmit(
     ...(sub.groupInfo ? { groupInfo: { epoch: newEpoch, groupInfo: sub.groupInfo } } : {}),
     commitLog: { epoch: group.epoch, seq: commit.seq, sender: sub.sender, sha256: sub.sha256 },
   };
+}
+
+/** A lease request: a live lease of another holder blocks; its holder renews it and keeps its token. */
+export type LeaseDecision =
+  Exclude<LeaseOutcome, { ok: true }> | { ok: true; lease: LeaseRecord; outcome: Extract<LeaseOutcome, { ok: true }> };
+
+export function decideLease(group: GroupRecord, holder: string, ttlMs: number, token: string, nowMs: number): LeaseDecision {
+  if (!group.members.includes(holder)) return { ok: false, code: "not_a_member" };
+  const live = group.lease && group.lease.expiresAt > nowMs ? group.lease : undefined;
+  if (live && live.holder !== holder) return { ok: false, code: "group_locked", leaseExpiresAt: live.expiresAt };
+  // A retried acquire must not invalidate the token the client already holds.
+  const lease = live ? { ...live, expiresAt: nowMs + ttlMs } : { token, holder, expiresAt: nowMs + ttlMs };
+  return { ok: true, lease, outcome: { ok: true, token: lease.token, expiresAt: lease.expiresAt } };
+}
+
+/** Only the token's holder releases (compare-and-delete); true if the lease was dropped. */
+export function decideRelease(group: GroupRecord, token: string): boolean {
+  return group.lease !== undefined && group.lease.token === token;
 }

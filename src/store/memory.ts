@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { decideSubmit, senderRefusal } from "../domain/ordering.js";
+import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../domain/ordering.js";
 import { systemClock, type Clock } from "../domain/types.js";
 import { OWN_REF_GRACE_SECONDS, QUEUE_DEDUPE_TTL_MS } from "./lua/keys.js";
 import { MemoryQueue } from "./memory-queue.js";
@@ -433,23 +433,15 @@ export class MemoryStore implements Store {
   async acquireLease(groupId: string, holder: string, ttlMs: number, token: string, nowMs: number): Promise<LeaseOutcome> {
     const g = this.groups.get(groupId);
     if (!g || g.replica) return { ok: false, code: "unknown_group" };
-    if (!g.record.members.includes(holder)) return { ok: false, code: "not_a_member" };
-    const lease = g.record.lease;
-    if (lease && lease.expiresAt > nowMs && lease.holder !== holder) {
-      return { ok: false, code: "group_locked", leaseExpiresAt: lease.expiresAt };
-    }
-    if (lease && lease.expiresAt > nowMs) {
-      // The holder renews and keeps its token: a retried acquire must not invalidate it.
-      lease.expiresAt = nowMs + ttlMs;
-      return { ok: true, token: lease.token, expiresAt: lease.expiresAt };
-    }
-    g.record.lease = { token, holder, expiresAt: nowMs + ttlMs };
-    return { ok: true, token, expiresAt: nowMs + ttlMs };
+    const decision = decideLease(g.record, holder, ttlMs, token, nowMs);
+    if (!decision.ok) return decision;
+    g.record.lease = decision.lease;
+    return decision.outcome;
   }
 
   async releaseLease(groupId: string, token: string): Promise<boolean> {
     const g = this.groups.get(groupId);
-    if (!g?.record.lease || g.record.lease.token !== token) return false;
+    if (!g || !decideRelease(g.record, token)) return false;
     delete g.record.lease;
     return true;
   }

@@ -1,18 +1,10 @@
-import { createClient, type RedisClientType } from "redis";
+import type { RedisTopology } from "../config/redis-topology.js";
 import { systemClock, type Clock } from "../clock.js";
 import { StoreUnavailableError, transientRedisReply } from "./errors.js";
-import {
-  CONNECT_TIMEOUT_MS,
-  KeySchema,
-  OWN_REF_GRACE_SECONDS,
-  QUEUE_DEDUPE_TTL_MS,
-  RECONNECT_MAX_DELAY_MS,
-  SCAN_COUNT,
-  USER_KEYS,
-  type QueueKeys,
-} from "./lua/keys.js";
+import { KeySchema, OWN_REF_GRACE_SECONDS, QUEUE_DEDUPE_TTL_MS, SCAN_COUNT, USER_KEYS, type QueueKeys } from "./lua/keys.js";
 import {
   ACQUIRE_LEASE,
+  CLEAR_PENDING_INDEX,
   CONTIGUOUS_SEQ,
   CREATE_GROUP,
   MARK_DISPATCHED,
@@ -30,8 +22,9 @@ import {
   REMOVE_DEVICE,
 } from "./lua/keydir.js";
 import { INBOX_APPEND, QUEUE_ACK, QUEUE_APPEND, QUEUE_READ, QUEUE_STATS } from "./lua/queue.js";
-import { runScript, type EvalCapable, type LuaScript } from "./lua/script.js";
-import { SUBMIT } from "./lua/submit.js";
+import { callScript, type EvalCapable, type TypedScript } from "./lua/script.js";
+import { SUBMIT, type PendingIndex } from "./lua/submit.js";
+import { connectRedis, type MasterNode, type RedisCommands, type RedisConnection } from "./redis-connection.js";
 import {
   userOf,
   type ClaimOutcome,
@@ -42,7 +35,6 @@ import {
   type KeyPackageMeta,
   type LeaseOutcome,
   type LogEntry,
-  type LogKind,
   type OutboxItem,
   type PersistenceReport,
   type PutKeyPackagesResult,
@@ -56,16 +48,20 @@ import {
 } from "./port.js";
 
 export interface RedisStoreOptions {
-  url: string;
+  /** A single node (shorthand for `topology: { kind: "single", url }`). */
+  url?: string;
+  /** Single node, Redis Cluster or Sentinel (src/config/redis-topology.ts). */
+  topology?: RedisTopology;
   /** Every key starts with `<prefix>:`, so several deployments (or test runs) can share one Redis. */
   prefix: string;
-  /** A client to reuse; it stays the caller's (close() leaves it open). */
-  client?: RedisClientType;
   connectTimeoutMs?: number;
   /** Connection errors (node-redis retries them itself once the store is up; commands still reject). */
   onError?: (err: Error) => void;
   /** Time passed to the scripts (dedupe windows, outbox ages); the system clock by default. */
   clock?: Clock;
+  /** WAIT for this many replicas before an accepted commit or message is acknowledged (0: no WAIT). */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
 }
 
 /** One fan-out's inbox appends must all be answered within this (the per-command default of node-redis). */
@@ -73,83 +69,43 @@ const FANOUT_TIMEOUT_MS = 5000;
 
 /** Connects (failing fast at startup instead of retrying forever) and returns the store. */
 export async function createRedisStore(opts: RedisStoreOptions): Promise<RedisStore> {
-  const keys = new KeySchema(opts.prefix);
-  const timeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
-  const onError = opts.onError ?? (() => {});
-  let client = opts.client;
-  const owned = client === undefined;
-  if (!client) {
-    const state = { up: false };
-    client = createClient({
-      url: opts.url,
-      socket: {
-        connectTimeout: timeoutMs,
-        // Before the first connection: give up (startup must fail loudly). After: back off and retry.
-        reconnectStrategy: (retries) => (state.up ? Math.min(50 * 2 ** retries, RECONNECT_MAX_DELAY_MS) : false),
-      },
-    });
-    client.on("error", onError);
-    await connectWithin(client, timeoutMs, redactUrl(opts.url));
-    state.up = true;
-  } else if (!client.isOpen) {
-    await connectWithin(client, timeoutMs, redactUrl(opts.url));
-  }
-  return new RedisStore(client, keys, owned, timeoutMs, onError, opts.clock ?? systemClock);
+  const topology = opts.topology ?? (opts.url ? { kind: "single" as const, url: opts.url } : undefined);
+  if (!topology) throw new Error("Redis store: give a url or a topology");
+  const conn = await connectRedis(topology, {
+    ...(opts.connectTimeoutMs ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+    ...(opts.onError ? { onError: opts.onError } : {}),
+  });
+  return new RedisStore(
+    conn,
+    new KeySchema(opts.prefix),
+    {
+      replicas: opts.waitReplicas ?? 0,
+      timeoutMs: opts.waitTimeoutMs ?? 1000,
+    },
+    opts.clock ?? systemClock,
+  );
 }
 
-async function connectWithin(client: RedisClientType, timeoutMs: number, target: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const connecting = client.connect();
-  connecting.catch(() => {}); // it may lose the race below and reject later
+const ACKNOWLEDGE_RESET = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('DEL', KEYS[2]); return 1";
+
+/** CONFIG GET appendonly/save; where CONFIG is not allowed (managed Redis), INFO persistence tells AOF only. */
+async function masterPersistence(master: MasterNode): Promise<PersistenceReport> {
   try {
-    await Promise.race([
-      connecting,
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
+    const config = { ...(await master.configGet("appendonly")), ...(await master.configGet("save")) };
+    const aof = config.appendonly === "yes";
+    const save = String(config.save ?? "").trim();
+    const rdb = save !== "";
+    return { persistent: aof || rdb, aof, rdb, detail: `appendonly ${aof ? "yes" : "no"}, save "${save}"` };
   } catch (err) {
-    client.destroy();
-    const reason = err instanceof Error ? err.message || err.name : String(err);
-    throw new Error(`Redis store: cannot connect to ${target}: ${reason}`, { cause: err });
-  } finally {
-    clearTimeout(timer);
+    if (transientRedisReply(err) !== undefined) throw err;
+    const aof = /^aof_enabled:1\b/m.test(String(await master.info("persistence")));
+    if (aof) return { persistent: true, aof, detail: "aof_enabled:1 (INFO persistence; CONFIG GET refused)" };
+    return { persistent: undefined, aof, detail: "aof_enabled:0, RDB snapshots unknown (CONFIG GET refused)" };
   }
 }
-
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "(unparseable url)";
-  }
-}
-
-type SubmitReply =
-  | Exclude<SubmitOutcome, { ok: true }>
-  | { ok: true; duplicate: true; answer: { seq: number; epoch: number } }
-  | {
-      ok: true;
-      duplicate: false;
-      answer: { seq: number; epoch: number };
-      entries: { seq: number; epoch: number; recipients: string[] }[];
-      members?: string[];
-      removed?: string[];
-    };
 
 function inboxItemId(item: InboxItem): string {
   return item.kind === "ref" ? `${item.groupId}:${item.seq}` : `n:${item.id}`;
-}
-
-/** GroupRecord as HASH field/value pairs (numbers as decimal text; optional fields only when present). */
-function recordFields(r: Omit<GroupRecord, "nextSeq">): string[] {
-  const f = ["groupId", r.groupId, "hub", r.hub, "mode", r.mode, "cipherSuite", String(r.cipherSuite), "epoch", String(r.epoch)];
-  f.push("members", JSON.stringify(r.members), "owner", r.owner, "createdAt", String(r.createdAt));
-  if (r.replyTo !== undefined) f.push("replyTo", r.replyTo);
-  if (r.lease) f.push("leaseToken", r.lease.token, "leaseHolder", r.lease.holder, "leaseExpiresAt", String(r.lease.expiresAt));
-  return f;
 }
 
 /**
@@ -158,24 +114,43 @@ function recordFields(r: Omit<GroupRecord, "nextSeq">): string[] {
  */
 export class RedisStore implements Store {
   readonly kind = "redis" as const;
-  private subscriber?: Promise<RedisClientType>;
   private readonly waiters = new Set<() => void>();
-  /** The client without per-command timers, for large pipelines that share one (appendInboxMany). */
-  private untimed?: EvalCapable;
   private closed = false;
+  /** Commands routed by key (node-redis follows MOVED/ASK and failovers). */
+  private readonly client: RedisCommands;
 
   constructor(
-    /** Public so the rate limiter can share the connection. */
-    readonly client: RedisClientType,
+    readonly connection: RedisConnection,
     private readonly keys: KeySchema,
-    private readonly ownsClient: boolean,
-    private readonly connectTimeoutMs: number,
-    private readonly onError: (err: Error) => void,
+    private readonly durability: { replicas: number; timeoutMs: number },
     private readonly clock: Clock = systemClock,
-  ) {}
+  ) {
+    this.client = connection.commands;
+  }
 
-  private async run<T>(script: LuaScript, keys: string[], args: string[]): Promise<T> {
-    return (await runScript(this.client as unknown as EvalCapable, script, keys, args)) as T;
+  /** The connection the rate limiter shares. */
+  get rateLimiterClient(): unknown {
+    return this.connection.rateLimiterClient;
+  }
+
+  private call<In, Out>(script: TypedScript<In, Out>, input: In): Promise<Out> {
+    return callScript(this.client as unknown as EvalCapable, script, input);
+  }
+
+  /**
+   * store.waitReplicas: an accepted write is acknowledged only once that many replicas hold it
+   * (WAIT on the master that made it). Too few in time: 503, and the retry (same bytes, same
+   * answer) waits again.
+   */
+  private async replicated(...keys: string[]): Promise<void> {
+    const { replicas, timeoutMs } = this.durability;
+    if (replicas <= 0 || keys.length === 0) return;
+    const acked = await this.connection.wait(keys, replicas, timeoutMs);
+    if (acked < replicas) {
+      throw new StoreUnavailableError(
+        `only ${acked} of ${replicas} Redis replicas acknowledged the write within ${timeoutMs} ms`,
+      );
+    }
   }
 
   async ping(): Promise<void> {
@@ -183,20 +158,24 @@ export class RedisStore implements Store {
   }
 
   // ---- integrity (store/integrity.ts decides; these only read and write) ----
-  /** CONFIG GET appendonly/save; where CONFIG is not allowed (managed Redis), INFO persistence tells AOF only. */
+  /**
+   * Every master's persistence (one in a single node or Sentinel set, each shard's in a cluster):
+   * persistent only if all of them are, since any master may hold a group's keys.
+   */
   async persistence(): Promise<PersistenceReport> {
-    try {
-      const config = { ...(await this.client.configGet("appendonly")), ...(await this.client.configGet("save")) };
-      const aof = config.appendonly === "yes";
-      const save = String(config.save ?? "").trim();
-      const rdb = save !== "";
-      return { persistent: aof || rdb, aof, rdb, detail: `appendonly ${aof ? "yes" : "no"}, save "${save}"` };
-    } catch (err) {
-      if (transientRedisReply(err) !== undefined) throw err;
-      const aof = /^aof_enabled:1\b/m.test(await this.client.info("persistence"));
-      if (aof) return { persistent: true, aof, detail: "aof_enabled:1 (INFO persistence; CONFIG GET refused)" };
-      return { persistent: undefined, aof, detail: "aof_enabled:0, RDB snapshots unknown (CONFIG GET refused)" };
-    }
+    const masters = await this.connection.masters();
+    const reports = await Promise.all(masters.map((m) => masterPersistence(m)));
+    if (reports.length === 1) return reports[0]!;
+    const all = (pick: (r: PersistenceReport) => boolean | undefined) =>
+      reports.some((r) => pick(r) === false) ? false : reports.every((r) => pick(r) === true) ? true : undefined;
+    const aof = all((r) => r.aof);
+    const rdb = all((r) => r.rdb);
+    return {
+      persistent: all((r) => r.persistent),
+      ...(aof !== undefined ? { aof } : {}),
+      ...(rdb !== undefined ? { rdb } : {}),
+      detail: reports.map((r, i) => `master ${i + 1}/${reports.length}: ${r.detail}`).join("; "),
+    };
   }
 
   async readIntegrity(): Promise<{ marker?: StoreMarker; reset?: StoreResetFlag }> {
@@ -219,21 +198,22 @@ export class RedisStore implements Store {
   }
 
   async acknowledgeReset(marker: StoreMarker): Promise<void> {
-    await this.client.multi().set(this.keys.storeMarker(), JSON.stringify(marker)).del(this.keys.storeReset()).exec();
+    // One script, not MULTI: atomic on every topology (both keys carry the {store} hash tag, one slot).
+    await this.client.eval(ACKNOWLEDGE_RESET, {
+      keys: [this.keys.storeMarker(), this.keys.storeReset()],
+      arguments: [JSON.stringify(marker)],
+    });
   }
 
   onReconnect(listener: () => void): void {
-    this.client.on("ready", listener);
+    this.connection.onReady(listener);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const wake of [...this.waiters]) wake();
-    const sub = this.subscriber;
-    this.subscriber = undefined;
-    if (sub) await sub.then((s) => s.close()).catch(() => {});
-    if (this.ownsClient) await this.client.close();
+    await this.connection.close();
   }
 
   // ---- key directory ----
@@ -244,18 +224,13 @@ export class RedisStore implements Store {
   async putKeyPackages(client: string, items: StoredKeyPackage[], maxPerClient: number): Promise<PutKeyPackagesResult> {
     const result: PutKeyPackagesResult = { stored: [], overLimit: [] };
     if (items.length === 0) return result;
-    const base = this.userBase(client);
-    const args = [base, client, String(maxPerClient)];
-    for (const it of items) {
-      args.push(it.ref, it.lastResort ? "1" : "0", String(it.cipherSuite), String(it.notAfter), JSON.stringify(it));
-    }
-    const rows = await this.run<[string, string][]>(PUT_KEY_PACKAGES, [base + USER_KEYS.kp + client], args);
+    const rows = await this.call(PUT_KEY_PACKAGES, { base: this.userBase(client), client, maxPerClient, items });
     // Replay the ref index changes in item order (a replaced last-resort ref stops resolving).
     const refs = new Map<string, StoredKeyPackage | null>();
-    rows.forEach(([status, replaced], i) => {
+    rows.forEach(({ stored, replacedRef }, i) => {
       const it = items[i]!;
-      if (status === "o") return void result.overLimit.push(it.ref);
-      if (replaced) refs.set(replaced, null);
+      if (!stored) return void result.overLimit.push(it.ref);
+      if (replacedRef) refs.set(replacedRef, null);
       refs.set(it.ref, it);
       result.stored.push(it.ref);
     });
@@ -272,53 +247,16 @@ export class RedisStore implements Store {
     return result;
   }
 
-  async listKeyPackages(client: string): Promise<KeyPackageMeta[]> {
-    const base = this.userBase(client);
-    const rows = await this.run<[string, string, string, number][]>(
-      LIST_KEY_PACKAGES,
-      [base + USER_KEYS.kp + client],
-      [base, client],
-    );
-    return rows.map(([ref, suite, notAfter, lr]) => ({
-      ref,
-      cipherSuite: Number(suite),
-      notAfter: Number(notAfter),
-      lastResort: lr === 1,
-    }));
+  listKeyPackages(client: string): Promise<KeyPackageMeta[]> {
+    return this.call(LIST_KEY_PACKAGES, { base: this.userBase(client), client });
   }
 
-  async deleteKeyPackage(client: string, ref: string): Promise<boolean> {
-    const base = this.userBase(client);
-    return (await this.run<number>(DELETE_KEY_PACKAGE, [base + USER_KEYS.kp + client], [base, client, ref])) === 1;
+  deleteKeyPackage(client: string, ref: string): Promise<boolean> {
+    return this.call(DELETE_KEY_PACKAGE, { base: this.userBase(client), client, ref });
   }
 
-  async claim(user: string, suites: number[], nowSeconds: number): Promise<ClaimOutcome> {
-    const base = this.keys.userBase(user);
-    const reply = await this.run<[string, ...unknown[]]>(
-      CLAIM,
-      [base + USER_KEYS.devices],
-      [base, String(nowSeconds), ...suites.map(String)],
-    );
-    switch (reply[0]) {
-      case "unknown_user":
-      case "no_key_package":
-        return { kind: reply[0] };
-      case "no_common_suite":
-        return { kind: "no_common_suite", available: reply[1] as number[] };
-      default: {
-        const [, suite, bundles, flatMissing] = reply as [string, string, string[], string[]];
-        const missing: { client: string; reason: "exhausted" | "no_compatible_suite" }[] = [];
-        for (let i = 0; i < flatMissing.length; i += 2) {
-          missing.push({ client: flatMissing[i]!, reason: flatMissing[i + 1] as "exhausted" | "no_compatible_suite" });
-        }
-        return {
-          kind: "ok",
-          cipherSuite: Number(suite),
-          bundles: bundles.map((b) => JSON.parse(b) as StoredKeyPackage),
-          missing,
-        };
-      }
-    }
+  claim(user: string, suites: number[], nowSeconds: number): Promise<ClaimOutcome> {
+    return this.call(CLAIM, { base: this.keys.userBase(user), suites, nowSeconds });
   }
 
   async resolveRef(ref: string): Promise<string | undefined> {
@@ -335,32 +273,23 @@ export class RedisStore implements Store {
     );
   }
 
-  async registerDevice(client: string): Promise<{ version: number; added: boolean }> {
-    const base = this.userBase(client);
-    const [version, added] = await this.run<[number, number]>(REGISTER_DEVICE, [base + USER_KEYS.devices], [base, client]);
-    return { version, added: added === 1 };
+  registerDevice(client: string): Promise<{ version: number; added: boolean }> {
+    return this.call(REGISTER_DEVICE, { base: this.userBase(client), client });
   }
 
-  async removeDevice(client: string): Promise<{ version: number; removed: boolean }> {
-    const base = this.userBase(client);
-    const [version, removed] = await this.run<[number, number]>(REMOVE_DEVICE, [base + USER_KEYS.devices], [base, client]);
-    return { version, removed: removed === 1 };
+  removeDevice(client: string): Promise<{ version: number; removed: boolean }> {
+    return this.call(REMOVE_DEVICE, { base: this.userBase(client), client });
   }
 
   async listDevices(user: string): Promise<DeviceList> {
-    const base = this.keys.userBase(user);
-    const [version, ...rows] = await this.run<[number, ...[string, number[]][]]>(
-      LIST_DEVICES,
-      [base + USER_KEYS.devices],
-      [base],
-    );
-    return { user, version, devices: rows.map(([client, cipherSuites]) => ({ client, cipherSuites })) };
+    return { user, ...(await this.call(LIST_DEVICES, { base: this.keys.userBase(user) })) };
   }
 
   // ---- groups ----
   /**
-   * The per-client membership sets live in other slots than the group, so they are updated right
-   * after the group script (not atomically with it): groupsOf is an index, the group record is the truth.
+   * The per-client membership sets live in other slots than the group, so they are written right
+   * after the group script; what they owe is recorded atomically with the accept (SUBMIT's
+   * pendingIndex) and finished by crash recovery if the process dies in between.
    */
   private async index(groupId: string, members: string[], removed: string[] = []): Promise<void> {
     await Promise.all([
@@ -369,12 +298,16 @@ export class RedisStore implements Store {
     ]);
   }
 
+  /** Writes what the accept recorded as owed to the membership index, then clears the record (if unchanged). */
+  private async applyIndex(groupId: string, owed: PendingIndex): Promise<void> {
+    await this.index(groupId, owed.members, owed.removed);
+    await this.call(CLEAR_PENDING_INDEX, { keys: this.keys.group(groupId), pending: owed.pending });
+  }
+
   async createGroup(record: GroupRecord, groupInfo?: { epoch: number; groupInfo: string }): Promise<boolean> {
     const k = this.keys.group(record.groupId);
-    const fields = [...recordFields(record), "nextSeq", String(record.nextSeq), "replica", "0"];
-    fields.push("dispatched", String(record.nextSeq - 1), "contig", "0");
-    const gi = groupInfo ? ["1", String(groupInfo.epoch), groupInfo.groupInfo] : ["0", "", ""];
-    const created = (await this.run<number>(CREATE_GROUP, [k.record, k.groupInfo], [...gi, ...fields])) === 1;
+    const created = await this.call(CREATE_GROUP, { keys: k, record, ...(groupInfo ? { groupInfo } : {}) });
+    if (created) await this.replicated(k.record);
     if (created) await this.index(record.groupId, record.members);
     return created;
   }
@@ -401,46 +334,20 @@ export class RedisStore implements Store {
 
   async submit(groupId: string, sub: Submission, nowMs: number): Promise<SubmitOutcome> {
     const k = this.keys.group(groupId);
-    const c = sub.kind === "commit" ? sub : undefined;
-    const args = [String(nowMs), sub.kind, sub.sender, String(sub.epoch), sub.sha256, sub.message];
-    args.push(c?.leaseToken !== undefined ? "1" : "0", c?.leaseToken ?? "", c?.external === true ? "1" : "0");
-    args.push(JSON.stringify(c?.added ?? []), JSON.stringify(c?.removed ?? []));
-    args.push(c?.welcome ? "1" : "0", c?.welcome?.message ?? "", c?.welcome?.sha256 ?? "");
-    args.push(c?.groupInfo ? "1" : "0", c?.groupInfo ?? "");
-    const keys = [k.record, k.log, k.seqs, k.answers, k.commitLog, k.groupInfo];
-    const reply = JSON.parse(await this.run<string>(SUBMIT, keys, args)) as SubmitReply;
-    if (!reply.ok) return reply;
-    if (reply.duplicate) return { ok: true, ...reply.answer, duplicate: true, entries: [] };
-    // The script returns entry metadata only; the payloads are the caller's own.
-    const payloads: { kind: LogKind; message: string; sha256: string }[] = [
-      { kind: sub.kind, message: sub.message, sha256: sub.sha256 },
-    ];
-    if (c?.welcome) payloads.push({ kind: "welcome", message: c.welcome.message, sha256: c.welcome.sha256 });
-    const entries: LogEntry[] = reply.entries.map((m, i) => {
-      const p = payloads[i]!;
-      return {
-        seq: m.seq,
-        kind: p.kind,
-        epoch: m.epoch,
-        sender: sub.sender,
-        message: p.message,
-        sha256: p.sha256,
-        recipients: m.recipients,
-      };
-    });
-    // The membership index is rewritten (in full, which also repairs it) only when the roster
-    // changed: re-adding every member on every commit cost one SADD per member per commit.
-    if (reply.members && (c?.added.length || c?.removed.length || c?.external || reply.removed?.length)) {
-      await this.index(groupId, reply.members, reply.removed);
-    }
-    return { ok: true, ...reply.answer, duplicate: false, entries };
+    const result = await this.call(SUBMIT, { keys: k, submission: sub, nowMs });
+    if (!result.ok) return result;
+    // A retry's duplicate answer waits too: the first attempt may have failed at this very point.
+    await this.replicated(k.record);
+    const { index, ...outcome } = result;
+    // Only when the roster changed (re-adding every member on every commit cost one SADD per
+    // member per commit); rewritten in full, which also repairs it.
+    if (index) await this.applyIndex(groupId, index);
+    return outcome;
   }
 
   async readLog(groupId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
     if (limit <= 0) return [];
-    const k = this.keys.group(groupId);
-    const rows = await this.run<string[]>(READ_LOG, [k.seqs, k.log], [String(afterSeq), String(limit)]);
-    return rows.map((r) => JSON.parse(r) as LogEntry);
+    return this.call(READ_LOG, { keys: this.keys.group(groupId), afterSeq, limit });
   }
 
   async readEntries(groupId: string, seqs: number[]): Promise<(LogEntry | undefined)[]> {
@@ -460,52 +367,52 @@ export class RedisStore implements Store {
   }
 
   async acquireLease(groupId: string, holder: string, ttlMs: number, token: string, nowMs: number): Promise<LeaseOutcome> {
-    const expiresAt = nowMs + ttlMs;
-    const args = [holder, token, String(expiresAt), String(nowMs)];
-    const reply = JSON.parse(await this.run<string>(ACQUIRE_LEASE, [this.keys.group(groupId).record], args)) as LeaseOutcome;
-    return reply.ok ? { ok: true, token: reply.token ?? token, expiresAt } : reply;
+    return this.call(ACQUIRE_LEASE, { keys: this.keys.group(groupId), holder, ttlMs, token, nowMs });
   }
 
   async releaseLease(groupId: string, token: string): Promise<boolean> {
-    return (await this.run<number>(RELEASE_LEASE, [this.keys.group(groupId).record], [token])) === 1;
+    return this.call(RELEASE_LEASE, { keys: this.keys.group(groupId), token });
   }
 
   async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite> {
     const k = this.keys.group(record.groupId);
-    const sorted = [...entries].sort((a, b) => a.seq - b.seq);
-    const fields = recordFields(record);
-    const args = [String(record.epoch), record.hub, String(fields.length / 2), ...fields];
-    for (const e of sorted) {
-      const commit = e.kind === "commit";
-      const clog = commit ? JSON.stringify({ epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 }) : "";
-      args.push(String(e.seq), commit ? "1" : "0", JSON.stringify(e), clog);
-    }
-    const reply = await this.run<(number | string)[]>(PUT_REPLICA, [k.record, k.log, k.seqs, k.commitLog], args);
-    if (reply[0] === -1) return { ok: false, code: "ordered_here" };
-    if (reply[0] === -2) return { ok: false, code: "hub_mismatch", hub: String(reply[1]) };
+    const written = await this.call(PUT_REPLICA, { keys: k, record, entries });
+    if (!written.ok) return written;
+    await this.replicated(k.record);
     await this.index(record.groupId, record.members);
-    return { ok: true, fresh: reply.slice(1).map((i) => sorted[Number(i) - 1]!) };
+    return written;
   }
 
   async contiguousSeq(groupId: string): Promise<number> {
-    const k = this.keys.group(groupId);
-    return this.run<number>(CONTIGUOUS_SEQ, [k.record, k.log], []);
+    return this.call(CONTIGUOUS_SEQ, { keys: this.keys.group(groupId) });
   }
 
   async markDispatched(groupId: string, seq: number): Promise<void> {
-    await this.run(MARK_DISPATCHED, [this.keys.group(groupId).record], [String(seq)]);
+    await this.call(MARK_DISPATCHED, { keys: this.keys.group(groupId), seq });
   }
 
-  /** Crash-recovery path (startup, rare): SCANs the group records rather than keeping a cross-slot index. */
+  /**
+   * Crash-recovery path (startup, then every 30 s): SCANs the group records rather than keeping a
+   * cross-slot index — on every master of a cluster (each holds its own slots' keys). On the way it
+   * finishes membership-index updates an accept recorded but nobody wrote (see SUBMIT).
+   */
   async undispatched(): Promise<{ groupId: string; fromSeq: number }[]> {
     const out: { groupId: string; fromSeq: number }[] = [];
-    const seen = new Set<string>();
-    for await (const batch of this.client.scanIterator({ MATCH: this.keys.groupRecordPattern(), COUNT: SCAN_COUNT })) {
-      const fresh = batch.map(String).filter((key) => !seen.has(key) && seen.add(key));
-      const rows = await Promise.all(fresh.map((key) => this.client.hmGet(key, ["groupId", "replica", "dispatched", "nextSeq"])));
-      for (const [groupId, replica, dispatched, nextSeq] of rows) {
-        if (groupId == null || replica !== "0") continue;
-        if (Number(dispatched) < Number(nextSeq) - 1) out.push({ groupId: String(groupId), fromSeq: Number(dispatched) + 1 });
+    for (const node of await this.connection.masters()) {
+      const seen = new Set<string>();
+      for await (const batch of node.scanIterator({ MATCH: this.keys.groupRecordPattern(), COUNT: SCAN_COUNT })) {
+        const fresh = batch.map(String).filter((key) => !seen.has(key) && seen.add(key));
+        const fields = ["groupId", "replica", "dispatched", "nextSeq", "members", "pendingIndex"];
+        const rows = await Promise.all(fresh.map((key) => node.hmGet(key, fields)));
+        for (const [groupId, replica, dispatched, nextSeq, members, pending] of rows) {
+          if (groupId == null || replica !== "0") continue;
+          // A membership index update the accept recorded but that never ran (the process died).
+          if (pending != null) {
+            const owed = { members: JSON.parse(String(members)) as string[], removed: JSON.parse(String(pending)) as string[] };
+            await this.applyIndex(String(groupId), { ...owed, pending: String(pending) });
+          }
+          if (Number(dispatched) < Number(nextSeq) - 1) out.push({ groupId: String(groupId), fromSeq: Number(dispatched) + 1 });
+        }
       }
     }
     return out;
@@ -516,21 +423,9 @@ export class RedisStore implements Store {
   }
 
   // ---- inboxes and outboxes ----
-  private queueKeys(q: QueueKeys): string[] {
-    return [q.counter, q.queue, q.items, q.seen];
-  }
-
-  private async append(q: QueueKeys, items: [id: string, json: string][]): Promise<number> {
-    const args = [String(this.clock.nowMs()), String(QUEUE_DEDUPE_TTL_MS), ...items.flat()];
-    return this.run<number>(QUEUE_APPEND, this.queueKeys(q), args);
-  }
-
   private async read(q: QueueKeys, min: string, limit: number): Promise<{ cursor: number; json: string }[]> {
     if (limit <= 0) return [];
-    const flat = await this.run<string[]>(QUEUE_READ, [q.queue, q.items], [min, String(limit)]);
-    const out: { cursor: number; json: string }[] = [];
-    for (let i = 0; i < flat.length; i += 2) out.push({ cursor: Number(flat[i]), json: flat[i + 1]! });
-    return out;
+    return this.call(QUEUE_READ, { keys: q, min, limit });
   }
 
   async appendInbox(client: string, items: InboxItem[]): Promise<void> {
@@ -543,21 +438,20 @@ export class RedisStore implements Store {
    * fan-out to N clients is one round trip and N commands, not N round trips of two commands.
    */
   async appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void> {
-    const now = String(this.clock.nowMs());
-    // node-redis arms a timer (AbortSignal.timeout, its 5 s default) for every command, which cost
-    // more node CPU than the append itself (measured: 1000 appends 37 ms → 12 ms without). The
-    // appends of one fan-out share a single timer instead.
-    this.untimed ??= this.client.withCommandOptions({ timeout: 0 }) as unknown as EvalCapable;
-    const client = this.untimed;
+    const nowMs = this.clock.nowMs();
+    // Without node-redis's per-command timer: the appends of one fan-out share a single timer.
+    const client = this.connection.untimed as unknown as EvalCapable;
+    const publish = this.connection.publishCommand;
     const calls = deliveries
       .filter((d) => d.items.length > 0)
       .map((d) => {
-        const q = this.keys.inbox(d.client);
-        const args = [now, String(QUEUE_DEDUPE_TTL_MS), this.keys.inboxChannel(d.client)];
-        for (const item of d.items) args.push(inboxItemId(item), JSON.stringify(item));
-        return runScript(client, INBOX_APPEND, this.queueKeys(q), args);
+        const items = d.items.map((item) => ({ id: inboxItemId(item), json: JSON.stringify(item) }));
+        const channel = this.keys.inboxChannel(d.client);
+        const input = { keys: this.keys.inbox(d.client), nowMs, dedupeTtlMs: QUEUE_DEDUPE_TTL_MS, channel, publish, items };
+        return callScript(client, INBOX_APPEND, input);
       });
     if (calls.length === 0) return;
+    const touched = deliveries.filter((d) => d.items.length > 0).map((d) => this.keys.inbox(d.client).queue);
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
@@ -572,6 +466,8 @@ export class RedisStore implements Store {
     } finally {
       clearTimeout(timer);
     }
+    // Deliveries are part of what a submitter is told is done: one WAIT per master touched.
+    await this.replicated(...touched);
   }
 
   async readInbox(client: string, afterCursor: number, limit: number): Promise<{ cursor: number; item: InboxItem }[]> {
@@ -581,25 +477,11 @@ export class RedisStore implements Store {
 
   async ackInbox(client: string, upToCursor: number): Promise<number> {
     const q = this.keys.inbox(client);
-    return this.run<number>(QUEUE_ACK, [q.queue, q.items], [String(upToCursor)]);
+    return this.call(QUEUE_ACK, { keys: q, upToCursor });
   }
 
   async inboxDepth(client: string): Promise<number> {
     return this.client.zCard(this.keys.inbox(client).queue);
-  }
-
-  private subscriberClient(): Promise<RedisClientType> {
-    if (!this.subscriber) {
-      const sub = this.client.duplicate();
-      sub.on("error", this.onError);
-      const ready = connectWithin(sub, this.connectTimeoutMs, "Redis (pub/sub connection)").then(() => sub);
-      // A failed connect is retried by the next waiter instead of being cached.
-      this.subscriber = ready.catch((err: unknown) => {
-        this.subscriber = undefined;
-        throw err;
-      });
-    }
-    return this.subscriber;
   }
 
   async waitInbox(client: string, afterCursor: number, waitMs: number, signal?: AbortSignal): Promise<void> {
@@ -618,15 +500,14 @@ export class RedisStore implements Store {
     const channel = this.keys.inboxChannel(client);
     const listener = () => wake();
     let finished = false;
-    let subscribed: RedisClientType | undefined;
-    const unsubscribe = (s: RedisClientType) => void s.unsubscribe(channel, listener).catch(() => {});
+    let subscribed = false;
+    const unsubscribe = () => void this.connection.unsubscribe(channel, listener).catch(() => {});
     // Subscribe before checking, so an append between the check and the wait still wakes us.
-    const subscribing = this.subscriberClient()
-      .then(async (s) => {
-        if (finished) return;
-        await s.subscribe(channel, listener);
-        subscribed = s;
-        if (finished) unsubscribe(s);
+    const subscribing = this.connection
+      .subscribe(channel, listener)
+      .then(() => {
+        subscribed = true;
+        if (finished) unsubscribe();
       })
       .catch(() => {}); // no pub/sub: the timer still bounds the wait
     try {
@@ -639,18 +520,21 @@ export class RedisStore implements Store {
       clearTimeout(timer);
       signal?.removeEventListener("abort", wake);
       this.waiters.delete(wake);
-      if (subscribed) unsubscribe(subscribed);
+      if (subscribed) unsubscribe();
     }
   }
 
   async enqueueOutbox(peer: string, items: OutboxItem[]): Promise<void> {
     if (items.length === 0) return;
     const at = this.clock.nowMs();
-    await this.append(
-      this.keys.outbox(peer),
-      items.map((item) => [item.id, JSON.stringify({ at, item })]),
-    );
+    await this.call(QUEUE_APPEND, {
+      keys: this.keys.outbox(peer),
+      nowMs: at,
+      dedupeTtlMs: QUEUE_DEDUPE_TTL_MS,
+      items: items.map((item) => ({ id: item.id, json: JSON.stringify({ at, item }) })),
+    });
     await this.client.sAdd(this.keys.outboxPeers(), peer);
+    await this.replicated(this.keys.outbox(peer).queue);
   }
 
   async peekOutbox(peer: string, limit: number): Promise<{ cursor: number; item: OutboxItem }[]> {
@@ -660,12 +544,12 @@ export class RedisStore implements Store {
 
   async ackOutbox(peer: string, upToCursor: number): Promise<void> {
     const q = this.keys.outbox(peer);
-    await this.run(QUEUE_ACK, [q.queue, q.items], [String(upToCursor)]);
+    await this.call(QUEUE_ACK, { keys: q, upToCursor });
   }
 
   async outboxStats(peer: string): Promise<{ depth: number; oldestMs?: number }> {
     const q = this.keys.outbox(peer);
-    const [depth, oldest] = await this.run<[number, string | null]>(QUEUE_STATS, [q.queue, q.items], []);
+    const { depth, oldest } = await this.call(QUEUE_STATS, { keys: q });
     return { depth, ...(oldest ? { oldestMs: (JSON.parse(oldest) as { at: number }).at } : {}) };
   }
 

@@ -10,7 +10,7 @@ import { signRequest } from "../../src/federation/service-auth.js";
 import type { SigningKey } from "../../src/federation/keys.js";
 import { viewOf } from "../../src/domain/groups.js";
 import { MemoryStore } from "../../src/store/memory.js";
-import { redisUrl, startFederation, stopAll, testKey, uniquePrefix, type Provider } from "../helpers/providers.js";
+import { redisStoreConfig, testRedisKind, startFederation, stopAll, testKey, type Provider } from "../helpers/providers.js";
 
 const FAST_OUTBOX = { federation: { outbox: { batchSize: 100, retryBaseMs: 20, retryMaxMs: 200, pollMs: 50 } } };
 
@@ -74,9 +74,7 @@ describe.each(["memory", "redis"] as const)("idempotent submission and delivery 
       ["a.example", "b.example"],
       (d) => ({
         ...FAST_OUTBOX,
-        ...(kind === "redis" && d === "a.example"
-          ? { store: { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() } }
-          : {}),
+        ...(kind === "redis" && d === "a.example" ? { store: redisStoreConfig(testRedisKind()) } : {}),
       }),
       (d) => (d === "b.example" ? { signingKey: bKey, store: new MemoryStore() } : {}),
     )) as [Provider, Provider];

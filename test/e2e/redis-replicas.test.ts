@@ -2,7 +2,7 @@ import { createCommit, encodeMlsMessage } from "ts-mls";
 import { MlsClient, FedgateApi, FedgateError } from "../../src/client/index.js";
 import { toB64u } from "../../src/client/b64.js";
 import { SteppableClock } from "../helpers/clock.js";
-import { redisUrl, startProvider, stopAll, testKey, uniquePrefix, type Provider } from "../helpers/providers.js";
+import { redisStoreConfig, testRedisKind, startProvider, stopAll, testKey, type Provider } from "../helpers/providers.js";
 
 /** Two DS instances of one provider sharing one real Redis: ordering and claims hold across them. */
 describe("two replicas of one provider on a shared Redis", () => {
@@ -12,7 +12,7 @@ describe("two replicas of one provider on a shared Redis", () => {
   const clock = new SteppableClock();
 
   beforeAll(async () => {
-    const store = { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() };
+    const store = redisStoreConfig(testRedisKind());
     const key = await testKey();
     r1 = await startProvider("a.example", { store }, { signingKey: key, clock });
     r2 = await startProvider("a.example", { store }, { signingKey: key, clock });
@@ -126,8 +126,8 @@ describe("a hub running as two replicas on one Redis, with follower replicas sub
     const { freePort } = await import("../helpers/global-setup.js");
     const ports = await Promise.all([0, 1, 2, 3].map(() => freePort()));
     const url = (i: number) => `http://127.0.0.1:${ports[i]}`;
-    const storeA = { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() };
-    const storeB = { kind: "redis", redisUrl: redisUrl(), prefix: uniquePrefix() };
+    const storeA = redisStoreConfig(testRedisKind());
+    const storeB = redisStoreConfig(testRedisKind());
     const [keyA, keyB] = [await testKey(), await testKey()];
     // a1 ↔ b1 and a2 ↔ b2: each follower replica talks to a different hub replica.
     const start = (domain: string, i: number, store: object, peer: string, peerIndex: number, signingKey: typeof keyA) =>

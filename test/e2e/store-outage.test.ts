@@ -4,7 +4,17 @@
  * failover, …) answer 503 `unavailable` with Retry-After, so clients and load balancers retry;
  * anything else the store throws stays a 500 `internal`.
  */
-import { BlobError, ClientClosedError, ErrorReply, SimpleError, SocketClosedUnexpectedlyError, TimeoutError } from "redis";
+import {
+  BlobError,
+  ClientClosedError,
+  DisconnectsClientError,
+  ErrorReply,
+  MaxCommandRedirectionsError,
+  SimpleError,
+  SocketClosedUnexpectedlyError,
+  TimeoutError,
+} from "redis";
+import { StoreUnavailableError } from "../../src/store/errors.js";
 import { MlsClient } from "../../src/client/index.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { startProvider, stopAll, type Provider } from "../helpers/providers.js";
@@ -66,10 +76,13 @@ describe("store outages answer 503 unavailable", () => {
     ["LOADING as node-redis delivers it", () => new SimpleError("LOADING Redis is loading the dataset in memory")],
     ["a replica cut off from its master", () => new SimpleError("MASTERDOWN Link with MASTER is down")],
     ["a cluster resharding", () => new SimpleError("TRYAGAIN Multiple keys request during rehashing of slot")],
-    ["a cluster without quorum", () => new SimpleError("CLUSTERDOWN The cluster is down")],
     ["a long script", () => new BlobError("BUSY Redis is busy running a script.")],
     ["a failed background save", () => new SimpleError("MISCONF Redis is configured to save RDB snapshots, but …")],
     ["a command timeout", () => new TimeoutError("Command timeout")],
+    ["a cluster without a master for a slot", () => new SimpleError("CLUSTERDOWN The cluster is down")],
+    ["a cluster master gone mid-failover", () => new DisconnectsClientError()],
+    ["cluster redirections exhausted", () => new MaxCommandRedirectionsError("MOVED 12182 127.0.0.1:7002")],
+    ["too few replicas acknowledged (store.waitReplicas)", () => new StoreUnavailableError("only 0 of 1 replicas")],
   ])("%s → 503 unavailable with Retry-After", async (_what, make) => {
     failure = make();
     expect(await call()).toMatchObject({ status: 503, retryAfter: "1", body: { error: { code: "unavailable" } } });

@@ -4,8 +4,36 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-/** Starts a private redis-server on a free loopback port unless MLSFEDGATE_TEST_REDIS_URL is set. */
+/**
+ * Starts, in parallel and each on free loopback ports: a private redis-server (unless
+ * MLSFEDGATE_TEST_REDIS_URL is set), a Redis Cluster of 3 masters + 3 replicas (unless
+ * MLSFEDGATE_TEST_REDIS_CLUSTER is set) and a Sentinel set of 1 master, 1 replica and 3 sentinels
+ * (unless MLSFEDGATE_TEST_REDIS_SENTINEL is set). Tests read the three variables.
+ */
 export default async function globalSetup(): Promise<void> {
+  // Jest loads global setup without the test module mapper (which maps ".js" to ".ts"): name the file itself.
+  const { startRedisCluster, startSentinelSet } = (await import(
+    join(__dirname, "redis-topologies.ts")
+  )) as typeof import("./redis-topologies.js");
+  const started = globalThis as Record<string, unknown>;
+  await Promise.all([
+    startSingle(),
+    process.env.MLSFEDGATE_TEST_REDIS_CLUSTER
+      ? undefined
+      : startRedisCluster().then((cluster) => {
+          started.__MLSFG_REDIS_CLUSTER__ = cluster;
+          process.env.MLSFEDGATE_TEST_REDIS_CLUSTER = cluster.spec;
+        }),
+    process.env.MLSFEDGATE_TEST_REDIS_SENTINEL
+      ? undefined
+      : startSentinelSet().then((sentinel) => {
+          started.__MLSFG_REDIS_SENTINEL__ = sentinel;
+          process.env.MLSFEDGATE_TEST_REDIS_SENTINEL = sentinel.spec;
+        }),
+  ]);
+}
+
+async function startSingle(): Promise<void> {
   if (process.env.MLSFEDGATE_TEST_REDIS_URL) return;
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "mlsfg-redis-"));

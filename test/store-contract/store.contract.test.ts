@@ -1,19 +1,19 @@
 import { randomBytes } from "node:crypto";
 import { MemoryStore } from "../../src/store/memory.js";
 import { createRedisStore } from "../../src/store/redis.js";
+import { REDIS_KINDS, testTopology } from "../helpers/providers.js";
 import type { GroupRecord, Store, StoredKeyPackage, Submission } from "../../src/store/port.js";
 
-/** One contract, two adapters: the memory store and a real Redis (private server from global setup). */
+/**
+ * One contract, two adapters: the memory store, and the Redis store on each real deployment the
+ * global setup starts (a single node, a Redis Cluster of 3 masters + 3 replicas, a Sentinel set).
+ */
 const adapters: [string, () => Promise<Store>][] = [
   ["memory", async () => new MemoryStore()],
-  [
-    "redis",
-    () =>
-      createRedisStore({
-        url: process.env.MLSFEDGATE_TEST_REDIS_URL!,
-        prefix: `t${randomBytes(6).toString("hex")}`,
-      }),
-  ],
+  ...REDIS_KINDS.map((kind): [string, () => Promise<Store>] => [
+    `redis (${kind})`,
+    () => createRedisStore({ topology: testTopology(kind), prefix: `t${randomBytes(6).toString("hex")}` }),
+  ]),
 ];
 
 // The store keeps KeyPackage bytes as opaque text; these tests need no MLS, only distinct values.

@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { ConfigError, loadConfig } from "../../src/config/load.js";
 import { defaultConfig } from "../../src/config/defaults.js";
+import { redisTopology } from "../../src/config/redis-topology.js";
 import { webEnabled } from "../../src/config/schema.js";
 
 describe("configuration", () => {
@@ -109,6 +110,46 @@ describe("configuration", () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).key).toBe(key);
+  });
+
+  it("selects a Redis Cluster or a Sentinel set from MLSFEDGATE_REDIS_CLUSTER / MLSFEDGATE_REDIS_SENTINEL", () => {
+    const cluster = loadConfig({
+      env: { MLSFEDGATE_STORE: "redis", MLSFEDGATE_REDIS_CLUSTER: "redis://127.0.0.1:7001, redis://:pw@127.0.0.1:7002" },
+    });
+    expect(redisTopology(cluster.store)).toEqual({
+      kind: "cluster",
+      rootNodes: ["redis://127.0.0.1:7001", "redis://:pw@127.0.0.1:7002"],
+    });
+    const sentinel = loadConfig({
+      env: {
+        MLSFEDGATE_STORE: "redis",
+        MLSFEDGATE_REDIS_URL: "redis://:pw@ignored:1",
+        MLSFEDGATE_REDIS_SENTINEL: "mymaster@127.0.0.1:26379,[::1]:26380",
+        MLSFEDGATE_STORE__WAIT_REPLICAS: "1",
+      },
+    });
+    expect(redisTopology(sentinel.store)).toEqual({
+      kind: "sentinel",
+      name: "mymaster",
+      sentinels: [
+        { host: "127.0.0.1", port: 26379 },
+        { host: "::1", port: 26380 },
+      ],
+      nodeUrl: "redis://:pw@ignored:1",
+    });
+    expect(sentinel.store.waitReplicas).toBe(1);
+    expect(redisTopology(loadConfig({ env: {} }).store)).toEqual({ kind: "single", url: "redis://127.0.0.1:6379" });
+  });
+
+  it.each([
+    [{ MLSFEDGATE_REDIS_CLUSTER: "redis://a:1", MLSFEDGATE_REDIS_SENTINEL: "m@a:1" }, "store"],
+    [{ MLSFEDGATE_REDIS_CLUSTER: "http://127.0.0.1:7001" }, "store.redisCluster"],
+    [{ MLSFEDGATE_REDIS_CLUSTER: "redis://127.0.0.1" }, "store.redisCluster"],
+    [{ MLSFEDGATE_REDIS_SENTINEL: "127.0.0.1:26379" }, "store.redisSentinel"],
+    [{ MLSFEDGATE_REDIS_SENTINEL: "m@127.0.0.1:99999" }, "store.redisSentinel"],
+    [{ MLSFEDGATE_STORE__WAIT_REPLICAS: "-1" }, "store.waitReplicas"],
+  ])("refuses the Redis topology %j naming %s", (env, key) => {
+    expect(() => loadConfig({ env })).toThrow(expect.objectContaining({ name: "ConfigError", key }));
   });
 
   it("stops the process with one clear line on a bad config", () => {

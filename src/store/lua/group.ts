@@ -1,12 +1,29 @@
-import { LUA_HELPERS, luaScript } from "./script.js";
+import type { GroupRecord, LeaseOutcome, LogEntry, ReplicaWrite } from "../port.js";
+import type { GroupKeys } from "./keys.js";
+import { LUA_HELPERS, typedScript } from "./script.js";
 
-/** The other group scripts; all over keys of one group ({g:<groupId>}). See submit.ts for the ordering step. */
+/**
+ * The other group scripts, each with its typed encoder and decoder; all over keys of one group
+ * ({g:<groupId>}). See submit.ts for the ordering step.
+ */
+
+/** GroupRecord as HASH field/value pairs (numbers as decimal text; optional fields only when present). */
+export function recordFields(r: Omit<GroupRecord, "nextSeq">): string[] {
+  const f = ["groupId", r.groupId, "hub", r.hub, "mode", r.mode, "cipherSuite", String(r.cipherSuite), "epoch", String(r.epoch)];
+  f.push("members", JSON.stringify(r.members), "owner", r.owner, "createdAt", String(r.createdAt));
+  if (r.replyTo !== undefined) f.push("replyTo", r.replyTo);
+  if (r.lease) f.push("leaseToken", r.lease.token, "leaseHolder", r.lease.holder, "leaseExpiresAt", String(r.lease.expiresAt));
+  return f;
+}
 
 /**
  * KEYS: record, groupInfo. ARGV: hasGroupInfo, giEpoch, giInfo, then field/value pairs of the record.
  * Returns 1 if created, 0 if the id is taken (by a group or a replica).
  */
-export const CREATE_GROUP = luaScript(
+export const CREATE_GROUP = typedScript<
+  { keys: GroupKeys; record: GroupRecord; groupInfo?: { epoch: number; groupInfo: string } },
+  boolean
+>(
   "createGroup",
   `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -14,13 +31,23 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 if ARGV[1] == '1' then redis.call('HSET', KEYS[2], 'epoch', ARGV[2], 'info', ARGV[3]) end
 return 1
 `,
+  ({ keys, record, groupInfo }) => {
+    const fields = [...recordFields(record), "nextSeq", String(record.nextSeq), "replica", "0"];
+    fields.push("dispatched", String(record.nextSeq - 1), "contig", "0");
+    const gi = groupInfo ? ["1", String(groupInfo.epoch), groupInfo.groupInfo] : ["0", "", ""];
+    return { keys: [keys.record, keys.groupInfo], args: [...gi, ...fields] };
+  },
+  (reply) => reply === 1,
 );
 
 /**
  * KEYS: record. ARGV: holder, token, expiresAt, nowMs.
  * Returns JSON LeaseOutcome minus the token ({"ok":true} when granted).
  */
-export const ACQUIRE_LEASE = luaScript(
+export const ACQUIRE_LEASE = typedScript<
+  { keys: GroupKeys; holder: string; ttlMs: number; token: string; nowMs: number },
+  LeaseOutcome
+>(
   "acquireLease",
   `${LUA_HELPERS}
 local f = redis.call('HMGET', KEYS[1], 'replica', 'members', 'leaseHolder', 'leaseExpiresAt')
@@ -39,26 +66,39 @@ end
 redis.call('HSET', KEYS[1], 'leaseToken', ARGV[2], 'leaseHolder', ARGV[1], 'leaseExpiresAt', ARGV[3])
 return '{"ok":true}'
 `,
+  ({ keys, holder, token, ttlMs, nowMs }) => ({
+    keys: [keys.record],
+    args: [holder, token, String(nowMs + ttlMs), String(nowMs)],
+  }),
+  (raw, { token, ttlMs, nowMs }) => {
+    const reply = JSON.parse(String(raw)) as LeaseOutcome | { ok: true; token?: string };
+    if (!reply.ok) return reply;
+    return { ok: true, token: reply.token ?? token, expiresAt: nowMs + ttlMs };
+  },
 );
 
 /** KEYS: record. ARGV: token. Compare-and-delete so only the token's holder releases. */
-export const RELEASE_LEASE = luaScript(
+export const RELEASE_LEASE = typedScript<{ keys: GroupKeys; token: string }, boolean>(
   "releaseLease",
   `
 if redis.call('HGET', KEYS[1], 'leaseToken') ~= ARGV[1] then return 0 end
 redis.call('HDEL', KEYS[1], 'leaseToken', 'leaseHolder', 'leaseExpiresAt')
 return 1
 `,
+  ({ keys, token }) => ({ keys: [keys.record], args: [token] }),
+  (reply) => reply === 1,
 );
 
 /** KEYS: record. ARGV: seq. Monotonic: dispatch progress never moves back. */
-export const MARK_DISPATCHED = luaScript(
+export const MARK_DISPATCHED = typedScript<{ keys: GroupKeys; seq: number }, void>(
   "markDispatched",
   `
 local d = redis.call('HGET', KEYS[1], 'dispatched')
 if d and tonumber(ARGV[1]) > tonumber(d) then redis.call('HSET', KEYS[1], 'dispatched', ARGV[1]) end
 return 0
 `,
+  ({ keys, seq }) => ({ keys: [keys.record], args: [String(seq)] }),
+  () => undefined,
 );
 
 /**
@@ -69,7 +109,10 @@ return 0
  * Returns {-1} when the group is ordered here (not a replica), {-2, recorded hub} when the record
  * names another hub than the one recorded at first sight (nothing written), else {1, fresh indices…}.
  */
-export const PUT_REPLICA = luaScript(
+export const PUT_REPLICA = typedScript<
+  { keys: GroupKeys; record: Omit<GroupRecord, "nextSeq">; entries: LogEntry[] },
+  ReplicaWrite
+>(
   "putReplicaEntries",
   `${LUA_HELPERS}
 local recK, logK, seqsK, clogK = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -112,10 +155,32 @@ while redis.call('HEXISTS', logK, istr(contig + 1)) == 1 do contig = contig + 1 
 redis.call('HSET', recK, 'nextSeq', istr(nextSeq), 'contig', istr(contig))
 return out
 `,
+  ({ keys, record, entries }) => {
+    const fields = recordFields(record);
+    const args = [String(record.epoch), record.hub, String(fields.length / 2), ...fields];
+    for (const e of sortedBySeq(entries)) {
+      const commit = e.kind === "commit";
+      const clog = commit ? JSON.stringify({ epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 }) : "";
+      args.push(String(e.seq), commit ? "1" : "0", JSON.stringify(e), clog);
+    }
+    return { keys: [keys.record, keys.log, keys.seqs, keys.commitLog], args };
+  },
+  // The fresh entries, named by their position in the encoded (seq-sorted) list.
+  (raw, { entries }) => {
+    const reply = raw as (number | string)[];
+    if (reply[0] === -1) return { ok: false, code: "ordered_here" };
+    if (reply[0] === -2) return { ok: false, code: "hub_mismatch", hub: String(reply[1]) };
+    const sorted = sortedBySeq(entries);
+    return { ok: true, fresh: reply.slice(1).map((i) => sorted[Number(i) - 1]!) };
+  },
 );
 
+function sortedBySeq(entries: LogEntry[]): LogEntry[] {
+  return [...entries].sort((a, b) => a.seq - b.seq);
+}
+
 /** KEYS: record, log. Highest seq held contiguously from 1 (read-only; writers keep 'contig' current). */
-export const CONTIGUOUS_SEQ = luaScript(
+export const CONTIGUOUS_SEQ = typedScript<{ keys: GroupKeys }, number>(
   "contiguousSeq",
   `${LUA_HELPERS}
 local c = redis.call('HGET', KEYS[1], 'contig')
@@ -124,10 +189,12 @@ c = tonumber(c)
 while redis.call('HEXISTS', KEYS[2], istr(c + 1)) == 1 do c = c + 1 end
 return c
 `,
+  ({ keys }) => ({ keys: [keys.record, keys.log], args: [] }),
+  (reply) => Number(reply),
 );
 
 /** KEYS: seqs, log. ARGV: afterSeq, limit. Entry JSONs after afterSeq in seq order (gaps skipped). */
-export const READ_LOG = luaScript(
+export const READ_LOG = typedScript<{ keys: GroupKeys; afterSeq: number; limit: number }, LogEntry[]>(
   "readLog",
   `
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
@@ -138,4 +205,17 @@ for i = 1, #seqs do
 end
 return out
 `,
+  ({ keys, afterSeq, limit }) => ({ keys: [keys.seqs, keys.log], args: [String(afterSeq), String(limit)] }),
+  (rows) => (rows as string[]).map((r) => JSON.parse(r) as LogEntry),
+);
+
+/** KEYS: record. ARGV: the pendingIndex text the index was written for. Clears it unless a later accept changed it. */
+export const CLEAR_PENDING_INDEX = typedScript<{ keys: GroupKeys; pending: string }, void>(
+  "clearPendingIndex",
+  `
+if redis.call('HGET', KEYS[1], 'pendingIndex') == ARGV[1] then redis.call('HDEL', KEYS[1], 'pendingIndex') end
+return 0
+`,
+  ({ keys, pending }) => ({ keys: [keys.record], args: [pending] }),
+  () => undefined,
 );

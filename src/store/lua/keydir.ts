@@ -1,5 +1,16 @@
+import type { ClaimOutcome, KeyPackageMeta, StoredKeyPackage } from "../port.js";
 import { USER_KEYS } from "./keys.js";
-import { LUA_HELPERS, luaScript } from "./script.js";
+import { LUA_HELPERS, typedScript } from "./script.js";
+
+/** Every key directory script works below one user's base key `<prefix>:{u:<user>}:`. */
+interface UserInput {
+  base: string;
+}
+interface ClientInput extends UserInput {
+  client: string;
+}
+const kpKey = ({ base, client }: ClientInput) => base + USER_KEYS.kp + client;
+const devicesKey = ({ base }: UserInput) => base + USER_KEYS.devices;
 
 /**
  * Key directory scripts. Every one is routed by a key of `{u:<user>}` (KEYS[1]) and builds the
@@ -35,7 +46,10 @@ end
  * KEYS: kp key of the client (routing). ARGV: base, client, maxPerClient, then 5 per item:
  * ref, lastResort, suite, notAfter, JSON. Returns per item {status 's'|'o', replaced last-resort ref or ''}.
  */
-export const PUT_KEY_PACKAGES = luaScript(
+export const PUT_KEY_PACKAGES = typedScript<
+  ClientInput & { maxPerClient: number; items: StoredKeyPackage[] },
+  { stored: boolean; replacedRef?: string }[]
+>(
   "putKeyPackages",
   `${PRELUDE}
 local c, max = ARGV[2], tonumber(ARGV[3])
@@ -64,10 +78,22 @@ for i = 4, #ARGV, 5 do
 end
 return out
 `,
+  (i) => {
+    const args = [i.base, i.client, String(i.maxPerClient)];
+    for (const it of i.items) {
+      args.push(it.ref, it.lastResort ? "1" : "0", String(it.cipherSuite), String(it.notAfter), JSON.stringify(it));
+    }
+    return { keys: [kpKey(i)], args };
+  },
+  (rows) =>
+    (rows as [string, string][]).map(([status, replaced]) => ({
+      stored: status === "s",
+      ...(replaced ? { replacedRef: replaced } : {}),
+    })),
 );
 
 /** KEYS: kp key of the client. ARGV: base, client. Returns {ref, suite, notAfter, lastResort 0|1} rows, pool then last resort. */
-export const LIST_KEY_PACKAGES = luaScript(
+export const LIST_KEY_PACKAGES = typedScript<ClientInput, KeyPackageMeta[]>(
   "listKeyPackages",
   `${PRELUDE}
 local c = ARGV[2]
@@ -86,10 +112,18 @@ for _, suite in ipairs(redis.call('LRANGE', lrsK(c), 0, -1)) do
 end
 return out
 `,
+  (i) => ({ keys: [kpKey(i)], args: [i.base, i.client] }),
+  (rows) =>
+    (rows as [string, string, string, number][]).map(([ref, suite, notAfter, lr]) => ({
+      ref,
+      cipherSuite: Number(suite),
+      notAfter: Number(notAfter),
+      lastResort: lr === 1,
+    })),
 );
 
 /** KEYS: kp key of the client. ARGV: base, client, ref. Returns 1 if deleted. */
-export const DELETE_KEY_PACKAGE = luaScript(
+export const DELETE_KEY_PACKAGE = typedScript<ClientInput & { ref: string }, boolean>(
   "deleteKeyPackage",
   `${PRELUDE}
 local c, ref = ARGV[2], ARGV[3]
@@ -108,6 +142,8 @@ for _, suite in ipairs(redis.call('LRANGE', lrsK(c), 0, -1)) do
 end
 return 0
 `,
+  (i) => ({ keys: [kpKey(i)], args: [i.base, i.client, i.ref] }),
+  (reply) => reply === 1,
 );
 
 /**
@@ -115,7 +151,7 @@ return 0
  * Returns {'unknown_user'} | {'no_key_package'} | {'no_common_suite', {suites}} |
  * {'ok', suite, {bundle JSONs}, {client, reason, …}}.
  */
-export const CLAIM = luaScript(
+export const CLAIM = typedScript<UserInput & { suites: number[]; nowSeconds: number }, ClaimOutcome>(
   "claim",
   `${PRELUDE}
 local nowS = ARGV[2]
@@ -186,19 +222,48 @@ for _, c in ipairs(clients) do
 end
 return { 'ok', chosen, bundles, missing }
 `,
+  (i) => ({ keys: [devicesKey(i)], args: [i.base, String(i.nowSeconds), ...i.suites.map(String)] }),
+  (raw) => {
+    const reply = raw as [string, ...unknown[]];
+    switch (reply[0]) {
+      case "unknown_user":
+      case "no_key_package":
+        return { kind: reply[0] };
+      case "no_common_suite":
+        return { kind: "no_common_suite", available: reply[1] as number[] };
+      default: {
+        const [, suite, bundles, flatMissing] = reply as [string, string, string[], string[]];
+        const missing: { client: string; reason: "exhausted" | "no_compatible_suite" }[] = [];
+        for (let i = 0; i < flatMissing.length; i += 2) {
+          missing.push({ client: flatMissing[i]!, reason: flatMissing[i + 1] as "exhausted" | "no_compatible_suite" });
+        }
+        return {
+          kind: "ok",
+          cipherSuite: Number(suite),
+          bundles: bundles.map((b) => JSON.parse(b) as StoredKeyPackage),
+          missing,
+        };
+      }
+    }
+  },
 );
 
 /** KEYS: devices key. ARGV: base, client. Returns {version, added 0|1}; the version moves only on change. */
-export const REGISTER_DEVICE = luaScript(
+export const REGISTER_DEVICE = typedScript<ClientInput, { version: number; added: boolean }>(
   "registerDevice",
   `${PRELUDE}
 if redis.call('SADD', devicesK, ARGV[2]) == 1 then return { redis.call('INCR', versionK), 1 } end
 return { tonumber(redis.call('GET', versionK) or '0'), 0 }
 `,
+  (i) => ({ keys: [devicesKey(i)], args: [i.base, i.client] }),
+  (reply) => {
+    const [version, added] = reply as [number, number];
+    return { version, added: added === 1 };
+  },
 );
 
 /** KEYS: devices key. ARGV: base, client. Returns {version, removed 0|1}; a removed device's packages go too. */
-export const REMOVE_DEVICE = luaScript(
+export const REMOVE_DEVICE = typedScript<ClientInput, { version: number; removed: boolean }>(
   "removeDevice",
   `${PRELUDE}
 local c = ARGV[2]
@@ -208,10 +273,15 @@ for _, s in ipairs(redis.call('SMEMBERS', suitesK(c))) do redis.call('DEL', queu
 redis.call('DEL', kpK(c), expK(c), poolK(c), suitesK(c), lrK(c), lrsK(c))
 return { version, 1 }
 `,
+  (i) => ({ keys: [devicesKey(i)], args: [i.base, i.client] }),
+  (reply) => {
+    const [version, removed] = reply as [number, number];
+    return { version, removed: removed === 1 };
+  },
 );
 
 /** KEYS: devices key. ARGV: base. Returns {version, {client, {suites}}…} with clients sorted. */
-export const LIST_DEVICES = luaScript(
+export const LIST_DEVICES = typedScript<UserInput, { version: number; devices: { client: string; cipherSuites: number[] }[] }>(
   "listDevices",
   `${PRELUDE}
 local clients = redis.call('SMEMBERS', devicesK)
@@ -230,4 +300,9 @@ for _, c in ipairs(clients) do
 end
 return out
 `,
+  (i) => ({ keys: [devicesKey(i)], args: [i.base] }),
+  (reply) => {
+    const [version, ...rows] = reply as [number, ...[string, number[]][]];
+    return { version, devices: rows.map(([client, cipherSuites]) => ({ client, cipherSuites })) };
+  },
 );

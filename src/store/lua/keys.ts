@@ -6,7 +6,7 @@
  * Every key starts with `<prefix>:`. Hash tags group what one script must touch atomically:
  *   {u:<user>}    device list and KeyPackage pools of all the user's devices (claims)
  *   {g:<groupId>} group record, log, answers, commit log, GroupInfo (the ordering step)
- *   {c:<client>}  inbox and membership index of one client
+ *   {c:<client>}  inbox (and its wake-up shard channel) and membership index of one client
  *   {p:<peer>}    outbox of one peer provider
  */
 
@@ -53,6 +53,8 @@ export const QUEUE_KEYS = {
   seen: "seen", // ZSET id → appended-at ms (dedupe that survives ack; pruned after QUEUE_DEDUPE_TTL_MS)
 } as const;
 
+export type GroupKeys = Record<keyof typeof GROUP_KEYS, string>;
+
 export interface QueueKeys {
   counter: string;
   queue: string;
@@ -75,7 +77,7 @@ export class KeySchema {
   groupBase(groupId: string): string {
     return `${this.prefix}:{g:${groupId}}:`;
   }
-  group(groupId: string): Record<keyof typeof GROUP_KEYS, string> {
+  group(groupId: string): GroupKeys {
     const base = this.groupBase(groupId);
     return {
       record: base + GROUP_KEYS.record,
@@ -109,9 +111,12 @@ export class KeySchema {
   memberships(client: string): string {
     return `${this.prefix}:{c:${client}}:groups`;
   }
-  /** Pub/sub channel announcing new inbox entries (channels are not slot-bound). */
+  /**
+   * Pub/sub channel announcing new inbox entries. Hash-tagged like the inbox: in a cluster the
+   * append script SPUBLISHes it (a shard channel must live in the script's slot).
+   */
   inboxChannel(client: string): string {
-    return `${this.prefix}:inbox-wake:${client}`;
+    return `${this.prefix}:{c:${client}}:in:wake`;
   }
   /** SET of peers that ever had an outbox (peersWithOutbox filters by depth). */
   outboxPeers(): string {

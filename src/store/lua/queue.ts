@@ -1,4 +1,5 @@
-import { LUA_HELPERS, luaScript } from "./script.js";
+import type { QueueKeys } from "./keys.js";
+import { LUA_HELPERS, typedScript } from "./script.js";
 
 /**
  * Inboxes ({c:<client>}) and outboxes ({p:<peer>}) share one shape: a cursor counter, a ZSET
@@ -8,7 +9,8 @@ import { LUA_HELPERS, luaScript } from "./script.js";
 
 /**
  * The append body shared by both scripts: items are id, JSON pairs from ARGV[first]; with
- * `channel`, PUBLISHes "1" on ARGV[channel] when something was added.
+ * `channel`, publishes "1" on ARGV[channel] with the command ARGV[channel + 1] (PUBLISH, or
+ * SPUBLISH in a cluster) when something was added.
  */
 function appendScript(first: number, channel?: number): string {
   return `${LUA_HELPERS}
@@ -28,30 +30,65 @@ end
 redis.call('ZREMRANGEBYSCORE', seenK, '-inf', '(' .. istr(now - ttl))
 if added > 0 then
   redis.call('PEXPIRE', seenK, ARGV[2])
-  ${channel === undefined ? "" : `redis.call('PUBLISH', ARGV[${channel}], '1')`}
+  ${channel === undefined ? "" : `redis.call(ARGV[${channel + 1}], ARGV[${channel}], '1')`}
 end
 return added
 `;
 }
 
+/** One item: its dedupe id and its JSON. */
+export interface QueueItem {
+  id: string;
+  json: string;
+}
+
+const appendKeys = (q: QueueKeys) => [q.counter, q.queue, q.items, q.seen];
+const flatItems = (items: QueueItem[]) => items.flatMap((i) => [i.id, i.json]);
+
 /**
  * KEYS: counter, queue, items, seen. ARGV: nowMs, dedupeTtlMs, then id, JSON pairs.
  * Returns how many items were added.
  */
-export const QUEUE_APPEND = luaScript("queueAppend", appendScript(3));
+export const QUEUE_APPEND = typedScript<{ keys: QueueKeys; nowMs: number; dedupeTtlMs: number; items: QueueItem[] }, number>(
+  "queueAppend",
+  appendScript(3),
+  ({ keys, nowMs, dedupeTtlMs, items }) => ({
+    keys: appendKeys(keys),
+    args: [String(nowMs), String(dedupeTtlMs), ...flatItems(items)],
+  }),
+  (added) => Number(added),
+);
 
 /**
  * QUEUE_APPEND for inboxes, plus the wake-up: KEYS as QUEUE_APPEND; ARGV: nowMs, dedupeTtlMs,
- * pub/sub channel, then id, JSON pairs (one command per recipient instead of an append and a
- * separate PUBLISH).
+ * pub/sub channel, "PUBLISH" | "SPUBLISH", then id, JSON pairs (one command per recipient instead
+ * of an append and a separate publish).
  */
-export const INBOX_APPEND = luaScript("inboxAppend", appendScript(4, 3));
+export const INBOX_APPEND = typedScript<
+  {
+    keys: QueueKeys;
+    nowMs: number;
+    dedupeTtlMs: number;
+    channel: string;
+    publish: "PUBLISH" | "SPUBLISH";
+    items: QueueItem[];
+  },
+  number
+>(
+  "inboxAppend",
+  appendScript(5, 3),
+  ({ keys, nowMs, dedupeTtlMs, channel, publish, items }) => ({
+    keys: appendKeys(keys),
+    args: [String(nowMs), String(dedupeTtlMs), channel, publish, ...flatItems(items)],
+  }),
+  (added) => Number(added),
+);
 
 /**
  * KEYS: queue, items. ARGV: min score (e.g. "(12" or "-inf"), limit.
  * Returns flat {cursor, JSON, …} in cursor order.
  */
-export const QUEUE_READ = luaScript(
+export const QUEUE_READ = typedScript<{ keys: QueueKeys; min: string; limit: number }, { cursor: number; json: string }[]>(
   "queueRead",
   `
 local r = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[2])
@@ -65,10 +102,17 @@ for i = 1, #r, 2 do
 end
 return out
 `,
+  ({ keys, min, limit }) => ({ keys: [keys.queue, keys.items], args: [min, String(limit)] }),
+  (reply) => {
+    const flat = reply as string[];
+    const out: { cursor: number; json: string }[] = [];
+    for (let i = 0; i < flat.length; i += 2) out.push({ cursor: Number(flat[i]), json: flat[i + 1]! });
+    return out;
+  },
 );
 
 /** KEYS: queue, items. ARGV: upToCursor. Deletes entries with cursor <= upToCursor; returns how many. */
-export const QUEUE_ACK = luaScript(
+export const QUEUE_ACK = typedScript<{ keys: QueueKeys; upToCursor: number }, number>(
   "queueAck",
   `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -79,10 +123,12 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return #ids
 `,
+  ({ keys, upToCursor }) => ({ keys: [keys.queue, keys.items], args: [String(upToCursor)] }),
+  (removed) => Number(removed),
 );
 
 /** KEYS: queue, items. Returns {depth, JSON of the oldest entry or false}. */
-export const QUEUE_STATS = luaScript(
+export const QUEUE_STATS = typedScript<{ keys: QueueKeys }, { depth: number; oldest?: string }>(
   "queueStats",
   `
 local first = redis.call('ZRANGE', KEYS[1], 0, 0)
@@ -90,4 +136,9 @@ local json = false
 if first[1] then json = redis.call('HGET', KEYS[2], first[1]) end
 return { redis.call('ZCARD', KEYS[1]), json }
 `,
+  ({ keys }) => ({ keys: [keys.queue, keys.items], args: [] }),
+  (reply) => {
+    const [depth, oldest] = reply as [number, string | null];
+    return { depth: Number(depth), ...(oldest ? { oldest } : {}) };
+  },
 );

@@ -15,6 +15,25 @@ export function luaScript(name: string, source: string): LuaScript {
   return { name, source, sha: createHash("sha1").update(source).digest("hex") };
 }
 
+/**
+ * A script with its typed encoder and decoder, defined next to its Lua source so the argument
+ * layout the Lua reads and the one TypeScript writes live in one place.
+ */
+export interface TypedScript<In, Out> {
+  readonly lua: LuaScript;
+  encode(input: In): { keys: string[]; args: string[] };
+  decode(reply: unknown, input: In): Out;
+}
+
+export function typedScript<In, Out>(
+  name: string,
+  source: string,
+  encode: (input: In) => { keys: string[]; args: string[] },
+  decode: (reply: unknown, input: In) => Out,
+): TypedScript<In, Out> {
+  return { lua: luaScript(name, source), encode, decode };
+}
+
 /** The two node-redis calls the runner needs (kept structural so any client flavour fits). */
 export interface EvalCapable {
   evalSha(sha: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
@@ -28,6 +47,11 @@ export async function runScript(client: EvalCapable, script: LuaScript, keys: st
     if (!(err instanceof Error && err.message.startsWith("NOSCRIPT"))) throw err;
     return client.eval(script.source, { keys, arguments: args });
   }
+}
+
+export async function callScript<In, Out>(client: EvalCapable, script: TypedScript<In, Out>, input: In): Promise<Out> {
+  const { keys, args } = script.encode(input);
+  return script.decode(await runScript(client, script.lua, keys, args), input);
 }
 
 /**

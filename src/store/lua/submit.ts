@@ -1,25 +1,76 @@
-import { LUA_HELPERS, luaScript } from "./script.js";
+import type { LogEntry, Submission, SubmitOutcome } from "../port.js";
+import type { GroupKeys } from "./keys.js";
+import { LUA_HELPERS, typedScript } from "./script.js";
+
+export interface SubmitInput {
+  keys: GroupKeys;
+  submission: Submission;
+  nowMs: number;
+}
 
 /**
- * The ordering step: the line-by-line twin of decideSubmit (src/domain/ordering.ts), plus the
- * memory store's bookkeeping around it (replica/unknown check, answer dedupe, storing the effect).
- * One script over the keys of one group ({g:<groupId>}), so the decision and its effect are atomic.
- *
- * KEYS: record, log, seqs, answers, commitLog, groupInfo
- * ARGV: 1 nowMs, 2 kind, 3 sender, 4 epoch, 5 sha256, 6 message, 7 hasLeaseToken, 8 leaseToken,
- *       9 external, 10 added JSON, 11 removed JSON, 12 hasWelcome, 13 welcome message,
- *       14 welcome sha256, 15 hasGroupInfo, 16 groupInfo
- * Returns JSON: a refusal (SubmitOutcome shape), {"ok":true,"duplicate":true,"answer":{seq,epoch}},
- * or {"ok":true,"duplicate":false,"answer":…,"entries":[{seq,epoch,recipients}],"members":[…],"removed":[…]}
- * (entries carry no payload: the caller has it; the stored log entries carry everything).
+ * What the membership index owes after a roster change, recorded atomically with the accept
+ * (field `pendingIndex`): add every member, drop `removed`; `pending` is the field's exact text,
+ * cleared (compare-and-delete) once the index is written.
  */
-export const SUBMIT = luaScript(
+export interface PendingIndex {
+  members: string[];
+  removed: string[];
+  pending: string;
+}
+
+export type SubmitResult =
+  Exclude<SubmitOutcome, { ok: true }> | (Extract<SubmitOutcome, { ok: true }> & { index?: PendingIndex });
+
+/** The one argument of SUBMIT: the submission by name (cjson-decoded in Lua), never by position. */
+function encodeSubmission(sub: Submission, nowMs: number): string {
+  const c = sub.kind === "commit" ? sub : undefined;
+  return JSON.stringify({
+    now: nowMs,
+    kind: sub.kind,
+    sender: sub.sender,
+    epoch: sub.epoch,
+    sha256: sub.sha256,
+    message: sub.message,
+    external: c?.external === true,
+    added: c?.added ?? [],
+    removed: c?.removed ?? [],
+    ...(c?.leaseToken !== undefined ? { leaseToken: c.leaseToken } : {}),
+    ...(c?.welcome ? { welcome: c.welcome } : {}),
+    ...(c?.groupInfo !== undefined ? { groupInfo: c.groupInfo } : {}),
+  });
+}
+
+type SubmitReply =
+  | Exclude<SubmitOutcome, { ok: true }>
+  | { ok: true; duplicate: true; answer: { seq: number; epoch: number } }
+  | {
+      ok: true;
+      duplicate: false;
+      answer: { seq: number; epoch: number };
+      entries: LogEntry[];
+      index?: PendingIndex;
+    };
+
+/**
+ * The ordering step: the Lua twin of decideSubmit (src/domain/ordering.ts, the specification it is
+ * tested against), plus the memory store's bookkeeping around it (replica/unknown check, answer
+ * dedupe, storing the effect). One script over the keys of one group ({g:<groupId>}), so the
+ * decision and its effect are atomic.
+ *
+ * KEYS: record, log, seqs, answers, commitLog, groupInfo. ARGV[1]: encodeSubmission's JSON.
+ * Returns JSON: a refusal (SubmitOutcome shape), {"ok":true,"duplicate":true,"answer":{seq,epoch}},
+ * or {"ok":true,"duplicate":false,"answer":…,"entries":[the stored LogEntry JSONs],"index":PendingIndex?}.
+ */
+export const SUBMIT = typedScript<SubmitInput, SubmitResult>(
   "submit",
   `${LUA_HELPERS}
 local recK, logK, seqsK, ansK, clogK, giK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local now = tonumber(ARGV[1])
-local kind, sender, subEpochS, sha, message = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local subEpoch = tonumber(subEpochS)
+local s = cjson.decode(ARGV[1])
+local now = s.now
+local kind, sender, sha, message = s.kind, s.sender, s.sha256, s.message
+local subEpoch = s.epoch
+local subEpochS = istr(subEpoch)
 
 local f = redis.call('HMGET', recK, 'replica', 'epoch', 'nextSeq', 'members', 'owner', 'mode', 'leaseToken', 'leaseExpiresAt', 'contig')
 -- A replica of a remote hub's group is not ordered here.
@@ -33,7 +84,7 @@ if f[8] then leaseExpiresAt = tonumber(f[8]) end
 local contig = tonumber(f[9]) or 0
 
 local isMember = contains(members, sender)
-local external = kind == 'commit' and ARGV[9] == '1'
+local external = kind == 'commit' and s.external == true
 if external then
   -- A new device of a user already in the group may join itself; strangers may not.
   local su = userOf(sender)
@@ -60,7 +111,7 @@ local function storeEntry(seq, entryKind, entryEpoch, entryMessage, entrySha, re
     ',"recipients":' .. jarr(recipients) .. '}'
   redis.call('HSET', logK, istr(seq), json)
   redis.call('ZADD', seqsK, istr(seq), istr(seq))
-  return '{"seq":' .. istr(seq) .. ',"epoch":' .. istr(entryEpoch) .. ',"recipients":' .. jarr(recipients) .. '}'
+  return json
 end
 local function answer(seq, answerEpoch)
   local a = '{"seq":' .. istr(seq) .. ',"epoch":' .. istr(answerEpoch) .. '}'
@@ -95,13 +146,13 @@ if subEpoch ~= epoch then
   return out .. '}'
 end
 local leaseActive = leaseExpiresAt ~= nil and leaseExpiresAt > now
-if mode == 'ordered' and leaseActive and (ARGV[7] ~= '1' or ARGV[8] ~= leaseToken) then
+if mode == 'ordered' and leaseActive and s.leaseToken ~= leaseToken then
   return '{"ok":false,"code":"group_locked","leaseExpiresAt":' .. istr(leaseExpiresAt) .. '}'
 end
 
 local newEpoch = epoch + 1
 local removed = {}
-for _, r in ipairs(cjson.decode(ARGV[11])) do removed[r] = true end
+for _, r in ipairs(s.removed) do removed[r] = true end
 local newMembers, inNew = {}, {}
 for i = 1, #members do
   if not removed[members[i]] then
@@ -109,7 +160,7 @@ for i = 1, #members do
     inNew[members[i]] = true
   end
 end
-local added = cjson.decode(ARGV[10])
+local added = s.added
 local joining = {}
 for i = 1, #added do joining[#joining + 1] = added[i] end
 if external then joining[#joining + 1] = sender end
@@ -121,11 +172,11 @@ for i = 1, #joining do
 end
 
 local metas = { storeEntry(nextSeq, 'commit', epoch, message, sha, others) }
-if ARGV[12] == '1' then
-  metas[2] = storeEntry(nextSeq + 1, 'welcome', newEpoch, ARGV[13], ARGV[14], added)
+if type(s.welcome) == 'table' then
+  metas[2] = storeEntry(nextSeq + 1, 'welcome', newEpoch, s.welcome.message, s.welcome.sha256, added)
 end
 local a = answer(nextSeq, newEpoch)
-if ARGV[15] == '1' then redis.call('HSET', giK, 'epoch', istr(newEpoch), 'info', ARGV[16]) end
+if type(s.groupInfo) == 'string' then redis.call('HSET', giK, 'epoch', istr(newEpoch), 'info', s.groupInfo) end
 redis.call('ZADD', clogK, istr(epoch), '{"epoch":' .. istr(epoch) .. ',"seq":' .. istr(nextSeq) ..
   ',"sender":' .. jstr(sender) .. ',"sha256":' .. jstr(sha) .. '}')
 local membersJson = jarr(newMembers)
@@ -134,9 +185,43 @@ redis.call('HSET', recK, 'epoch', istr(newEpoch), 'members', membersJson)
 if not leaseActive then redis.call('HDEL', recK, 'leaseToken', 'leaseHolder', 'leaseExpiresAt') end
 advance(nextSeq + #metas)
 
-local gone = {}
-for i = 1, #members do if not inNew[members[i]] then gone[#gone + 1] = members[i] end end
-return '{"ok":true,"duplicate":false,"answer":' .. a .. ',"entries":[' .. table.concat(metas, ',') ..
-  '],"members":' .. membersJson .. ',"removed":' .. jarr(gone) .. '}'
+-- The membership index ({c:<client>}:groups, other slots) cannot change in this script on a
+-- cluster; what it owes is recorded here, atomically with the accept: 'pendingIndex' lists the
+-- clients still to drop (earlier pending ones included) and stays until the index is written.
+local wasMember, pending, inPending = {}, {}, {}
+for i = 1, #members do wasMember[members[i]] = true end
+local changed = #newMembers ~= #members
+local previous = redis.call('HGET', recK, 'pendingIndex')
+if previous then
+  changed = true
+  for _, c in ipairs(cjson.decode(previous)) do
+    if not inNew[c] and not inPending[c] then pending[#pending + 1] = c inPending[c] = true end
+  end
+end
+for i = 1, #members do
+  if not inNew[members[i]] then
+    changed = true
+    if not inPending[members[i]] then pending[#pending + 1] = members[i] inPending[members[i]] = true end
+  end
+end
+for i = 1, #newMembers do if not wasMember[newMembers[i]] then changed = true end end
+local index = ''
+if changed then
+  local pendingJson = jarr(pending)
+  redis.call('HSET', recK, 'pendingIndex', pendingJson)
+  index = ',"index":{"members":' .. membersJson .. ',"removed":' .. pendingJson .. ',"pending":' .. jstr(pendingJson) .. '}'
+end
+return '{"ok":true,"duplicate":false,"answer":' .. a .. ',"entries":[' .. table.concat(metas, ',') .. ']' .. index .. '}'
 `,
+  ({ keys: k, submission, nowMs }) => ({
+    keys: [k.record, k.log, k.seqs, k.answers, k.commitLog, k.groupInfo],
+    args: [encodeSubmission(submission, nowMs)],
+  }),
+  (raw) => {
+    const reply = JSON.parse(String(raw)) as SubmitReply;
+    if (!reply.ok) return reply;
+    if (reply.duplicate) return { ok: true, ...reply.answer, duplicate: true, entries: [] };
+    const { answer, entries, index } = reply;
+    return { ok: true, ...answer, duplicate: false, entries, ...(index ? { index } : {}) };
+  },
 );
