@@ -152,7 +152,7 @@ export class AppContext {
         ? await (
             await import("./store/redis.js")
           ).createRedisStore({ url: config.store.redisUrl, prefix: config.store.prefix, clock })
-        : new MemoryStore({ clock, trimHubLogs: Object.keys(config.federation.peers).length === 0 }));
+        : new MemoryStore({ clock, trimHubLogs: config.store.trimHubLogs }));
     const peerClient = new PeerClient({
       domain: config.domain,
       peers: config.federation.peers,

@@ -10,7 +10,7 @@ export const defaultConfig: Config = {
   mlsCrypto: "node",
   identity: { schemes: ["fedgate"] },
   keyPackages: { lastResortBySlot: false },
-  store: { kind: "memory", redisUrl: "redis://127.0.0.1:6379", prefix: "mlsfg", requirePersistence: false },
+  store: { kind: "memory", redisUrl: "redis://127.0.0.1:6379", prefix: "mlsfg", requirePersistence: false, trimHubLogs: true },
   auth: {
     mode: "dev",
     algorithms: ["EdDSA", "ES256", "RS256"],

@@ -57,6 +57,8 @@ export const configSchema = z.strictObject({
     prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only"),
     /** Refuse to start on a store that does not persist (Redis without AOF or RDB, or the memory store). */
     requirePersistence: z.boolean(),
+    /** Memory store: trim the logs of groups ordered here once delivered (peers learn `logStart`). */
+    trimHubLogs: z.boolean(),
   }),
   auth: z.strictObject({
     mode: z.enum(["dev", "jwt"]),

@@ -14,6 +14,7 @@ import {
 import {
   ACQUIRE_LEASE,
   CONTIGUOUS_SEQ,
+  SKIP_REPLICA_GAP,
   CREATE_GROUP,
   MARK_DISPATCHED,
   PUT_REPLICA,
@@ -490,6 +491,16 @@ export class RedisStore implements Store {
   async contiguousSeq(groupId: string): Promise<number> {
     const k = this.keys.group(groupId);
     return this.run<number>(CONTIGUOUS_SEQ, [k.record, k.log], []);
+  }
+
+  async skipReplicaGap(groupId: string, throughSeq: number): Promise<number> {
+    const k = this.keys.group(groupId);
+    return this.run<number>(SKIP_REPLICA_GAP, [k.record, k.log, k.seqs], [String(throughSeq)]);
+  }
+
+  /** This store never trims a log: every log starts at seq 1. */
+  async logStart(_groupId: string): Promise<number> {
+    return 1;
   }
 
   async markDispatched(groupId: string, seq: number): Promise<void> {
