@@ -22,7 +22,7 @@ const total = Number(process.argv[2] ?? 30_000);
 const stepMs = Number(process.argv[3] ?? 60_000);
 let now = 1_800_000_000_000;
 const clock: Clock = { nowMs: () => now, nowSeconds: () => Math.floor(now / 1000) };
-const store = new MemoryStore({ clock, trimHubLogs: true }); // as on a DS without peers
+const store = new MemoryStore({ clock }); // trimHubLogs on, the default
 const [alice, bob, carol] = ["alice@a.example/phone", "bob@a.example/laptop", "carol@a.example/tablet"];
 await store.createGroup({
   groupId: "g1",

@@ -159,7 +159,7 @@ export class AppContext {
             waitTimeoutMs: config.store.waitTimeoutMs,
             clock,
           })
-        : new MemoryStore({ clock, trimHubLogs: Object.keys(config.federation.peers).length === 0 }));
+        : new MemoryStore({ clock, trimHubLogs: config.store.trimHubLogs }));
     const peerClient = new PeerClient({
       domain: config.domain,
       peers: config.federation.peers,

@@ -19,6 +19,7 @@ export const defaultConfig: Config = {
     redisSentinel: "",
     waitReplicas: 0,
     waitTimeoutMs: 1000,
+    trimHubLogs: true,
   },
   auth: {
     mode: "dev",

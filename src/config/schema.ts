@@ -65,6 +65,8 @@ export const configSchema = z.strictObject({
     waitReplicas: z.number().int().min(0).max(16),
     /** How long WAIT may block; fewer replicas by then answers 503 unavailable (a retry is safe). */
     waitTimeoutMs: z.number().int().min(1).max(60000),
+    /** Memory store: trim the logs of groups ordered here once delivered (peers learn `logStart`). */
+    trimHubLogs: z.boolean(),
   }),
   auth: z.strictObject({
     mode: z.enum(["dev", "jwt"]),

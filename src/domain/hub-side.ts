@@ -243,7 +243,7 @@ export class HubSide implements GroupSide {
    * A follower's pull. A peer hosting members reads the whole log (to keep its replica gap-free); a
    * peer whose clients were all removed reads only what was addressed to them (e.g. their removal)
    * and a view without the member list; a peer that never had anything here reads nothing — not
-   * even on an empty page.
+   * even on an empty page. `logStart` says the log was trimmed before that seq (docs/FEDERATION.md).
    */
   async peerLog(peer: string, g: GroupRecord, after: number, limit: number) {
     const hosts = (c: string) => domainOf(c) === peer;
@@ -251,7 +251,10 @@ export class HubSide implements GroupSide {
     const entries = await this.store.readLog(g.groupId, after, limit);
     const visible = current ? entries : entries.filter((e) => e.recipients.some(hosts));
     if (!current && visible.length === 0) throw new DsError("forbidden", `${peer} hosts no member of this group`);
+    // Where the log starts when entries before the page were trimmed (a late follower skips them).
+    const logStart = await this.store.logStart(g.groupId);
     return {
+      ...(logStart > after + 1 ? { logStart } : {}),
       group: viewFor(g, peer),
       entries: visible.map((e) => ({
         seq: e.seq,

@@ -212,7 +212,12 @@ export class ReplicaSync {
       this.checkPage(hub, groupId, from, page, local);
       const write = await this.store.putReplicaEntries(replicaRecord(page.group), page.entries);
       if (!write.ok) throw new DsError("forbidden", `${groupId} is not a replica of ${hub} here`);
-      const reached = await this.store.contiguousSeq(groupId);
+      // The hub trimmed what lies before logStart (every member had it, or retention passed): skip
+      // that gap, never past an entry held here (the store checks).
+      const reached =
+        page.logStart !== undefined && page.logStart > from + 1
+          ? await this.store.skipReplicaGap(groupId, page.logStart - 1)
+          : await this.store.contiguousSeq(groupId);
       if (page.entries.length < GAP_FILL.pageSize) return reached;
       if (reached <= from) {
         this.log.warn({ groupId, hub, at: from }, "gap fill made no progress; stopped until the next delivery");
@@ -224,19 +229,23 @@ export class ReplicaSync {
 
   /**
    * A pull answer must be the page asked for: this group, this hub, seqs strictly increasing in
-   * (from, from + pageSize], recipients ours. Anything else refuses the whole page. Entries from
-   * unknown senders are kept without recipients, as in `deliver`.
+   * (from, from + pageSize], recipients ours, a `logStart` no later than the page's first entry.
+   * Anything else refuses the whole page. Entries from unknown senders are kept without recipients,
+   * as in `deliver`.
    */
   private checkPage(
     hub: string,
     groupId: string,
     from: number,
-    page: { group: GroupView; entries: LogEntry[] },
+    page: { group: GroupView; entries: LogEntry[]; logStart?: number },
     local: GroupRecord | undefined,
   ): void {
     const bad = (why: string) => new DsError("peer_error", `${hub} answered a pull for ${groupId} with ${why}`, { peer: hub });
     if (page.group.groupId !== groupId || page.group.hub !== hub || (local && local.hub !== hub))
       throw bad("another group or hub");
+    const first = page.entries[0];
+    if (page.logStart !== undefined && first && page.logStart > first.seq)
+      throw bad(`logStart ${page.logStart} after the page's first entry ${first.seq}`);
     let last = from;
     for (const e of page.entries) {
       if (e.seq <= last || e.seq > from + GAP_FILL.pageSize) throw bad(`seq ${e.seq} outside the page asked for`);
@@ -249,7 +258,8 @@ export class ReplicaSync {
 
   private async inboxRange(groupId: string, before: number, after: number): Promise<void> {
     if (after <= before) return;
-    const entries = await this.store.readLog(groupId, before, after - before);
+    // A skipped gap (skipReplicaGap) holds no entries: the read may run past `after`; cut it there.
+    const entries = (await this.store.readLog(groupId, before, after - before)).filter((e) => e.seq <= after);
     await this.inboxes.inboxEntries(groupId, entries);
     this.observer.onLocalDelivery?.(groupId, entries);
   }

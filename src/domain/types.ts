@@ -18,7 +18,12 @@ export interface PeerGateway {
   releaseLease(hub: string, groupId: string, holder: string, token: string): Promise<void>;
   group(hub: string, groupId: string, member: string): Promise<GroupView>;
   groupInfo(hub: string, groupId: string, member: string): Promise<{ epoch: number; groupInfo: string }>;
-  messages(hub: string, groupId: string, afterSeq: number, limit: number): Promise<{ group: GroupView; entries: LogEntry[] }>;
+  messages(
+    hub: string,
+    groupId: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<{ group: GroupView; entries: LogEntry[]; logStart?: number }>;
   deviceUpdate(domain: string, list: DeviceList): Promise<void>;
   commitLog(hub: string, groupId: string, afterEpoch: number): Promise<{ entries: CommitLogEntry[] }>;
 }

@@ -88,7 +88,7 @@ export class FederationGateway implements PeerGateway {
     groupId: string,
     afterSeq: number,
     limit: number,
-  ): Promise<{ group: GroupView; entries: LogEntry[] }> {
+  ): Promise<{ group: GroupView; entries: LogEntry[]; logStart?: number }> {
     const path = `/federation/v1/groups/${groupId}/messages?after=${afterSeq}&limit=${limit}`;
     return checked(fedMessagesAnswer, hub, "a log page", await this.client.call(hub, "GET", path, undefined));
   }

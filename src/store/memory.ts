@@ -4,7 +4,6 @@ import { systemClock, type Clock } from "../domain/types.js";
 import { OWN_REF_GRACE_SECONDS, QUEUE_DEDUPE_TTL_MS } from "./lua/keys.js";
 import { MemoryQueue } from "./memory-queue.js";
 import {
-  domainOf,
   userOf,
   type ClaimOutcome,
   type CommitLogEntry,
@@ -48,6 +47,8 @@ interface GroupState {
   log: Map<number, HeldEntry>;
   /** Every seq up to here was held and is trimmed (it still counts as held: dedupe, contiguity). */
   floor: number;
+  /** A replica's seqs the hub had trimmed (skipReplicaGap): first skipped seq → last; never held. */
+  skipped?: Map<number, number>;
   /** sha256 → original answer, insertion (= time) order; forgotten after the retention period. */
   answers: Map<string, { seq: number; epoch: number; at: number }>;
   commitLog: { entry: CommitLogEntry; at: number }[];
@@ -66,9 +67,10 @@ export interface MemoryStoreOptions {
   /** How long a log entry every recipient and peer has is still kept (catch-up reads). */
   deliveredGraceMs?: number;
   /**
-   * Trim the logs of groups ordered here (replica logs are always trimmed). Only safe on a DS
-   * without federation peers: a follower that joins a group later fills its replica from seq 1,
-   * and the federation API cannot say where a trimmed log starts. Off by default.
+   * Trim the logs of groups ordered here (replica logs are always trimmed). On by default: a
+   * follower that joins a group later learns where the log starts from the log page's `logStart`
+   * (docs/FEDERATION.md). Off keeps every hub log whole (a peer that predates `logStart` would
+   * otherwise stall filling its replica from seq 1).
    */
   trimHubLogs?: boolean;
 }
@@ -91,9 +93,9 @@ function itemId(item: InboxItem): string {
  * Bounded under churn: answers, dedupe ids and the commit log expire after the retention period,
  * as Redis's dedupe sets do, and a replica's log entry goes once every local recipient has
  * acknowledged it (after DELIVERED_GRACE_MS) or after the retention period. The logs of groups
- * ordered here are trimmed the same way only with `trimHubLogs` (a DS without peers): a follower
- * that joins a group later fills its replica from seq 1, and the federation API has no way to
- * say where a trimmed log starts.
+ * ordered here are trimmed the same way (with `trimHubLogs`, the default) once every local
+ * recipient acknowledged an entry and every peer received it: a follower that joins later is
+ * told where the log starts (`logStart`) and skips the trimmed part (skipReplicaGap).
  */
 export class MemoryStore implements Store {
   readonly kind = "memory" as const;
@@ -116,7 +118,7 @@ export class MemoryStore implements Store {
   private readonly trimHubLogs: boolean;
 
   constructor(opts: MemoryStoreOptions = {}) {
-    this.trimHubLogs = opts.trimHubLogs ?? false;
+    this.trimHubLogs = opts.trimHubLogs ?? true;
     this.clock = opts.clock ?? systemClock;
     this.retentionMs = opts.retentionMs ?? QUEUE_DEDUPE_TTL_MS;
     this.deliveredGraceMs = opts.deliveredGraceMs ?? DELIVERED_GRACE_MS;
@@ -467,7 +469,7 @@ export class MemoryStore implements Store {
     const fresh: LogEntry[] = [];
     let nextSeq = g.record.nextSeq;
     for (const e of [...entries].sort((a, b) => a.seq - b.seq)) {
-      if (e.seq <= g.floor || g.log.has(e.seq)) continue;
+      if (e.seq <= g.floor || g.log.has(e.seq) || isSkipped(g, e.seq)) continue;
       g.log.set(e.seq, { entry: structuredClone(e), at, refs: 0 });
       if (e.kind === "commit")
         g.commitLog.push({ entry: { epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 }, at });
@@ -484,9 +486,26 @@ export class MemoryStore implements Store {
   async contiguousSeq(groupId: string): Promise<number> {
     const g = this.groups.get(groupId);
     if (!g) return 0;
-    let s = g.floor;
-    while (g.log.has(s + 1)) s++;
-    return s;
+    return contiguous(g);
+  }
+
+  async skipReplicaGap(groupId: string, throughSeq: number): Promise<number> {
+    const g = this.groups.get(groupId);
+    if (!g || !g.replica) return g ? contiguous(g) : 0;
+    const from = contiguous(g);
+    let lowestHeld = Infinity;
+    for (const k of g.log.keys()) if (k > from && k < lowestHeld) lowestHeld = k;
+    // Only with an entry held above (proof the group went on), and never past it.
+    if (lowestHeld === Infinity) return from;
+    const to = Math.min(throughSeq, lowestHeld - 1);
+    if (to <= from) return from;
+    (g.skipped ??= new Map()).set(from + 1, to);
+    this.trim(g);
+    return contiguous(g);
+  }
+
+  async logStart(groupId: string): Promise<number> {
+    return (this.groups.get(groupId)?.floor ?? 0) + 1;
   }
 
   async markDispatched(groupId: string, seq: number): Promise<void> {
@@ -545,8 +564,16 @@ export class MemoryStore implements Store {
     let n = 0;
     while (n < g.commitLog.length && g.commitLog[n]!.at <= expired) n++;
     if (n > 0) g.commitLog.splice(0, n);
-    if (!g.replica && (!this.trimHubLogs || g.record.members.some((m) => domainOf(m) !== g.record.hub))) return;
-    for (let h = g.log.get(g.floor + 1); h; h = g.log.get(g.floor + 1)) {
+    if (!g.replica && !this.trimHubLogs) return;
+    for (;;) {
+      const h = g.log.get(g.floor + 1);
+      const skippedTo = g.skipped?.get(g.floor + 1);
+      if (!h && skippedTo !== undefined) {
+        g.skipped!.delete(g.floor + 1);
+        g.floor = skippedTo;
+        continue;
+      }
+      if (!h) break;
       const delivered = h.deliveredAt !== undefined && h.deliveredAt <= now - this.deliveredGraceMs;
       if (!delivered && h.at > expired) break;
       g.log.delete(g.floor + 1);
@@ -676,4 +703,24 @@ export class MemoryStore implements Store {
     }
     return r.atMs;
   }
+}
+
+/** Highest seq held (or trimmed, or skipped) contiguously. */
+function contiguous(g: GroupState): number {
+  let s = g.floor;
+  for (;;) {
+    if (g.log.has(s + 1)) s++;
+    else {
+      const to = g.skipped?.get(s + 1);
+      if (to === undefined) return s;
+      s = to;
+    }
+  }
+}
+
+/** A seq in a range skipReplicaGap passed over (the hub had trimmed it): never stored later. */
+function isSkipped(g: GroupState, seq: number): boolean {
+  if (!g.skipped) return false;
+  for (const [first, last] of g.skipped) if (seq >= first && seq <= last) return true;
+  return false;
 }

@@ -167,6 +167,15 @@ export interface GroupStore {
   putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite>;
   /** Highest seq held contiguously (for gap detection on a replica). */
   contiguousSeq(groupId: string): Promise<number>;
+  /**
+   * Follower side: the hub says its log starts at `throughSeq + 1` (it trimmed the rest). Moves the
+   * replica's contiguous point up to `throughSeq`, but never backwards, never past the lowest seq
+   * held above it (held entries are never skipped) and only when such an entry is held (proof the
+   * group went on). Seqs skipped are refused by later writes. Returns the contiguous point.
+   */
+  skipReplicaGap(groupId: string, throughSeq: number): Promise<number>;
+  /** Hub side: the lowest seq of the group's log still held (1 when nothing was trimmed). */
+  logStart(groupId: string): Promise<number>;
 
   /** Dispatch bookkeeping: fan-out of entries up to `seq` is done. */
   markDispatched(groupId: string, seq: number): Promise<void>;

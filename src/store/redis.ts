@@ -6,6 +6,7 @@ import {
   ACQUIRE_LEASE,
   CLEAR_PENDING_INDEX,
   CONTIGUOUS_SEQ,
+  SKIP_REPLICA_GAP,
   CREATE_GROUP,
   MARK_DISPATCHED,
   PUT_REPLICA,
@@ -385,6 +386,18 @@ export class RedisStore implements Store {
 
   async contiguousSeq(groupId: string): Promise<number> {
     return this.call(CONTIGUOUS_SEQ, { keys: this.keys.group(groupId) });
+  }
+
+  async skipReplicaGap(groupId: string, throughSeq: number): Promise<number> {
+    const k = this.keys.group(groupId);
+    const contig = await this.call(SKIP_REPLICA_GAP, { keys: k, throughSeq });
+    await this.replicated(k.record);
+    return contig;
+  }
+
+  /** This store never trims a log: every log starts at seq 1. */
+  async logStart(_groupId: string): Promise<number> {
+    return 1;
   }
 
   async markDispatched(groupId: string, seq: number): Promise<void> {

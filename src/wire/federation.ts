@@ -80,7 +80,12 @@ export const deviceUpdateBody = z.strictObject({
 });
 
 export const fedGroupViewAnswer = groupView;
-export const fedMessagesAnswer = z.object({ group: fedGroupViewAnswer, entries: z.array(z.object(logEntryShape)).max(1000) });
+export const fedMessagesAnswer = z.object({
+  group: fedGroupViewAnswer,
+  entries: z.array(z.object(logEntryShape)).max(1000),
+  /** The lowest seq the hub still holds (it trimmed the ones before); absent from older hubs. */
+  logStart: z.number().int().positive().optional(),
+});
 export const fedGroupInfoAnswer = groupInfoAnswer;
 export const fedCommitLogAnswer = commitLogAnswer;
 export const fedClaimAnswer = claimAnswer;

@@ -177,6 +177,37 @@ describe.each([["memory"], ["redis"]])("a hostile peer against real DSs on the %
     await roundTrip("after gap-fill attacks");
   });
 
+  it("cannot use a log page's logStart to skip held entries, jump without evidence or pass bad values (item 2)", async () => {
+    const [honest, late, fractional, negative] = [newGroupId(), newGroupId(), newGroupId(), newGroupId()];
+    const logStart: Record<string, unknown> = { [honest]: 1_000_000, [late]: 10, [fractional]: 1.5, [negative]: -3 };
+    c.script = (req) => {
+      const m = /^\/federation\/v1\/groups\/([^/]+)\/messages\?after=(\d+)/.exec(req.path);
+      if (!m) return undefined;
+      const g = m[1]!;
+      // `late` claims its log starts after the entry it answers with.
+      const entries = g === late ? [cEntry(3)] : [];
+      return { status: 200, body: { group: cView(g), entries, logStart: logStart[g] } };
+    };
+    for (const g of [honest, late, fractional, negative]) {
+      const answer = await c.call(b, "POST", "/federation/v1/deliver", {
+        groups: { [g]: cView(g) },
+        messages: [2, 5].map((seq) => ({ groupId: g, ...cEntry(seq) })),
+      });
+      expect(answer).toEqual({ status: 200, body: { accepted: 2 } });
+    }
+    const seqs = async (g: string) => (await b.ds.ctx.store.readLog(g, 0, 10)).map((e) => e.seq);
+    // A far logStart skips only the unheld seq 1: held 2 and 5 stay, the real gap at 3 stays a gap.
+    expect(await b.ds.ctx.store.contiguousSeq(honest)).toBe(2);
+    expect(await seqs(honest)).toEqual([2, 5]);
+    // A logStart past the page's first entry, or not a positive integer: the page is refused whole.
+    for (const g of [late, fractional, negative]) {
+      expect(await b.ds.ctx.store.contiguousSeq(g)).toBe(0);
+      expect(await seqs(g)).toEqual([2, 5]);
+    }
+    c.script = () => undefined;
+    await roundTrip("after logStart attacks");
+  });
+
   it("cannot drain a user's KeyPackages with made-up requesters (item 4)", async () => {
     const claim = (requester: string, user = "alice@a.example") =>
       c.call(a, "POST", "/federation/v1/key-packages/claim", { user, requester, cipherSuites: [1], versions: ["mls10"] });

@@ -292,6 +292,7 @@ export function fingerprint(store: Store): string {
           { entry: { seq: number; kind: string; sha256: string; message: string; recipients: string[] }; refs: number }
         >;
         floor: number;
+        skipped?: Map<number, number>;
         answers: Map<string, unknown>;
         commitLog: { entry: unknown }[];
         groupInfo?: unknown;
@@ -337,6 +338,7 @@ export function fingerprint(store: Store): string {
       g.answers.size,
       g.commitLog.map((c) => c.entry),
       g.floor,
+      [...(g.skipped ?? [])],
       g.groupInfo ? createHash("sha256").update(JSON.stringify(g.groupInfo)).digest("hex") : null,
       g.dispatched,
       g.replica,

@@ -41,6 +41,8 @@ describe("configuration", () => {
     expect(config.auth.mode).toBe("jwt");
     expect(loadConfig({ env: { MLSFEDGATE_STORE__REQUIRE_PERSISTENCE: "true" } }).store.requirePersistence).toBe(true);
     expect(loadConfig().store.requirePersistence).toBe(false);
+    expect(loadConfig().store.trimHubLogs).toBe(true);
+    expect(loadConfig({ env: { MLSFEDGATE_STORE__TRIM_HUB_LOGS: "false" } }).store.trimHubLogs).toBe(false);
   });
 
   it("reads a config file named by MLSFEDGATE_CONFIG and merges it over the defaults", () => {

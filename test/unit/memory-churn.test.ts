@@ -26,8 +26,19 @@ function group(groupId: string, members: string[], hub = "a.example"): GroupReco
   return { groupId, hub, mode: "ordered", cipherSuite: 1, epoch: 0, nextSeq: 1, members, owner: members[0]!, createdAt: 0 };
 }
 
-/** What the DS does for one application message: order it, fan it out, let the recipients read and acknowledge. */
-async function churn(store: MemoryStore, clock: FakeClock, groupId: string, from: number, to: number): Promise<void> {
+/**
+ * What the DS does for one application message: order it, fan it out, let the recipients read and
+ * acknowledge. With `peer`, the group also has members there: each entry goes to that peer's
+ * outbox too, and the peer receives (the outbox is acknowledged) in the same batches.
+ */
+async function churn(
+  store: MemoryStore,
+  clock: FakeClock,
+  groupId: string,
+  from: number,
+  to: number,
+  peer?: string,
+): Promise<void> {
   const payload = "x".repeat(600);
   for (let i = from; i < to; i++) {
     clock.advance(STEP_MS);
@@ -39,11 +50,20 @@ async function churn(store: MemoryStore, clock: FakeClock, groupId: string, from
     if (!outcome.ok) throw new Error(`submission ${i} refused: ${outcome.code}`);
     const items: InboxItem[] = outcome.entries.map((e) => ({ kind: "ref", groupId, seq: e.seq }));
     await store.appendInboxMany([bob, carol].map((client) => ({ client, items })));
+    if (peer)
+      await store.enqueueOutbox(
+        peer,
+        outcome.entries.map((e) => ({ id: `${groupId}:${e.seq}`, groupId, seq: e.seq })),
+      );
     await store.markDispatched(groupId, outcome.seq);
     if (i % 10 === 9) {
       for (const client of [bob, carol]) {
         const page = await store.readInbox(client, 0, 100);
         await store.ackInbox(client, page[page.length - 1]!.cursor);
+      }
+      if (peer) {
+        const sent = await store.peekOutbox(peer, 100);
+        await store.ackOutbox(peer, sent[sent.length - 1]!.cursor);
       }
     }
   }
@@ -56,18 +76,22 @@ function heapMb(): number {
 }
 
 describe("the memory store under churn", () => {
-  it("holds a bounded amount after warm-up: 20,000 acknowledged messages", async () => {
+  it.each([
+    ["on a DS without peers", undefined],
+    ["on a DS with peers (members on b.example, hub log trimmed by default)", "b.example"],
+  ])("holds a bounded amount after warm-up: 20,000 acknowledged messages, %s", async (_, peer) => {
     const clock = new FakeClock();
-    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS, trimHubLogs: true });
-    await store.createGroup(group("g1", [alice, bob, carol]));
+    // Default options but the windows: trimHubLogs is on by default, as on a DS with peers.
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
+    await store.createGroup(group("g1", peer ? [alice, bob, carol, `dave@${peer}/phone`] : [alice, bob, carol]));
 
-    await churn(store, clock, "g1", 0, WARM_UP); // longer than the retention period (80 s of fake time)
+    await churn(store, clock, "g1", 0, WARM_UP, peer); // longer than the retention period (80 s of fake time)
     // Heap first, then a use of the store: it must still be alive when the heap is measured.
     const warm = { heap: heapMb(), sizes: store.sizes(), rssMb: process.memoryUsage().rss / 2 ** 20 };
-    await churn(store, clock, "g1", WARM_UP, 20_000);
+    await churn(store, clock, "g1", WARM_UP, 20_000, peer);
     const done = { heap: heapMb(), sizes: store.sizes(), rssMb: process.memoryUsage().rss / 2 ** 20 };
     console.log(
-      `memory store churn: after ${WARM_UP} messages ${JSON.stringify(warm.sizes)} heap ${warm.heap.toFixed(1)} MB; ` +
+      `memory store churn${peer ? " (with peers)" : ""}: after ${WARM_UP} messages ${JSON.stringify(warm.sizes)} heap ${warm.heap.toFixed(1)} MB; ` +
         `after 20,000 ${JSON.stringify(done.sizes)} heap ${done.heap.toFixed(1)} MB (growth ${(done.heap - warm.heap).toFixed(1)} MB), rss ${warm.rssMb.toFixed(0)} → ${done.rssMb.toFixed(0)} MB`,
     );
 
@@ -76,8 +100,10 @@ describe("the memory store under churn", () => {
     const perWindow = (ms: number) => ms / STEP_MS;
     expect(done.sizes.logEntries).toBeLessThanOrEqual(perWindow(GRACE_MS) + 20);
     expect(done.sizes.answers).toBeLessThanOrEqual(perWindow(RETENTION_MS) + 1);
-    expect(done.sizes.dedupeIds).toBeLessThanOrEqual(2 * (perWindow(RETENTION_MS) + 1));
-    expect(done.sizes.queued).toBeLessThanOrEqual(2 * 10);
+    // Inbox dedupe ids for bob and carol, outbox ones for the peer.
+    expect(done.sizes.dedupeIds).toBeLessThanOrEqual((peer ? 3 : 2) * (perWindow(RETENTION_MS) + 1));
+    expect(done.sizes.queued).toBeLessThanOrEqual((peer ? 3 : 2) * 10);
+    expect(await store.logStart("g1")).toBeGreaterThan(20_000 - perWindow(GRACE_MS) - 20);
     // The 12,000 messages after warm-up (≈7 MB of payload alone) leave the heap where it was.
     expect(done.heap - warm.heap).toBeLessThan(2);
   });
@@ -130,9 +156,9 @@ describe("the memory store under churn", () => {
     expect(await store.readLog("g1", 0, 10)).toEqual([]);
   });
 
-  it("keeps hub logs whole without trimHubLogs (a DS with peers), and still expires answers", async () => {
+  it("keeps hub logs whole with trimHubLogs off, and still expires answers", async () => {
     const clock = new FakeClock();
-    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS, trimHubLogs: false });
     await store.createGroup(group("g1", [alice, bob]));
     await store.submit("g1", { kind: "application", sender: alice, epoch: 0, sha256: "s1", message: "m1" }, clock.nowMs());
     await store.appendInbox(bob, [{ kind: "ref", groupId: "g1", seq: 1 }]);
@@ -144,17 +170,58 @@ describe("the memory store under churn", () => {
     expect(store.sizes()).toMatchObject({ logEntries: 1, answers: 0 });
   });
 
-  it("keeps the whole log of a group with members on other providers (a joining follower fills from seq 1)", async () => {
+  it("trims a hub log with members on other providers only once the peer received the entry, and says where it starts", async () => {
     const clock = new FakeClock();
-    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS, trimHubLogs: true });
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
     await store.createGroup(group("g1", [alice, "dave@b.example/phone"]));
     await store.submit("g1", { kind: "application", sender: alice, epoch: 0, sha256: "s1", message: "m1" }, clock.nowMs());
     await store.enqueueOutbox("b.example", [{ id: "g1:1", groupId: "g1", seq: 1 }]);
     await store.markDispatched("g1", 1);
-    await store.ackOutbox("b.example", 1);
-    clock.advance(2 * RETENTION_MS);
+    clock.advance(GRACE_MS + 1);
     await store.markDispatched("g1", 1);
+    // Not received by b.example yet: kept.
     expect((await store.readLog("g1", 0, 10)).map((e) => e.seq)).toEqual([1]);
+    expect(await store.logStart("g1")).toBe(1);
+    await store.ackOutbox("b.example", 1);
+    clock.advance(GRACE_MS + 1);
+    await store.markDispatched("g1", 1);
+    expect(await store.readLog("g1", 0, 10)).toEqual([]);
+    expect(await store.logStart("g1")).toBe(2);
+  });
+
+  it("on a replica, skips a gap the hub trimmed, never past a held entry, and refuses the skipped seqs later", async () => {
+    const clock = new FakeClock();
+    const store = new MemoryStore({ clock, retentionMs: RETENTION_MS, deliveredGraceMs: GRACE_MS });
+    const record = group("g3", [bob, "erin@b.example/phone"], "b.example");
+    const entry = (seq: number): LogEntry => ({
+      seq,
+      kind: "application",
+      epoch: 0,
+      sender: "erin@b.example/phone",
+      message: `m${seq}`,
+      sha256: `h${seq}`,
+      recipients: [bob],
+    });
+    // Nothing held above the contiguous point: no evidence, no skip.
+    await store.putReplicaEntries(record, [entry(1)]);
+    expect(await store.skipReplicaGap("g3", 40)).toBe(1);
+    // Held 10 and 50: a skip to 40 stops before 10 (held entries are never skipped) ...
+    await store.putReplicaEntries(record, [entry(10), entry(50)]);
+    expect(await store.skipReplicaGap("g3", 40)).toBe(10);
+    // ... and the next one goes from 10 to 40; it never moves backwards.
+    expect(await store.skipReplicaGap("g3", 40)).toBe(40);
+    expect(await store.skipReplicaGap("g3", 5)).toBe(40);
+    // A skipped seq arriving late is not stored; the held ones stay readable in order.
+    const late = await store.putReplicaEntries(record, [entry(3), entry(20), entry(41)]);
+    expect(late).toEqual({ ok: true, fresh: [entry(41)] });
+    expect(await store.contiguousSeq("g3")).toBe(41);
+    expect((await store.readLog("g3", 0, 10)).map((e) => e.seq)).toEqual([1, 10, 41, 50]);
+    // Once everything is delivered (or retention passed), the replica trims across the skipped ranges.
+    clock.advance(RETENTION_MS + 1);
+    await store.putReplicaEntries(record, [entry(51)]);
+    // 1, 10 and 41 are gone; 50 and 51 wait behind the real gap at 42.
+    expect((await store.readLog("g3", 0, 10)).map((e) => e.seq)).toEqual([50, 51]);
+    expect(await store.contiguousSeq("g3")).toBe(41);
   });
 
   it("on a replica, counts trimmed entries as held: a redelivery is not new and the log stays contiguous", async () => {

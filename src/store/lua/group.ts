@@ -140,7 +140,8 @@ local index = 0
 for i = 4 + 2 * n, #ARGV, 4 do
   index = index + 1
   local seqS = ARGV[i]
-  if redis.call('HSETNX', logK, seqS, ARGV[i + 2]) == 1 then
+  -- Up to 'contig' every seq is held or was skipped (skipReplicaGap): never stored later.
+  if tonumber(seqS) > contig and redis.call('HSETNX', logK, seqS, ARGV[i + 2]) == 1 then
     redis.call('ZADD', seqsK, seqS, seqS)
     if ARGV[i + 1] == '1' then
       local e = cjson.decode(ARGV[i + 3])
@@ -190,6 +191,32 @@ while redis.call('HEXISTS', KEYS[2], istr(c + 1)) == 1 do c = c + 1 end
 return c
 `,
   ({ keys }) => ({ keys: [keys.record, keys.log], args: [] }),
+  (reply) => Number(reply),
+);
+
+/**
+ * KEYS: record, log, seqs. ARGV: throughSeq. Moves a replica's 'contig' up to throughSeq (the hub
+ * trimmed its log before throughSeq + 1), never past the lowest held seq above it, and only when
+ * one is held. Returns the contiguous point.
+ */
+export const SKIP_REPLICA_GAP = typedScript<{ keys: GroupKeys; throughSeq: number }, number>(
+  "skipReplicaGap",
+  `${LUA_HELPERS}
+if redis.call('HGET', KEYS[1], 'replica') ~= '1' then return 0 end
+local c = tonumber(redis.call('HGET', KEYS[1], 'contig') or '0')
+while redis.call('HEXISTS', KEYS[2], istr(c + 1)) == 1 do c = c + 1 end
+local low = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. istr(c), '+inf', 'LIMIT', 0, 1)
+if #low == 1 then
+  local to = math.min(tonumber(ARGV[1]), tonumber(low[1]) - 1)
+  if to > c then
+    c = to
+    while redis.call('HEXISTS', KEYS[2], istr(c + 1)) == 1 do c = c + 1 end
+  end
+end
+redis.call('HSET', KEYS[1], 'contig', istr(c))
+return c
+`,
+  ({ keys, throughSeq }) => ({ keys: [keys.record, keys.log, keys.seqs], args: [String(throughSeq)] }),
   (reply) => Number(reply),
 );
 
