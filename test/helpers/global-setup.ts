@@ -58,6 +58,30 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * n distinct free ports, all held open until every one is known: two freePort() batches in a row
+ * can be handed the same port once the first batch has closed it.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const srv = createServer();
+          srv.once("error", reject);
+          srv.listen(0, "127.0.0.1", () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((srv) => {
+    const addr = srv.address();
+    return typeof addr === "object" && addr ? addr.port : 0;
+  });
+  await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+  return ports;
+}
+
 async function waitForPort(port: number): Promise<void> {
   const { connect } = await import("node:net");
   for (let i = 0; i < 100; i++) {

@@ -1,4 +1,4 @@
-import { freePort } from "./global-setup.js";
+import { freePorts } from "./global-setup.js";
 import { TestPki, type KeyPair } from "./pki.js";
 import { startProvider, type Provider } from "./providers.js";
 
@@ -22,8 +22,9 @@ export async function startMixedFederation(
   /** How each provider's certificate is trusted by its MIMI peers: issued by its CA, or self-signed and pinned. */
   trust: (domain: string) => "ca" | "pinned" = () => "ca",
 ): Promise<{ providers: MimiProvider[]; pki: TestPki }> {
-  const ports = await Promise.all(domains.map(() => freePort()));
-  const mimiPorts = await Promise.all(domains.map(() => freePort()));
+  const all = await freePorts(domains.length * 2);
+  const ports = all.slice(0, domains.length);
+  const mimiPorts = all.slice(domains.length);
   const cas = domains.map((d) => pki.ca(d));
   const leaves = domains.map((d, i) => (trust(d) === "pinned" ? pki.selfSigned(d) : pki.leaf(cas[i]!, d)));
   const providers = await Promise.all(
