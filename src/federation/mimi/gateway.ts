@@ -33,6 +33,7 @@ import { clientOfUri, clientUri, roomUri, userUri } from "./ids.js";
 
 /** How long a follower waits for the hub's winning commit to arrive by notify after `wrongEpoch`. */
 const CATCH_UP_WAIT_MS = 2000;
+const CATCH_UP_POLL_MS = 20;
 /** Our clients' submissions, remembered so their echo from the hub is not delivered back to them. */
 export const SENT_TTL_S = 24 * 3600;
 export const sentKey = (sha256: string) => `mimi-sent:${sha256}`;
@@ -216,11 +217,12 @@ export class MimiGateway implements PeerGateway {
 
   /** After wrongEpoch the winner reaches us by notify; wait (bounded) so the client's catch-up finds it. */
   private async awaitReplicaEpoch(groupId: string, epoch: number): Promise<void> {
-    const deadline = Date.now() + CATCH_UP_WAIT_MS;
-    while (Date.now() < deadline) {
+    // Deadline on the injected clock; the poll count bounds the wait even if that clock stands still.
+    const deadline = this.clock.nowMs() + CATCH_UP_WAIT_MS;
+    for (let polls = 0; polls <= CATCH_UP_WAIT_MS / CATCH_UP_POLL_MS; polls++) {
       const g = await this.store.getGroup(groupId);
-      if (!g || g.epoch >= epoch) return;
-      await sleep(20);
+      if (!g || g.epoch >= epoch || this.clock.nowMs() >= deadline) return;
+      await sleep(CATCH_UP_POLL_MS);
     }
   }
 
