@@ -1,3 +1,4 @@
+import type { StoredGroupInfo } from "../mls/group-info.js";
 import { EventEmitter } from "node:events";
 import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../domain/ordering.js";
 import { systemClock, type Clock } from "../domain/types.js";
@@ -51,7 +52,7 @@ interface GroupState {
   /** sha256 → original answer, insertion (= time) order; forgotten after the retention period. */
   answers: Map<string, { seq: number; epoch: number; at: number }>;
   commitLog: { entry: CommitLogEntry; at: number }[];
-  groupInfo?: { epoch: number; groupInfo: string };
+  groupInfo?: StoredGroupInfo;
   dispatched: number;
   replica: boolean;
 }
@@ -422,8 +423,9 @@ export class MemoryStore implements Store {
     });
   }
 
-  async getGroupInfo(groupId: string) {
-    return this.groups.get(groupId)?.groupInfo;
+  async getGroupInfo(groupId: string): Promise<StoredGroupInfo | undefined> {
+    const gi = this.groups.get(groupId)?.groupInfo;
+    return gi && { ...gi };
   }
 
   async commitLog(groupId: string, afterEpoch: number): Promise<CommitLogEntry[]> {

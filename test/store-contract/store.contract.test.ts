@@ -323,6 +323,21 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect((await store.readEntries(g.groupId, [6, 99])).map((e) => e?.message)).toEqual(["m4", undefined]);
     });
 
+    it("stores a ratchet tree beside a GroupInfo that lacks it, with the commit, and drops it with the next GroupInfo", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g, { epoch: 0, groupInfo: "gi0" });
+      const refused = await store.submit(g.groupId, commit("eve/1", 0, { groupInfo: "giX", ratchetTree: "treeX" }), 1);
+      expect(refused.ok).toBe(false);
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 0, groupInfo: "gi0" });
+      await store.submit(g.groupId, commit("a/1", 0, { groupInfo: "gi1", ratchetTree: "tree1" }), 1);
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 1, groupInfo: "gi1", ratchetTree: "tree1" });
+      // A stale commit changes neither.
+      expect((await store.submit(g.groupId, commit("b/1", 0, { groupInfo: "gi1b", ratchetTree: "tree1b" }), 1)).ok).toBe(false);
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 1, groupInfo: "gi1", ratchetTree: "tree1" });
+      await store.submit(g.groupId, commit("b/1", 1, { groupInfo: "gi2" }), 1);
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 2, groupInfo: "gi2" });
+    });
+
     it("tracks dispatch so a crashed fan-out is found again", async () => {
       const g = group({ members: ["a/1", "b/1"] });
       await store.createGroup(g);

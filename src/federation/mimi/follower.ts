@@ -5,7 +5,7 @@ import type { GroupView } from "../../domain/types.js";
 import { DsError } from "../../errors.js";
 import { sha256Hex } from "../../encoding.js";
 import { readFraming, welcomeRefs } from "../../mls/framing.js";
-import { storedLeaves } from "../../mls/group-info.js";
+import { storedLeaves, type StoredGroupInfo } from "../../mls/group-info.js";
 import { suiteId } from "../../mls/suites.js";
 import { domainOf, type GroupRecord } from "../../store/port.js";
 import { decodeNotifyBody, type FanoutMessage, type MimiLimits } from "./codec.js";
@@ -125,7 +125,7 @@ export class MimiFollower {
     let refused = 0;
     // Ask as each local member in turn (at most MAX_ASKERS): the first may be the one just removed.
     for (const asker of local.slice(0, MAX_ASKERS)) {
-      let info: { epoch: number; groupInfo: string };
+      let info: StoredGroupInfo;
       try {
         info = await this.ctx.peers.groupInfo(hub, groupId, asker);
       } catch (err) {
@@ -137,7 +137,7 @@ export class MimiFollower {
         return;
       }
       if (info.epoch < g.epoch) return;
-      const present = new Set((storedLeaves(info.groupInfo) ?? []).filter((l): l is string => !!l));
+      const present = new Set((storedLeaves(info) ?? []).filter((l): l is string => !!l));
       const members = g.members.filter((c) => present.has(c) || present.has(`${c.slice(0, c.indexOf("/"))}/*`));
       for (const l of present) if (domainOf(l) === this.ctx.config.domain && !members.includes(l)) members.push(l);
       await this.ctx.store.putReplicaEntries({ ...viewOfReplica(g), createdAt: g.createdAt, members, epoch: info.epoch }, []);
