@@ -448,7 +448,7 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite> {
+  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[], numberHere = false): Promise<ReplicaWrite> {
     let g = this.groups.get(record.groupId);
     if (g && !g.replica) return { ok: false, code: "ordered_here" };
     // The hub is fixed at first sight: no later write may name another one.
@@ -468,7 +468,8 @@ export class MemoryStore implements Store {
     const at = this.clock.nowMs();
     const fresh: LogEntry[] = [];
     let nextSeq = g.record.nextSeq;
-    for (const e of [...entries].sort((a, b) => a.seq - b.seq)) {
+    const ordered = numberHere ? entries.map((e, i) => ({ ...e, seq: nextSeq + i })) : [...entries].sort((a, b) => a.seq - b.seq);
+    for (const e of ordered) {
       if (e.seq <= g.floor || g.log.has(e.seq)) continue;
       g.log.set(e.seq, { entry: structuredClone(e), at, refs: 0 });
       if (e.kind === "commit")

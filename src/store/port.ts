@@ -166,8 +166,12 @@ export interface GroupStore {
    * Follower side: a replica of a remote hub's log. Atomically refuses a group ordered here and a
    * record naming another hub than the one recorded at first sight; otherwise stores the entries
    * it does not hold yet and returns them (the fresh ones, in seq order).
+   *
+   * `numberHere`: the entries come without seqs (a MIMI hub sends none); the store numbers them in
+   * the same atomic step from the replica's next seq, so several DS replicas on one store never
+   * give two entries one seq. The returned entries carry the seqs given.
    */
-  putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite>;
+  putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[], numberHere?: boolean): Promise<ReplicaWrite>;
   /** Highest seq held contiguously (for gap detection on a replica). */
   contiguousSeq(groupId: string): Promise<number>;
 

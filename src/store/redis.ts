@@ -376,9 +376,9 @@ export class RedisStore implements Store {
     return this.call(RELEASE_LEASE, { keys: this.keys.group(groupId), token });
   }
 
-  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite> {
+  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[], numberHere = false): Promise<ReplicaWrite> {
     const k = this.keys.group(record.groupId);
-    const written = await this.call(PUT_REPLICA, { keys: k, record, entries });
+    const written = await this.call(PUT_REPLICA, { keys: k, record, entries, numberHere });
     if (!written.ok) return written;
     await this.replicated(k.record);
     await this.index(record.groupId, record.members);

@@ -347,6 +347,37 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect((await store.undispatched()).find((u) => u.groupId === g.groupId)).toBeUndefined();
     });
 
+    it("numbers replica entries itself when asked, atomically: concurrent writers never share a seq", async () => {
+      const { nextSeq: _n, ...rec } = group({ hub: "b.example" });
+      const e = (i: number, kind: "application" | "commit" = "application") => ({
+        seq: 0,
+        kind,
+        epoch: 0,
+        sender: "x/1",
+        message: `m${i}`,
+        sha256: `h${i}`,
+        recipients: [] as string[],
+      });
+      const first = await store.putReplicaEntries(rec, [e(0), e(1, "commit")], true);
+      expect(first).toMatchObject({
+        ok: true,
+        fresh: [
+          { seq: 1, message: "m0" },
+          { seq: 2, message: "m1" },
+        ],
+      });
+      // Many writers at once (one store connection each for Redis would behave the same: one script each).
+      const writes = await Promise.all(Array.from({ length: 10 }, (_, i) => store.putReplicaEntries(rec, [e(10 + i)], true)));
+      const seqs = writes.flatMap((w) => (w.ok ? w.fresh.map((f) => f.seq) : []));
+      expect(seqs.sort((x, y) => x - y)).toEqual(Array.from({ length: 10 }, (_, i) => 3 + i));
+      const log = await store.readLog(rec.groupId, 0, 100);
+      expect(log.map((l) => l.seq)).toEqual(Array.from({ length: 12 }, (_, i) => 1 + i));
+      expect(log.slice(0, 2).map((l) => l.message)).toEqual(["m0", "m1"]);
+      expect(new Set(log.map((l) => l.message)).size).toBe(12);
+      expect(await store.contiguousSeq(rec.groupId)).toBe(12);
+      expect(await store.commitLog(rec.groupId, -1)).toMatchObject([{ epoch: 0, seq: 2, sha256: "h1" }]);
+    });
+
     it("keeps a follower replica idempotent by seq and reports gaps", async () => {
       const { nextSeq: _n, ...rec } = group({ hub: "b.example" });
       const e = (seq: number) => ({

@@ -96,10 +96,9 @@ export class MimiFollower {
       }
     }
     view.members = [...members];
-    const seq = (await store.contiguousSeq(groupId)) + 1;
     const delivered: DeliveredMessage = {
       groupId,
-      seq,
+      seq: 0, // numbered by the store, atomically (replicas on one store must not collide)
       kind: m.kind,
       epoch,
       sender,
@@ -107,9 +106,9 @@ export class MimiFollower {
       sha256,
       recipients,
     };
-    const refused = await this.ctx.replica.deliver(hub, groupId, view, [delivered]);
+    const refused = await this.ctx.replica.deliverNumberedHere(hub, groupId, view, [delivered]);
     if (refused.length > 0) throw new DsError(refused[0]!.code, refused[0]!.message);
-    await store.rememberRefs([{ ref: seenKey, client: String(seq) }], SEEN_TTL_S);
+    await store.rememberRefs([{ ref: seenKey, client: "stored" }], SEEN_TTL_S);
     // A Welcome says nothing readable about the epoch, a commit nothing about the roster: ask the hub.
     if (m.kind === "commit" || m.kind === "welcome") await this.refreshMembers(hub, groupId);
   }
