@@ -172,7 +172,7 @@ export class AppContext {
       onRequest: (peer, path) =>
         metrics.s2sRequests.inc({ peer, path: path.replace(/\/groups\/[^/?]+/, "/groups/:id").split("?")[0] }),
     });
-    const mimi = makeMimi(config, (peer, endpoint) => metrics.s2sRequests.inc({ peer, path: `mimi:${endpoint}` }));
+    const mimi = makeMimi(config, clock, (peer, endpoint) => metrics.s2sRequests.inc({ peer, path: `mimi:${endpoint}` }));
     const keyPolicy = {
       allowedSuites: config.cipherSuites,
       maxLifetimeSeconds: config.limits.maxKeyPackageLifetimeSeconds,
@@ -298,7 +298,11 @@ export class AppContext {
   }
 }
 
-function makeMimi(config: Readonly<Config>, onRequest: (peer: string, endpoint: string) => void): MimiContext | undefined {
+function makeMimi(
+  config: Readonly<Config>,
+  clock: Clock,
+  onRequest: (peer: string, endpoint: string) => void,
+): MimiContext | undefined {
   const tls = loadMimiTls(config);
   if (!tls) return undefined;
   const client = new MimiClient({
@@ -308,6 +312,7 @@ function makeMimi(config: Readonly<Config>, onRequest: (peer: string, endpoint: 
     timeoutMs: config.federation.requestTimeoutMs,
     maxResponseBytes: Math.max(config.limits.bodyBytes, 64 * 1024 * 1024),
     directoryCacheSeconds: config.federation.discoveryCacheSeconds,
+    clock,
     onRequest,
   });
   return { tls, client, keys: new MimiKeys() };

@@ -21,6 +21,7 @@ import {
   encodeGroupState,
 } from "ts-mls";
 import { defaultClientConfig } from "ts-mls/clientConfig.js";
+import { decodeRatchetTree } from "ts-mls/ratchetTree.js";
 import type { ClientState } from "ts-mls/clientState.js";
 import type { CiphersuiteImpl, CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
 
@@ -435,9 +436,12 @@ export class MlsClient {
 
   /** Joins a group through an external commit from the DS's stored GroupInfo (a new device of a member's user). */
   async joinExternal(groupId: string): Promise<{ seq: number; epoch: number }> {
-    const { groupInfo } = await this.api.groupInfo(groupId);
+    const { groupInfo, ratchetTree } = await this.api.groupInfo(groupId);
     const gi = decodeMlsMessage(fromB64u(groupInfo), 0)?.[0];
     if (!gi || gi.wireformat !== "mls_group_info") throw new Error("DS returned no GroupInfo");
+    // A GroupInfo without the ratchet_tree extension comes with its tree beside it (MIMI hubs).
+    const tree = ratchetTree === undefined ? undefined : decodeRatchetTree(fromB64u(ratchetTree), 0)?.[0];
+    if (ratchetTree !== undefined && !tree) throw new Error("DS returned a ratchet tree that does not decode");
     const kp = await this.freshKeyPackage();
     const { publicMessage, newState } = await joinGroupExternal(
       gi.groupInfo,
@@ -445,6 +449,7 @@ export class MlsClient {
       kp.privatePackage,
       false,
       this.cs,
+      tree,
     );
     const newInfo = await createGroupInfoWithExternalPubAndRatchetTree(newState, [], this.cs);
     const answer = await this.api.commit(groupId, {

@@ -1,3 +1,4 @@
+import type { StoredGroupInfo } from "../mls/group-info.js";
 import { DsError } from "../errors.js";
 import type { GroupRecord, Store } from "../store/port.js";
 import { actorIn, requireMember, viewOf, type Accepted, type DecodedBundle, type GroupSide } from "./group-side.js";
@@ -56,7 +57,7 @@ export class FollowerSide implements GroupSide {
     return (await this.store.getGroup(g.groupId)) ?? g;
   }
 
-  groupInfo(client: string, g: GroupRecord): Promise<{ epoch: number; groupInfo: string }> {
+  groupInfo(client: string, g: GroupRecord): Promise<StoredGroupInfo> {
     return this.peers.groupInfo(g.hub, g.groupId, actorIn(g, client));
   }
 }

@@ -1,3 +1,4 @@
+import type { StoredGroupInfo } from "../mls/group-info.js";
 import type { MLSMessage } from "ts-mls/message.js";
 import { DsError } from "../errors.js";
 import { decodeMlsField } from "../mls/codec.js";
@@ -30,7 +31,7 @@ export interface GroupSide {
   releaseLease(actor: string, g: GroupRecord, token: string): Promise<void>;
   /** The record to read a client's catch-up from (a follower first pulls what the hub has beyond its replica). */
   forLogRead(actor: string, g: GroupRecord): Promise<GroupRecord>;
-  groupInfo(client: string, g: GroupRecord): Promise<{ epoch: number; groupInfo: string }>;
+  groupInfo(client: string, g: GroupRecord): Promise<StoredGroupInfo>;
 }
 
 export type Accepted = { seq: number; epoch: number };

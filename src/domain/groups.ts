@@ -1,3 +1,4 @@
+import type { StoredGroupInfo } from "../mls/group-info.js";
 import { DsError } from "../errors.js";
 import { fromB64u } from "../encoding.js";
 import { decodeMlsField } from "../mls/codec.js";
@@ -192,7 +193,7 @@ export class Groups {
     };
   }
 
-  async groupInfo(client: string, groupId: string): Promise<{ epoch: number; groupInfo: string }> {
+  async groupInfo(client: string, groupId: string): Promise<StoredGroupInfo> {
     const g = await this.requireKnown(groupId);
     return this.sideOf(g).groupInfo(client, g);
   }

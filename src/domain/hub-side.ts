@@ -1,9 +1,10 @@
+import type { StoredGroupInfo } from "../mls/group-info.js";
 import { randomBytes } from "node:crypto";
 import { DsError } from "../errors.js";
 import { sha256Hex } from "../encoding.js";
 import { decodeMlsField } from "../mls/codec.js";
 import { readFraming, rosterChange, welcomeRefs } from "../mls/framing.js";
-import { checkGroupInfo, storedLeaves } from "../mls/group-info.js";
+import { checkGroupInfo, decodeTree, storedLeaves } from "../mls/group-info.js";
 import { domainOf, type GroupRecord, type LogEntry, type Store, type Submission, type SubmitOutcome } from "../store/port.js";
 import type { Dispatcher } from "./fanout.js";
 import {
@@ -120,7 +121,8 @@ export class HubSide implements GroupSide {
     await this.crossCheckRoster(g, sender, message, bundle);
     if (bundle.groupInfo) {
       const gi = decodeMlsField(bundle.groupInfo, "groupInfo", this.limits.groupInfoBytes);
-      await checkGroupInfo(gi.message, { groupId: g.groupId, epoch: framing.epoch + 1, cipherSuite: g.cipherSuite });
+      const tree = bundle.ratchetTree === undefined ? undefined : decodeTree(bundle.ratchetTree, this.limits.groupInfoBytes);
+      await checkGroupInfo(gi.message, { groupId: g.groupId, epoch: framing.epoch + 1, cipherSuite: g.cipherSuite }, tree);
     }
     const sub: Submission = {
       kind: "commit",
@@ -132,6 +134,7 @@ export class HubSide implements GroupSide {
       added: bundle.added ?? [],
       removed: bundle.removed ?? [],
       ...(bundle.groupInfo ? { groupInfo: bundle.groupInfo } : {}),
+      ...(bundle.groupInfo && bundle.ratchetTree ? { ratchetTree: bundle.ratchetTree } : {}),
       ...(bundle.leaseToken ? { leaseToken: bundle.leaseToken } : {}),
       ...(framing.senderType === "new_member_commit" ? { external: true } : {}),
     };
@@ -161,7 +164,7 @@ export class HubSide implements GroupSide {
     }
     if (change.removed.length === 0 && (bundle.removed ?? []).length === 0) return;
     const stored = await this.store.getGroupInfo(g.groupId);
-    const leaves = stored && stored.epoch === g.epoch ? storedLeaves(stored.groupInfo) : undefined;
+    const leaves = stored && stored.epoch === g.epoch ? storedLeaves(stored) : undefined;
     if (!leaves) return;
     const removed = change.removed.map((i) => leaves[i] ?? `leaf ${i}`);
     if (!same(removed, bundle.removed ?? [])) {
@@ -216,7 +219,7 @@ export class HubSide implements GroupSide {
     return g;
   }
 
-  async groupInfo(client: string, g: GroupRecord): Promise<{ epoch: number; groupInfo: string }> {
+  async groupInfo(client: string, g: GroupRecord): Promise<StoredGroupInfo> {
     requireMemberOrSameUser(g, client);
     const gi = await this.store.getGroupInfo(g.groupId);
     if (!gi) throw new DsError("not_found", "no GroupInfo has been uploaded for this group");

@@ -1,3 +1,4 @@
+import type { StoredGroupInfo } from "../mls/group-info.js";
 import {
   userOf,
   type GroupRecord,
@@ -21,7 +22,7 @@ export type SubmitDecision =
       group: GroupRecord;
       entries: LogEntry[];
       answer: { seq: number; epoch: number };
-      groupInfo?: { epoch: number; groupInfo: string };
+      groupInfo?: StoredGroupInfo;
       commitLog?: { epoch: number; seq: number; sender: string; sha256: string };
     };
 
@@ -120,7 +121,9 @@ export function decideSubmit(
     },
     entries,
     answer: { seq: commit.seq, epoch: newEpoch },
-    ...(sub.groupInfo ? { groupInfo: { epoch: newEpoch, groupInfo: sub.groupInfo } } : {}),
+    ...(sub.groupInfo
+      ? { groupInfo: { epoch: newEpoch, groupInfo: sub.groupInfo, ...(sub.ratchetTree ? { ratchetTree: sub.ratchetTree } : {}) } }
+      : {}),
     commitLog: { epoch: group.epoch, seq: commit.seq, sender: sub.sender, sha256: sub.sha256 },
   };
 }

@@ -129,6 +129,25 @@ export class ReplicaSync {
     messages: DeliveredMessage[],
     budget = new PullBudget(this.clock),
   ): Promise<DeliveryRefusal[]> {
+    return this.deliverIn(hub, groupId, view, messages, budget, false);
+  }
+
+  /**
+   * `deliver` for a hub that numbers nothing (MIMI): the store gives the messages the replica's next
+   * seqs atomically (their `seq` is ignored), so DS replicas on one store cannot collide.
+   */
+  deliverNumberedHere(hub: string, groupId: string, view: GroupView, messages: DeliveredMessage[]): Promise<DeliveryRefusal[]> {
+    return this.deliverIn(hub, groupId, view, messages, new PullBudget(this.clock), true);
+  }
+
+  private deliverIn(
+    hub: string,
+    groupId: string,
+    view: GroupView | undefined,
+    messages: DeliveredMessage[],
+    budget: PullBudget,
+    numberHere: boolean,
+  ): Promise<DeliveryRefusal[]> {
     const refuseAll = (code: ErrorCode, message: string): DeliveryRefusal[] =>
       messages.map((m) => ({ groupId, seq: m.seq, code, message }));
     if (!view || view.groupId !== groupId || view.hub !== hub)
@@ -154,10 +173,10 @@ export class ReplicaSync {
       }
       if (taken.length === 0) return refused;
       const before = await this.store.contiguousSeq(groupId);
-      const write = await this.store.putReplicaEntries(replicaRecord(view), taken);
+      const write = await this.store.putReplicaEntries(replicaRecord(view), taken, numberHere);
       if (!write.ok) return refuseAll("forbidden", `${groupId} is not a replica of ${hub} here`);
       let after = await this.store.contiguousSeq(groupId);
-      if (highestSeq(taken) > after) after = await this.fillGap(hub, groupId, budget);
+      if (!numberHere && highestSeq(taken) > after) after = await this.fillGap(hub, groupId, budget);
       await this.inboxRange(groupId, before, after);
       const commitEpochs = taken.filter((m) => m.kind === "commit").map((m) => m.epoch);
       if (commitEpochs.length > 0 && budget.canGossip()) await this.gossip(hub, groupId, lowest(commitEpochs) - 1);

@@ -1,3 +1,4 @@
+import type { StoredGroupInfo } from "../mls/group-info.js";
 import type { ClaimAnswer, ClaimRequest } from "./key-directory.js";
 import type { CommitBundle, GroupView } from "../wire/shapes.js";
 import type { CommitLogEntry, DeviceList, LogEntry } from "../store/port.js";
@@ -17,7 +18,7 @@ export interface PeerGateway {
   lease(hub: string, groupId: string, holder: string, ttlMs: number): Promise<{ leaseToken: string; expiresAt: number }>;
   releaseLease(hub: string, groupId: string, holder: string, token: string): Promise<void>;
   group(hub: string, groupId: string, member: string): Promise<GroupView>;
-  groupInfo(hub: string, groupId: string, member: string): Promise<{ epoch: number; groupInfo: string }>;
+  groupInfo(hub: string, groupId: string, member: string): Promise<StoredGroupInfo>;
   messages(
     hub: string,
     groupId: string,

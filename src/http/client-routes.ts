@@ -174,8 +174,8 @@ export function clientRoutes(ctx: AppContext): Router {
   r.get("/groups/:groupId/tree", async (req, res) => {
     const gi = await ctx.groups.groupInfo(me(res), param(req, "groupId"));
     const leaf = req.query.leaf === undefined ? undefined : intParam(req.query.leaf, "leaf", 0);
-    const view = treeView(gi.groupInfo, gi.epoch, leaf);
-    res.json(req.query.verify === "true" ? { ...view, verification: await verifyTree(gi.groupInfo) } : view);
+    const view = treeView(gi, gi.epoch, leaf);
+    res.json(req.query.verify === "true" ? { ...view, verification: await verifyTree(gi) } : view);
   });
 
   r.get("/groups/:groupId/commit-log", async (req, res) => {

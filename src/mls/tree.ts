@@ -1,4 +1,4 @@
-import { ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
+import { storedTree } from "./group-info.js";
 import { encodeNode, filteredDirectPathAndCopathResolution } from "ts-mls/ratchetTree.js";
 import { toLeafIndex } from "ts-mls/treemath.js";
 import { DsError } from "../errors.js";
@@ -20,10 +20,8 @@ export interface TreeNodeView {
  * only what that member needs (draft "part of the tree"): its filtered direct path, the copath
  * resolutions, and every leaf — so large groups need not download every parent node.
  */
-export function treeView(groupInfo: string, epoch: number, leaf?: number) {
-  const { message } = decodeMlsField(groupInfo, "groupInfo", Number.MAX_SAFE_INTEGER);
-  if (message.wireformat !== "mls_group_info") throw new DsError("internal", "stored GroupInfo is not a GroupInfo");
-  const tree = ratchetTreeFromExtension(message.groupInfo);
+export function treeView(stored: { groupInfo: string; ratchetTree?: string }, epoch: number, leaf?: number) {
+  const tree = storedTree(stored);
   if (!tree) throw new DsError("not_found", "the stored GroupInfo carries no ratchet tree");
   const view = (index: number): TreeNodeView => {
     const n = tree[index];
@@ -48,12 +46,15 @@ export function treeView(groupInfo: string, epoch: number, leaf?: number) {
  * Quadratic in the group size, so the DS runs it only when asked (`/tree?verify=true`), never on
  * the commit path; the commit path checks the GroupInfo signature only (see docs/).
  */
-export async function verifyTree(groupInfo: string): Promise<{ valid: boolean; error?: string; ms: number }> {
+export async function verifyTree(stored: {
+  groupInfo: string;
+  ratchetTree?: string;
+}): Promise<{ valid: boolean; error?: string; ms: number }> {
   const started = performance.now();
-  const { message } = decodeMlsField(groupInfo, "groupInfo", Number.MAX_SAFE_INTEGER);
+  const { message } = decodeMlsField(stored.groupInfo, "groupInfo", Number.MAX_SAFE_INTEGER);
   if (message.wireformat !== "mls_group_info") throw new DsError("internal", "stored GroupInfo is not a GroupInfo");
   const gi = message.groupInfo;
-  const tree = ratchetTreeFromExtension(gi);
+  const tree = storedTree(stored);
   if (!tree) throw new DsError("not_found", "the stored GroupInfo carries no ratchet tree");
   const suite = suiteId(String(gi.groupContext.cipherSuite));
   if (suite === undefined) throw new DsError("internal", "stored GroupInfo has an unknown suite");

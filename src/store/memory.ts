@@ -1,3 +1,4 @@
+import type { StoredGroupInfo } from "../mls/group-info.js";
 import { EventEmitter } from "node:events";
 import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../domain/ordering.js";
 import { systemClock, type Clock } from "../domain/types.js";
@@ -52,7 +53,7 @@ interface GroupState {
   /** sha256 → original answer, insertion (= time) order; forgotten after the retention period. */
   answers: Map<string, { seq: number; epoch: number; at: number }>;
   commitLog: { entry: CommitLogEntry; at: number }[];
-  groupInfo?: { epoch: number; groupInfo: string };
+  groupInfo?: StoredGroupInfo;
   dispatched: number;
   replica: boolean;
 }
@@ -424,8 +425,9 @@ export class MemoryStore implements Store {
     });
   }
 
-  async getGroupInfo(groupId: string) {
-    return this.groups.get(groupId)?.groupInfo;
+  async getGroupInfo(groupId: string): Promise<StoredGroupInfo | undefined> {
+    const gi = this.groups.get(groupId)?.groupInfo;
+    return gi && { ...gi };
   }
 
   async commitLog(groupId: string, afterEpoch: number): Promise<CommitLogEntry[]> {
@@ -448,7 +450,7 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite> {
+  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[], numberHere = false): Promise<ReplicaWrite> {
     let g = this.groups.get(record.groupId);
     if (g && !g.replica) return { ok: false, code: "ordered_here" };
     // The hub is fixed at first sight: no later write may name another one.
@@ -468,7 +470,8 @@ export class MemoryStore implements Store {
     const at = this.clock.nowMs();
     const fresh: LogEntry[] = [];
     let nextSeq = g.record.nextSeq;
-    for (const e of [...entries].sort((a, b) => a.seq - b.seq)) {
+    const ordered = numberHere ? entries.map((e, i) => ({ ...e, seq: nextSeq + i })) : [...entries].sort((a, b) => a.seq - b.seq);
+    for (const e of ordered) {
       if (e.seq <= g.floor || g.log.has(e.seq) || isSkipped(g, e.seq)) continue;
       g.log.set(e.seq, { entry: structuredClone(e), at, refs: 0 });
       if (e.kind === "commit")

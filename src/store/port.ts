@@ -1,3 +1,4 @@
+import type { StoredGroupInfo } from "../mls/group-info.js";
 /**
  * The Store port: every piece of state a DS replica shares with its siblings. Two adapters
  * (memory.ts, redis.ts) implement it and one contract suite (test/store-contract) runs on both.
@@ -111,6 +112,8 @@ export type Submission =
       added: string[];
       removed: string[];
       groupInfo?: string;
+      /** base64url RatchetTree stored beside a GroupInfo that does not embed it (MIMI `RatchetTreeOption.full`). */
+      ratchetTree?: string;
       leaseToken?: string;
       /** An external commit (new_member_commit): the sender joins itself. */
       external?: boolean;
@@ -154,7 +157,7 @@ export interface GroupStore {
   submit(groupId: string, submission: Submission, nowMs: number): Promise<SubmitOutcome>;
   readLog(groupId: string, afterSeq: number, limit: number): Promise<LogEntry[]>;
   readEntries(groupId: string, seqs: number[]): Promise<(LogEntry | undefined)[]>;
-  getGroupInfo(groupId: string): Promise<{ epoch: number; groupInfo: string } | undefined>;
+  getGroupInfo(groupId: string): Promise<StoredGroupInfo | undefined>;
   commitLog(groupId: string, afterEpoch: number): Promise<CommitLogEntry[]>;
   acquireLease(groupId: string, holder: string, ttlMs: number, token: string, nowMs: number): Promise<LeaseOutcome>;
   releaseLease(groupId: string, token: string): Promise<boolean>;
@@ -163,8 +166,12 @@ export interface GroupStore {
    * Follower side: a replica of a remote hub's log. Atomically refuses a group ordered here and a
    * record naming another hub than the one recorded at first sight; otherwise stores the entries
    * it does not hold yet and returns them (the fresh ones, in seq order).
+   *
+   * `numberHere`: the entries come without seqs (a MIMI hub sends none); the store numbers them in
+   * the same atomic step from the replica's next seq, so several DS replicas on one store never
+   * give two entries one seq. The returned entries carry the seqs given.
    */
-  putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite>;
+  putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[], numberHere?: boolean): Promise<ReplicaWrite>;
   /** Highest seq held contiguously (for gap detection on a replica). */
   contiguousSeq(groupId: string): Promise<number>;
   /**

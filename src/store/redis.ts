@@ -1,4 +1,5 @@
 import type { RedisTopology } from "../config/redis-topology.js";
+import type { StoredGroupInfo } from "../mls/group-info.js";
 import { systemClock, type Clock } from "../clock.js";
 import { StoreUnavailableError, transientRedisReply } from "./errors.js";
 import { KeySchema, OWN_REF_GRACE_SECONDS, QUEUE_DEDUPE_TTL_MS, SCAN_COUNT, USER_KEYS, type QueueKeys } from "./lua/keys.js";
@@ -357,9 +358,10 @@ export class RedisStore implements Store {
     return rows.map((r) => (r == null ? undefined : (JSON.parse(String(r)) as LogEntry)));
   }
 
-  async getGroupInfo(groupId: string): Promise<{ epoch: number; groupInfo: string } | undefined> {
-    const [epoch, info] = await this.client.hmGet(this.keys.group(groupId).groupInfo, ["epoch", "info"]);
-    return info == null ? undefined : { epoch: Number(epoch), groupInfo: String(info) };
+  async getGroupInfo(groupId: string): Promise<StoredGroupInfo | undefined> {
+    const [epoch, info, tree] = await this.client.hmGet(this.keys.group(groupId).groupInfo, ["epoch", "info", "tree"]);
+    if (info == null) return undefined;
+    return { epoch: Number(epoch), groupInfo: String(info), ...(tree != null ? { ratchetTree: String(tree) } : {}) };
   }
 
   async commitLog(groupId: string, afterEpoch: number): Promise<CommitLogEntry[]> {
@@ -375,9 +377,9 @@ export class RedisStore implements Store {
     return this.call(RELEASE_LEASE, { keys: this.keys.group(groupId), token });
   }
 
-  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[]): Promise<ReplicaWrite> {
+  async putReplicaEntries(record: Omit<GroupRecord, "nextSeq">, entries: LogEntry[], numberHere = false): Promise<ReplicaWrite> {
     const k = this.keys.group(record.groupId);
-    const written = await this.call(PUT_REPLICA, { keys: k, record, entries });
+    const written = await this.call(PUT_REPLICA, { keys: k, record, entries, numberHere });
     if (!written.ok) return written;
     await this.replicated(k.record);
     await this.index(record.groupId, record.members);

@@ -14,7 +14,12 @@ export const commitBundle = z.strictObject({
   removed: z.array(clientId).max(10_000).optional(),
   leaseToken: leaseToken.optional(),
 });
-export type CommitBundle = z.infer<typeof commitBundle>;
+/**
+ * `ratchetTree` (base64url RatchetTree) accompanies a GroupInfo without the ratchet_tree extension.
+ * Only the MIMI hub sets it, after binding it to the GroupInfo (checkGroupInfo); a client or a
+ * follower cannot send one (commitBundle is strict), so it is not part of the parsed shape.
+ */
+export type CommitBundle = z.infer<typeof commitBundle> & { ratchetTree?: string };
 
 export const groupViewShape = {
   groupId: z.string().max(512),
@@ -73,7 +78,8 @@ export const deviceList = z.object({
 });
 export type DeviceListWire = z.infer<typeof deviceList>;
 
-export const groupInfoAnswer = z.object({ epoch: z.number().int().min(0), groupInfo: b64 });
+/** `ratchetTree`: the tree stored beside a GroupInfo that does not embed it (docs/MIMI.md). */
+export const groupInfoAnswer = z.object({ epoch: z.number().int().min(0), groupInfo: b64, ratchetTree: b64.optional() });
 export const leaseAnswer = z.object({ leaseToken, expiresAt: z.number().int() });
 
 /** Every error answer (DESIGN.md): a code from the error table, a message, and code-specific details. */

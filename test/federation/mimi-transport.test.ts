@@ -1,5 +1,6 @@
 import { request as httpsRequest } from "node:https";
 import { MlsClient } from "../../src/client/index.js";
+import { systemClock } from "../../src/clock.js";
 import { encodeNotifyBody, encodeUpdateRoomResponse } from "../../src/federation/mimi/codec.js";
 import { startMixedFederation, type MimiProvider } from "../helpers/mimi.js";
 import { stopAll } from "../helpers/providers.js";
@@ -122,9 +123,39 @@ describe("MIMI transport: mutually authenticated TLS, From/Host, notify duplicat
       timeoutMs: 3000,
       maxResponseBytes: 1 << 20,
       directoryCacheSeconds: 1,
+      clock: systemClock,
     });
     await expect(client.directory("c.example")).rejects.toMatchObject({ code: "peer_unreachable" });
     await client.close();
+  });
+
+  it("ages its directory cache on the injected clock, not the wall clock", async () => {
+    const { MimiClient } = await import("../../src/federation/mimi/client.js");
+    const { loadMimiTls } = await import("../../src/federation/mimi/tls.js");
+    const { FakeClock } = await import("../helpers/clock.js");
+    const tls = loadMimiTls(b.ds.config)!;
+    const clock = new FakeClock();
+    // Mutable on purpose: after the first fetch the peer "moves" to a dead port.
+    const peers: Record<string, { url: string; protocol: string }> = { "a.example": { url: a.mimiUrl, protocol: "mimi" } };
+    const client = new MimiClient({
+      domain: "b.example",
+      peers,
+      tls,
+      timeoutMs: 3000,
+      maxResponseBytes: 1 << 20,
+      directoryCacheSeconds: 60,
+      clock,
+    });
+    try {
+      expect(Object.keys(await client.directory("a.example"))).toContain("update");
+      peers["a.example"] = { url: "https://127.0.0.1:9/", protocol: "mimi" };
+      clock.advance(59_000);
+      expect(Object.keys(await client.directory("a.example"))).toContain("update"); // still cached
+      clock.advance(2_000);
+      await expect(client.directory("a.example")).rejects.toMatchObject({ code: "peer_unreachable" });
+    } finally {
+      await client.close();
+    }
   });
 
   it("answers byte-identical notify duplicates 201 and processes them once", async () => {

@@ -5,13 +5,14 @@
  * (commits with roster changes, Welcomes and GroupInfo, external joins, messages, proposals, of
  * members and strangers, at stale, current and future epochs, with right, wrong or no lease
  * tokens, and exact retries), lease acquisitions and releases; after every step the Redis store's
- * answer and group record must equal what the decision functions give, and at the end so must
- * its log and commit log.
+ * answer, group record and stored GroupInfo (with the ratchet tree stored beside it, if any) must
+ * equal what the decision functions give, and at the end so must its log and commit log.
  */
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../../src/domain/ordering.js";
 import { createRedisStore, type RedisStore } from "../../src/store/redis.js";
+import type { StoredGroupInfo } from "../../src/mls/group-info.js";
 import type { CommitLogEntry, GroupRecord, LeaseOutcome, LogEntry, Submission, SubmitOutcome } from "../../src/store/port.js";
 import { testTopology } from "../helpers/providers.js";
 
@@ -23,6 +24,7 @@ class Spec {
   answers = new Map<string, { seq: number; epoch: number }>();
   commitLog: CommitLogEntry[] = [];
   log: LogEntry[] = [];
+  groupInfo: StoredGroupInfo | undefined;
   constructor(public record: GroupRecord) {}
 
   submit(sub: Submission, nowMs: number): SubmitOutcome {
@@ -37,6 +39,7 @@ class Spec {
     this.record = lease ? { ...rest, lease } : rest;
     this.answers.set(sub.sha256, d.answer);
     if (d.commitLog) this.commitLog.push(d.commitLog);
+    if (d.groupInfo) this.groupInfo = d.groupInfo;
     this.log.push(...d.entries);
     return { ok: true, ...d.answer, duplicate: false, entries: d.entries };
   }
@@ -82,7 +85,8 @@ const submitOp = fc.record({
   added: subset,
   removed: subset,
   welcome: fc.boolean(),
-  groupInfo: fc.boolean(),
+  /** A GroupInfo embedding its tree, or one with the tree stored beside it (MIMI). */
+  groupInfo: fc.constantFrom("none" as const, "embedded" as const, "tree-beside" as const),
   leaseToken: fc.option(fc.constantFrom(...TOKENS), { nil: undefined }),
   now: fc.integer({ min: 0, max: 3000 }),
   /** Resend an earlier submission with the same bytes instead (its index among the earlier ones). */
@@ -138,11 +142,22 @@ describe("the Lua scripts of the Redis store decide as the TypeScript specificat
             expect(await store.submit(record.groupId, sub, op.now)).toEqual(spec.submit(sub, op.now));
           }
           expect(await store.getGroup(record.groupId)).toEqual(spec.record);
+          expect(await store.getGroupInfo(record.groupId)).toEqual(spec.groupInfo);
         }
         expect(await store.readLog(record.groupId, 0, 100)).toEqual(spec.log);
         expect(await store.commitLog(record.groupId, -1)).toEqual(spec.commitLog);
       }),
-      { numRuns: Number(process.env.MLSFEDGATE_PROPERTY_RUNS ?? 150) },
+      {
+        numRuns: Number(process.env.MLSFEDGATE_PROPERTY_RUNS ?? 150),
+        // Rare among random cases, so always tried: a GroupInfo embedding its tree after one with the
+        // tree stored beside it must drop the stored tree.
+        examples: [
+          [
+            { mode: "ordered", members: [CLIENTS[0]!, CLIENTS[3]!], epoch: 0, nextSeq: 1, owner: CLIENTS[0]!, lease: undefined },
+            treeThenEmbedded(),
+          ],
+        ],
+      },
     );
   });
 });
@@ -162,9 +177,28 @@ function submission(op: SubmitOp, spec: Spec, i: number): Submission {
     removed: op.removed,
     ...(op.external ? { external: true } : {}),
     ...(op.welcome ? { welcome: { message: `w-${sha256}`, sha256: `wh-${sha256}` } } : {}),
-    ...(op.groupInfo ? { groupInfo: `gi-${sha256}` } : {}),
+    ...(op.groupInfo !== "none" ? { groupInfo: `gi-${sha256}` } : {}),
+    ...(op.groupInfo === "tree-beside" ? { ratchetTree: `rt-${sha256}` } : {}),
     ...(leaseToken !== undefined ? { leaseToken } : {}),
   };
+}
+
+function treeThenEmbedded(): SubmitOp[] {
+  const commit = (groupInfo: SubmitOp["groupInfo"]): SubmitOp => ({
+    op: "submit",
+    kind: "commit",
+    sender: CLIENTS[0]!,
+    epochDelta: 0,
+    external: false,
+    added: [],
+    removed: [],
+    welcome: false,
+    groupInfo,
+    leaseToken: undefined,
+    now: 0,
+    retry: undefined,
+  });
+  return [commit("tree-beside"), commit("embedded")];
 }
 
 type SubmitOp = typeof submitOp extends fc.Arbitrary<infer T> ? T : never;

@@ -323,6 +323,21 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect((await store.readEntries(g.groupId, [6, 99])).map((e) => e?.message)).toEqual(["m4", undefined]);
     });
 
+    it("stores a ratchet tree beside a GroupInfo that lacks it, with the commit, and drops it with the next GroupInfo", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g, { epoch: 0, groupInfo: "gi0" });
+      const refused = await store.submit(g.groupId, commit("eve/1", 0, { groupInfo: "giX", ratchetTree: "treeX" }), 1);
+      expect(refused.ok).toBe(false);
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 0, groupInfo: "gi0" });
+      await store.submit(g.groupId, commit("a/1", 0, { groupInfo: "gi1", ratchetTree: "tree1" }), 1);
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 1, groupInfo: "gi1", ratchetTree: "tree1" });
+      // A stale commit changes neither.
+      expect((await store.submit(g.groupId, commit("b/1", 0, { groupInfo: "gi1b", ratchetTree: "tree1b" }), 1)).ok).toBe(false);
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 1, groupInfo: "gi1", ratchetTree: "tree1" });
+      await store.submit(g.groupId, commit("b/1", 1, { groupInfo: "gi2" }), 1);
+      expect(await store.getGroupInfo(g.groupId)).toEqual({ epoch: 2, groupInfo: "gi2" });
+    });
+
     it("tracks dispatch so a crashed fan-out is found again", async () => {
       const g = group({ members: ["a/1", "b/1"] });
       await store.createGroup(g);
@@ -330,6 +345,37 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect(await store.undispatched()).toContainEqual({ groupId: g.groupId, fromSeq: 1 });
       await store.markDispatched(g.groupId, 1);
       expect((await store.undispatched()).find((u) => u.groupId === g.groupId)).toBeUndefined();
+    });
+
+    it("numbers replica entries itself when asked, atomically: concurrent writers never share a seq", async () => {
+      const { nextSeq: _n, ...rec } = group({ hub: "b.example" });
+      const e = (i: number, kind: "application" | "commit" = "application") => ({
+        seq: 0,
+        kind,
+        epoch: 0,
+        sender: "x/1",
+        message: `m${i}`,
+        sha256: `h${i}`,
+        recipients: [] as string[],
+      });
+      const first = await store.putReplicaEntries(rec, [e(0), e(1, "commit")], true);
+      expect(first).toMatchObject({
+        ok: true,
+        fresh: [
+          { seq: 1, message: "m0" },
+          { seq: 2, message: "m1" },
+        ],
+      });
+      // Many writers at once (one store connection each for Redis would behave the same: one script each).
+      const writes = await Promise.all(Array.from({ length: 10 }, (_, i) => store.putReplicaEntries(rec, [e(10 + i)], true)));
+      const seqs = writes.flatMap((w) => (w.ok ? w.fresh.map((f) => f.seq) : []));
+      expect(seqs.sort((x, y) => x - y)).toEqual(Array.from({ length: 10 }, (_, i) => 3 + i));
+      const log = await store.readLog(rec.groupId, 0, 100);
+      expect(log.map((l) => l.seq)).toEqual(Array.from({ length: 12 }, (_, i) => 1 + i));
+      expect(log.slice(0, 2).map((l) => l.message)).toEqual(["m0", "m1"]);
+      expect(new Set(log.map((l) => l.message)).size).toBe(12);
+      expect(await store.contiguousSeq(rec.groupId)).toBe(12);
+      expect(await store.commitLog(rec.groupId, -1)).toMatchObject([{ epoch: 0, seq: 2, sha256: "h1" }]);
     });
 
     it("keeps a follower replica idempotent by seq and reports gaps", async () => {

@@ -4,22 +4,27 @@ import { mimiErrorFrom } from "../../src/federation/mimi/client.js";
 import { OutboxWorker, type PeerDelivery } from "../../src/federation/outbox.js";
 import type { PeerClient } from "../../src/federation/peer-client.js";
 import { MemoryStore } from "../../src/store/memory.js";
+import { FakeClock } from "../helpers/clock.js";
 
 describe("Retry-After from a MIMI peer", () => {
-  it("becomes a DsError carrying the wait, from seconds or an HTTP date", () => {
-    const seconds = mimiErrorFrom("f.example", 429, "2", new Uint8Array());
+  it("becomes a DsError carrying the wait, from seconds or an HTTP date read on the injected clock", () => {
+    // A fake "now" far from the wall clock: an HTTP date is measured from it, not from Date.now().
+    const clock = new FakeClock(1_900_000_000_000);
+    const seconds = mimiErrorFrom("f.example", 429, "2", new Uint8Array(), clock);
     expect(seconds).toMatchObject({ code: "rate_limited", details: { retryAfterMs: 2000 } });
-    const date = mimiErrorFrom("f.example", 503, new Date(Date.now() + 5000).toUTCString(), new Uint8Array());
-    expect(date.code).toBe("unavailable");
-    expect(Number(date.details.retryAfterMs)).toBeGreaterThan(3000);
+    const date = mimiErrorFrom("f.example", 503, new Date(clock.nowMs() + 5000).toUTCString(), new Uint8Array(), clock);
+    expect(date).toMatchObject({ code: "unavailable", details: { retryAfterMs: 5000 } });
+    const past = mimiErrorFrom("f.example", 503, new Date(clock.nowMs() - 5000).toUTCString(), new Uint8Array(), clock);
+    expect(past.details.retryAfterMs).toBe(0);
     const ours = mimiErrorFrom(
       "f.example",
       429,
       "1",
       Buffer.from(JSON.stringify({ error: { code: "rate_limited", message: "slow" } })),
+      clock,
     );
     expect(ours).toMatchObject({ code: "rate_limited", details: { retryAfterMs: 1000 } });
-    expect(mimiErrorFrom("f.example", 500, undefined, new Uint8Array())).toMatchObject({ code: "peer_error" });
+    expect(mimiErrorFrom("f.example", 500, undefined, new Uint8Array(), clock)).toMatchObject({ code: "peer_error" });
   });
 
   it("is honoured by the outbox: the retry waits at least as long as the peer asked, then delivers", async () => {

@@ -1,4 +1,5 @@
 import { Agent, request } from "undici";
+import type { Clock } from "../../clock.js";
 import { DsError, isErrorCode } from "../../errors.js";
 import { clientTlsOptions, type MimiTls } from "./tls.js";
 
@@ -21,6 +22,8 @@ export interface MimiClientOptions {
   timeoutMs: number;
   maxResponseBytes: number;
   directoryCacheSeconds: number;
+  /** Directory cache age and `Retry-After` dates are measured on this clock (tests move it). */
+  clock: Clock;
   onRequest?: (peer: string, endpoint: string) => void;
 }
 
@@ -68,7 +71,7 @@ export class MimiClient {
   /** The peer's directory; every URL must stay on the configured origin (no redirection of our calls elsewhere). */
   async directory(domain: string): Promise<Record<string, string>> {
     const cached = this.directories.get(domain);
-    if (cached && Date.now() - cached.at < this.opts.directoryCacheSeconds * 1000) return cached.doc;
+    if (cached && this.opts.clock.nowMs() - cached.at < this.opts.directoryCacheSeconds * 1000) return cached.doc;
     const base = this.base(domain);
     const res = await this.send(domain, "GET", new URL(DIRECTORY_PATH, base).toString(), undefined);
     let doc: unknown;
@@ -91,7 +94,7 @@ export class MimiClient {
       if (url.origin !== base.origin) continue;
       out[name] = template;
     }
-    this.directories.set(domain, { at: Date.now(), doc: out });
+    this.directories.set(domain, { at: this.opts.clock.nowMs(), doc: out });
     return out;
   }
 
@@ -137,7 +140,7 @@ export class MimiClient {
       throw new DsError("peer_unreachable", `${domain} answer failed: ${(e as Error).message}`, { peer: domain });
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return { status: res.statusCode, body: bytes };
-    throw mimiErrorFrom(domain, res.statusCode, res.headers["retry-after"], bytes);
+    throw mimiErrorFrom(domain, res.statusCode, res.headers["retry-after"], bytes, this.opts.clock);
   }
 
   async close(): Promise<void> {
@@ -146,12 +149,12 @@ export class MimiClient {
   }
 }
 
-function retryAfterMs(header: string | string[] | undefined): number | undefined {
+function retryAfterMs(header: string | string[] | undefined, clock: Clock): number | undefined {
   const v = Array.isArray(header) ? header[0] : header;
   if (!v) return undefined;
   if (/^\d+$/.test(v)) return Number(v) * 1000;
   const at = Date.parse(v);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+  return Number.isNaN(at) ? undefined : Math.max(0, at - clock.nowMs());
 }
 
 /** A peer's refusal as a DsError: our own JSON error bodies pass through, anything else is a peer_error. */
@@ -160,8 +163,9 @@ export function mimiErrorFrom(
   status: number,
   retryAfter: string | string[] | undefined,
   body: Uint8Array,
+  clock: Clock,
 ): DsError {
-  const wait = retryAfterMs(retryAfter);
+  const wait = retryAfterMs(retryAfter, clock);
   const extra = wait !== undefined ? { retryAfterMs: wait } : {};
   let err: Record<string, unknown> | undefined;
   try {

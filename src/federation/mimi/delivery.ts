@@ -2,6 +2,7 @@ import type { DeliveredMessage } from "../../domain/fanout.js";
 import { DsError } from "../../errors.js";
 import { decodeMlsStrict } from "../../mls/codec.js";
 import { mlsParts, treeOfGroupInfo } from "../../mls/mimi-parts.js";
+import { storedTree } from "../../mls/group-info.js";
 import type { Clock } from "../../domain/types.js";
 import type { Store } from "../../store/port.js";
 import type { MimiClient } from "./client.js";
@@ -49,12 +50,12 @@ export class MimiDelivery {
     }
   }
 
-  /** The tree of the Welcome's epoch from the stored GroupInfo when it is that epoch's; else it travels out of band (in the Welcome). */
+  /** The tree of the Welcome's epoch from the stored GroupInfo (or the tree stored beside it) when it is that epoch's; else it travels out of band (in the Welcome). */
   private async treeFor(groupId: string, epoch: number): Promise<RatchetTreeOption> {
     const stored = await this.store.getGroupInfo(groupId);
     if (stored && stored.epoch === epoch) {
       const [gi] = mlsParts.groupInfo.decode(unwrapMls("group_info", fromB64(stored.groupInfo)), 0) ?? [];
-      const tree = gi && treeOfGroupInfo(gi);
+      const tree = gi && (treeOfGroupInfo(gi) ?? storedTree(stored));
       if (tree) return { representation: "full", ratchetTree: mlsOf("ratchetTree", tree) };
     }
     return { representation: "outOfBand", treeSignature: new Uint8Array() };

@@ -5,7 +5,7 @@ import type { GroupView } from "../../domain/types.js";
 import { DsError } from "../../errors.js";
 import { sha256Hex } from "../../encoding.js";
 import { readFraming, welcomeRefs } from "../../mls/framing.js";
-import { storedLeaves } from "../../mls/group-info.js";
+import { storedLeaves, type StoredGroupInfo } from "../../mls/group-info.js";
 import { suiteId } from "../../mls/suites.js";
 import { domainOf, type GroupRecord } from "../../store/port.js";
 import { decodeNotifyBody, type FanoutMessage, type MimiLimits } from "./codec.js";
@@ -96,10 +96,9 @@ export class MimiFollower {
       }
     }
     view.members = [...members];
-    const seq = (await store.contiguousSeq(groupId)) + 1;
     const delivered: DeliveredMessage = {
       groupId,
-      seq,
+      seq: 0, // numbered by the store, atomically (replicas on one store must not collide)
       kind: m.kind,
       epoch,
       sender,
@@ -107,9 +106,9 @@ export class MimiFollower {
       sha256,
       recipients,
     };
-    const refused = await this.ctx.replica.deliver(hub, groupId, view, [delivered]);
+    const refused = await this.ctx.replica.deliverNumberedHere(hub, groupId, view, [delivered]);
     if (refused.length > 0) throw new DsError(refused[0]!.code, refused[0]!.message);
-    await store.rememberRefs([{ ref: seenKey, client: String(seq) }], SEEN_TTL_S);
+    await store.rememberRefs([{ ref: seenKey, client: "stored" }], SEEN_TTL_S);
     // A Welcome says nothing readable about the epoch, a commit nothing about the roster: ask the hub.
     if (m.kind === "commit" || m.kind === "welcome") await this.refreshMembers(hub, groupId);
   }
@@ -125,7 +124,7 @@ export class MimiFollower {
     let refused = 0;
     // Ask as each local member in turn (at most MAX_ASKERS): the first may be the one just removed.
     for (const asker of local.slice(0, MAX_ASKERS)) {
-      let info: { epoch: number; groupInfo: string };
+      let info: StoredGroupInfo;
       try {
         info = await this.ctx.peers.groupInfo(hub, groupId, asker);
       } catch (err) {
@@ -137,7 +136,7 @@ export class MimiFollower {
         return;
       }
       if (info.epoch < g.epoch) return;
-      const present = new Set((storedLeaves(info.groupInfo) ?? []).filter((l): l is string => !!l));
+      const present = new Set((storedLeaves(info) ?? []).filter((l): l is string => !!l));
       const members = g.members.filter((c) => present.has(c) || present.has(`${c.slice(0, c.indexOf("/"))}/*`));
       for (const l of present) if (domainOf(l) === this.ctx.config.domain && !members.includes(l)) members.push(l);
       await this.ctx.store.putReplicaEntries({ ...viewOfReplica(g), createdAt: g.createdAt, members, epoch: info.epoch }, []);

@@ -7,7 +7,8 @@ import { sha256Hex } from "../../encoding.js";
 import { decodeMlsField } from "../../mls/codec.js";
 import { readFraming } from "../../mls/framing.js";
 import { validateKeyPackage, type KeyPackagePolicy } from "../../mls/key-package.js";
-import { mimiHpkeKeyPair, mimiSign, mimiVerify, treeOfGroupInfo } from "../../mls/mimi-parts.js";
+import { checkGroupInfo, type StoredGroupInfo } from "../../mls/group-info.js";
+import { decodeMlsMessage, mimiHpkeKeyPair, mimiSign, mimiVerify, treeOfGroupInfo } from "../../mls/mimi-parts.js";
 import { userOf, type CommitLogEntry, type DeviceList, type LogEntry, type Store } from "../../store/port.js";
 import type { MimiClient } from "./client.js";
 import {
@@ -33,6 +34,7 @@ import { clientOfUri, clientUri, roomUri, userUri } from "./ids.js";
 
 /** How long a follower waits for the hub's winning commit to arrive by notify after `wrongEpoch`. */
 const CATCH_UP_WAIT_MS = 2000;
+const CATCH_UP_POLL_MS = 20;
 /** Our clients' submissions, remembered so their echo from the hub is not delivered back to them. */
 export const SENT_TTL_S = 24 * 3600;
 export const sentKey = (sha256: string) => `mimi-sent:${sha256}`;
@@ -216,11 +218,12 @@ export class MimiGateway implements PeerGateway {
 
   /** After wrongEpoch the winner reaches us by notify; wait (bounded) so the client's catch-up finds it. */
   private async awaitReplicaEpoch(groupId: string, epoch: number): Promise<void> {
-    const deadline = Date.now() + CATCH_UP_WAIT_MS;
-    while (Date.now() < deadline) {
+    // Deadline on the injected clock; the poll count bounds the wait even if that clock stands still.
+    const deadline = this.clock.nowMs() + CATCH_UP_WAIT_MS;
+    for (let polls = 0; polls <= CATCH_UP_WAIT_MS / CATCH_UP_POLL_MS; polls++) {
       const g = await this.store.getGroup(groupId);
-      if (!g || g.epoch >= epoch) return;
-      await sleep(20);
+      if (!g || g.epoch >= epoch || this.clock.nowMs() >= deadline) return;
+      await sleep(CATCH_UP_POLL_MS);
     }
   }
 
@@ -241,7 +244,7 @@ export class MimiGateway implements PeerGateway {
     return viewOf(g);
   }
 
-  async groupInfo(hub: string, groupId: string, member: string): Promise<{ epoch: number; groupInfo: string }> {
+  async groupInfo(hub: string, groupId: string, member: string): Promise<StoredGroupInfo> {
     const g = await this.store.getGroup(groupId);
     if (!g) throw new DsError("unknown_group", "no such group");
     const suite = g.cipherSuite;
@@ -281,9 +284,22 @@ export class MimiGateway implements PeerGateway {
     }
     const tbe = decodeGroupInfoRatchetTreeTBE(plain, this.limits);
     const gi = tbe.groupInfo.value;
-    if (!treeOfGroupInfo(gi))
-      throw new DsError("peer_error", `${hub}'s GroupInfo carries no ratchet_tree extension`, { peer: hub });
-    return { epoch: Number(gi.groupContext.epoch), groupInfo: b64u(wrapMls("group_info", tbe.groupInfo.bytes)) };
+    const option = tbe.ratchetTreeOption;
+    // -06: the tree comes in RatchetTreeOption.full unless the GroupInfo embeds it.
+    const separate = !treeOfGroupInfo(gi) && option.representation === "full" ? option.ratchetTree : undefined;
+    if (!treeOfGroupInfo(gi) && !separate)
+      throw new DsError("peer_error", `${hub}'s GroupInfo carries no ratchet tree`, { peer: hub });
+    if (separate) {
+      const wrapped = decodeMlsMessage(wrapMls("group_info", tbe.groupInfo.bytes), 0)![0];
+      await checkGroupInfo(wrapped, { groupId, cipherSuite: suite }, separate.value).catch((e: unknown) => {
+        throw new DsError("peer_error", `${hub}'s GroupInfo and tree do not match: ${(e as Error).message}`, { peer: hub });
+      });
+    }
+    return {
+      epoch: Number(gi.groupContext.epoch),
+      groupInfo: b64u(wrapMls("group_info", tbe.groupInfo.bytes)),
+      ...(separate ? { ratchetTree: b64u(separate.bytes) } : {}),
+    };
   }
 
   /** MIMI has no catch-up call: the replica is all there is (kept gap-free by local numbering). */

@@ -2,7 +2,7 @@ import type { AppContext } from "../../context.js";
 import { requireMemberOrSameUser } from "../../domain/group-side.js";
 import { DsError } from "../../errors.js";
 import { readFraming } from "../../mls/framing.js";
-import { leafIdentities, storedLeaves } from "../../mls/group-info.js";
+import { leafIdentities, storedLeaves, storedTree } from "../../mls/group-info.js";
 import { rosterChange } from "../../mls/framing.js";
 import { mimiEncrypt, mimiSign, mimiVerify, mlsParts, treeOfGroupInfo, type MLSMessage } from "../../mls/mimi-parts.js";
 import { bytesEqual } from "../../encoding.js";
@@ -48,7 +48,7 @@ export class MimiHub {
   /** Who sent a member PublicMessage: its leaf in the current epoch's stored tree (else the new one's). */
   private async memberAt(g: GroupRecord, leaf: number, fallback?: (string | null)[]): Promise<string | undefined> {
     const stored = await this.ctx.store.getGroupInfo(g.groupId);
-    const leaves = stored && stored.epoch === g.epoch ? storedLeaves(stored.groupInfo) : undefined;
+    const leaves = stored && stored.epoch === g.epoch ? storedLeaves(stored) : undefined;
     return (leaves ?? fallback)?.[leaf] ?? undefined;
   }
 
@@ -76,12 +76,16 @@ export class MimiHub {
     if (bundle.groupInfoOption.representation !== "full")
       return notAllowed("PartialGroupInfo is not supported: send the full GroupInfo");
     const gi = bundle.groupInfoOption.groupInfo;
-    const tree = treeOfGroupInfo(gi.value);
-    if (!tree) return notAllowed("the GroupInfo must carry the ratchet_tree extension (docs/MIMI.md)");
+    const embedded = treeOfGroupInfo(gi.value);
     const rto = bundle.ratchetTreeOption;
     if (rto.representation === "httpsUri") return notAllowed("ratchet trees by URL are not fetched");
-    if (rto.representation === "full" && !bytesEqual(rto.ratchetTree.bytes, mlsParts.ratchetTree.encode(tree)))
+    if (embedded && rto.representation === "full" && !bytesEqual(rto.ratchetTree.bytes, mlsParts.ratchetTree.encode(embedded)))
       return notAllowed("the ratchet tree differs from the GroupInfo's");
+    // -06: the tree may come only in RatchetTreeOption.full; it is checked against the GroupInfo's
+    // tree hash on the commit path (checkGroupInfo) and stored beside the signed GroupInfo.
+    const separate = !embedded && rto.representation === "full" ? rto.ratchetTree : undefined;
+    const tree = embedded ?? separate?.value;
+    if (!tree) return notAllowed("the GroupInfo carries no ratchet_tree extension and no RatchetTreeOption.full came with it");
     if (message.wireformat !== "mls_public_message") return notAllowed("not a PublicMessage");
     const content = message.publicMessage.content;
     let sender: string | undefined;
@@ -112,6 +116,7 @@ export class MimiHub {
         commit: b64u(bundle.proposalOrCommit.bytes),
         ...(bundle.welcome ? { welcome: b64u(wrapMls("welcome", bundle.welcome.bytes)) } : {}),
         groupInfo: b64u(wrapMls("group_info", gi.bytes)),
+        ...(separate ? { ratchetTree: b64u(separate.bytes) } : {}),
         added,
         removed,
       },
@@ -190,7 +195,7 @@ export class MimiHub {
     if (!stored) throw new DsError("not_found", "no GroupInfo has been uploaded for this room");
     const bare = unwrapMls("group_info", fromB64(stored.groupInfo));
     const [value] = mlsParts.groupInfo.decode(bare, 0) ?? [];
-    const tree = value && treeOfGroupInfo(value);
+    const tree = value && (treeOfGroupInfo(value) ?? storedTree(stored));
     if (!value || !tree) throw new DsError("internal", "stored GroupInfo is unusable");
     const tbe = encodeGroupInfoRatchetTreeTBE({
       groupInfo: { value, bytes: bare },

@@ -105,17 +105,24 @@ return 0
  * Follower copy of a remote hub's log. KEYS: record, log, seqs, commitLog.
  * ARGV: 1 the record's epoch, 2 its hub, 3 number of record field/value pairs n, 4..2n+3 the pairs
  * (the whole record replaces the previous one unless it is older, as in the memory store), then 4
- * per entry, in seq order: seq, isCommit, entry JSON, commit-log JSON.
+ * per entry, in seq order: seq (or "auto": numbered here from nextSeq, the JSONs carrying the
+ * placeholder "seq":-1), isCommit, entry JSON, commit-log JSON.
  * Returns {-1} when the group is ordered here (not a replica), {-2, recorded hub} when the record
- * names another hub than the one recorded at first sight (nothing written), else {1, fresh indices…}.
+ * names another hub than the one recorded at first sight (nothing written), else {1, fresh indices…}
+ * ("index:seq" for an entry numbered here).
  */
 export const PUT_REPLICA = typedScript<
-  { keys: GroupKeys; record: Omit<GroupRecord, "nextSeq">; entries: LogEntry[] },
+  { keys: GroupKeys; record: Omit<GroupRecord, "nextSeq">; entries: LogEntry[]; numberHere?: boolean },
   ReplicaWrite
 >(
   "putReplicaEntries",
   `${LUA_HELPERS}
 local recK, logK, seqsK, clogK = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Replaces the placeholder "seq":-1 of an entry JSON (written by the caller) with the given seq.
+local function withSeq(json, seqS)
+  local at = string.find(json, '"seq":-1', 1, true)
+  return string.sub(json, 1, at - 1) .. '"seq":' .. seqS .. string.sub(json, at + 8)
+end
 local f0 = redis.call('HMGET', recK, 'replica', 'hub')
 local replica = f0[1]
 if replica == '0' then return { -1 } end
@@ -139,15 +146,22 @@ local out = { 1 }
 local index = 0
 for i = 4 + 2 * n, #ARGV, 4 do
   index = index + 1
-  local seqS = ARGV[i]
+  local seqS, entry, clog = ARGV[i], ARGV[i + 2], ARGV[i + 3]
+  local auto = seqS == 'auto'
+  if auto then
+    -- Numbered here, in this atomic step (MIMI: several follower replicas on one store).
+    seqS = istr(nextSeq)
+    entry = withSeq(entry, seqS)
+    if clog ~= '' then clog = withSeq(clog, seqS) end
+  end
   -- Up to 'contig' every seq is held or was skipped (skipReplicaGap): never stored later.
-  if tonumber(seqS) > contig and redis.call('HSETNX', logK, seqS, ARGV[i + 2]) == 1 then
+  if tonumber(seqS) > contig and redis.call('HSETNX', logK, seqS, entry) == 1 then
     redis.call('ZADD', seqsK, seqS, seqS)
     if ARGV[i + 1] == '1' then
-      local e = cjson.decode(ARGV[i + 3])
-      redis.call('ZADD', clogK, istr(e.epoch), ARGV[i + 3])
+      local e = cjson.decode(clog)
+      redis.call('ZADD', clogK, istr(e.epoch), clog)
     end
-    out[#out + 1] = index
+    out[#out + 1] = auto and (istr(index) .. ':' .. seqS) or index
     local seq = tonumber(seqS)
     if seq + 1 > nextSeq then nextSeq = seq + 1 end
   end
@@ -156,28 +170,34 @@ while redis.call('HEXISTS', logK, istr(contig + 1)) == 1 do contig = contig + 1 
 redis.call('HSET', recK, 'nextSeq', istr(nextSeq), 'contig', istr(contig))
 return out
 `,
-  ({ keys, record, entries }) => {
+  ({ keys, record, entries, numberHere }) => {
     const fields = recordFields(record);
     const args = [String(record.epoch), record.hub, String(fields.length / 2), ...fields];
-    for (const e of sortedBySeq(entries)) {
+    for (const e of encodedEntries(entries, numberHere)) {
       const commit = e.kind === "commit";
       const clog = commit ? JSON.stringify({ epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 }) : "";
-      args.push(String(e.seq), commit ? "1" : "0", JSON.stringify(e), clog);
+      args.push(numberHere ? "auto" : String(e.seq), commit ? "1" : "0", JSON.stringify(e), clog);
     }
     return { keys: [keys.record, keys.log, keys.seqs, keys.commitLog], args };
   },
-  // The fresh entries, named by their position in the encoded (seq-sorted) list.
-  (raw, { entries }) => {
+  // The fresh entries, named by their position in the encoded list, or "index:seq" when the script numbered them.
+  (raw, { entries, numberHere }) => {
     const reply = raw as (number | string)[];
     if (reply[0] === -1) return { ok: false, code: "ordered_here" };
     if (reply[0] === -2) return { ok: false, code: "hub_mismatch", hub: String(reply[1]) };
-    const sorted = sortedBySeq(entries);
-    return { ok: true, fresh: reply.slice(1).map((i) => sorted[Number(i) - 1]!) };
+    const encoded = encodedEntries(entries, numberHere);
+    const fresh = reply.slice(1).map((r) => {
+      const [index, seq] = String(r).split(":");
+      const e = encoded[Number(index) - 1]!;
+      return seq === undefined ? e : { ...e, seq: Number(seq) };
+    });
+    return { ok: true, fresh };
   },
 );
 
-function sortedBySeq(entries: LogEntry[]): LogEntry[] {
-  return [...entries].sort((a, b) => a.seq - b.seq);
+/** In seq order; or, numbered by the script, in arrival order with the placeholder seq -1 it rewrites. */
+function encodedEntries(entries: LogEntry[], numberHere: boolean | undefined): LogEntry[] {
+  return numberHere ? entries.map((e) => ({ ...e, seq: -1 })) : [...entries].sort((a, b) => a.seq - b.seq);
 }
 
 /** KEYS: record, log. Highest seq held contiguously from 1 (read-only; writers keep 'contig' current). */

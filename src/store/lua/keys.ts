@@ -42,7 +42,7 @@ export const GROUP_KEYS = {
   seqs: "seqs", // ZSET seq → seq (range reads over a log that may have gaps on a replica)
   answers: "ans", // HASH sha256 → {"seq","epoch"} (retried submissions get the original answer)
   commitLog: "clog", // ZSET epoch → CommitLogEntry JSON
-  groupInfo: "gi", // HASH epoch, info
+  groupInfo: "gi", // HASH epoch, info, tree (the ratchet tree when the GroupInfo does not embed it)
 } as const;
 
 /** Suffixes of the queue keys below `<prefix>:{c:<client>}:in:` and `<prefix>:{p:<peer>}:out:`. */

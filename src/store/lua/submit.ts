@@ -38,6 +38,7 @@ function encodeSubmission(sub: Submission, nowMs: number): string {
     ...(c?.leaseToken !== undefined ? { leaseToken: c.leaseToken } : {}),
     ...(c?.welcome ? { welcome: c.welcome } : {}),
     ...(c?.groupInfo !== undefined ? { groupInfo: c.groupInfo } : {}),
+    ...(c?.groupInfo !== undefined && c.ratchetTree ? { ratchetTree: c.ratchetTree } : {}),
   });
 }
 
@@ -176,7 +177,11 @@ if type(s.welcome) == 'table' then
   metas[2] = storeEntry(nextSeq + 1, 'welcome', newEpoch, s.welcome.message, s.welcome.sha256, added)
 end
 local a = answer(nextSeq, newEpoch)
-if type(s.groupInfo) == 'string' then redis.call('HSET', giK, 'epoch', istr(newEpoch), 'info', s.groupInfo) end
+if type(s.groupInfo) == 'string' then
+  redis.call('HSET', giK, 'epoch', istr(newEpoch), 'info', s.groupInfo)
+  -- the tree beside a GroupInfo that does not embed it; a GroupInfo with its own tree drops the old one
+  if type(s.ratchetTree) == 'string' then redis.call('HSET', giK, 'tree', s.ratchetTree) else redis.call('HDEL', giK, 'tree') end
+end
 redis.call('ZADD', clogK, istr(epoch), '{"epoch":' .. istr(epoch) .. ',"seq":' .. istr(nextSeq) ..
   ',"sender":' .. jstr(sender) .. ',"sha256":' .. jstr(sha) .. '}')
 local membersJson = jarr(newMembers)
