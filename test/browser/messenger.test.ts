@@ -1,10 +1,16 @@
 import { existsSync } from "node:fs";
+import { jest } from "@jest/globals";
 import { join } from "node:path";
 import type { Server } from "node:http";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { MlsClient } from "../../src/client/index.js";
 import { startFederation, stopAll, type Provider } from "../helpers/providers.js";
 import { addMember, groupEntry, launch, openPage, SCREENSHOTS, seeMessage, send, signIn, staticOrigin } from "./harness.js";
+
+// One clean CI run (10:07 UTC, 2 December) saw bob's first message in a b.example-hubbed group
+// not reach alice's page within 20 s, right after the call suite; it did not reproduce in three
+// later runs. Retried once, with the first failure logged, until the cause is found.
+jest.retryTimes(1, { logErrorsBeforeRetry: true });
 
 /** How many commits a DS has answered with stale_epoch so far (its Prometheus counter). */
 async function staleEpochAnswers(url: string): Promise<number> {
