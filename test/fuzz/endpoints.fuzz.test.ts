@@ -19,7 +19,7 @@ import { errorStatus, isErrorCode } from "../../src/errors.js";
 import { signRequest } from "../../src/federation/service-auth.js";
 import type { SigningKey } from "../../src/federation/keys.js";
 import { clientSpecs, federationSpecs, labelsOf, requestArb, type AuthPlan, type Plan } from "./requests.js";
-import { buildWorld, devToken, quiesce, worldFingerprint, type World } from "./world.js";
+import { buildWorld, devToken, fingerprintDiff, quiesce, worldFingerprint, type World } from "./world.js";
 
 const BATCH = 8;
 const RUNS = Number(process.env.MLSFEDGATE_FUZZ_RUNS ?? 1300);
@@ -386,7 +386,7 @@ async function fuzz(world: World, agent: Agent, deliverSeed: DeliverSeed, runs: 
     verified += 1;
     if (after !== baseline) {
       failures.push(
-        `state changed although every request of the batch was rejected:\n  ${results.map((r) => `${r.status} ${describePlan(r.plan)}`).join("\n  ")}${await pinpoint(batch)}`,
+        `state changed although every request of the batch was rejected:\n  ${results.map((r) => `${r.status} ${describePlan(r.plan)}`).join("\n  ")}\nchanged:\n${fingerprintDiff(baseline, after)}${await pinpoint(batch)}`,
       );
       baseline = await worldFingerprint(world);
     }

@@ -273,9 +273,10 @@ export async function quiesce(world: World, timeoutMs = 10_000): Promise<void> {
 }
 
 /**
- * A digest of everything a MemoryStore holds except the replay cache (which every signed request
- * adds to by design). Log payloads and GroupInfos enter through their hashes, so the digest stays
- * cheap while the fuzz grows the logs.
+ * One line per stored item of everything a MemoryStore holds except the replay cache (which every
+ * signed request adds to by design). Log payloads and GroupInfos enter through their hashes, so the
+ * text stays small while the fuzz grows the logs, and two fingerprints can be diffed line by line
+ * to name what a rejected request changed.
  */
 export function fingerprint(store: Store): string {
   if (!(store instanceof MemoryStore)) throw new Error("fingerprint needs a MemoryStore");
@@ -323,8 +324,8 @@ export function fingerprint(store: Store): string {
   for (const k of ["integrity", "sweepAt", "clock", "retentionMs", "deliveredGraceMs", "trimHubLogs"]) known.add(k);
   const unknown = Object.keys(m).filter((k) => !known.has(k));
   if (unknown.length) throw new Error(`MemoryStore has state the fuzz fingerprint does not cover: ${unknown.join(", ")}`);
-  const h = createHash("sha256");
-  const add = (v: unknown) => h.update(JSON.stringify(v) + "\n");
+  const lines: string[] = [];
+  const add = (v: unknown) => lines.push(JSON.stringify(v));
   for (const [client, k] of m.keys)
     add(["kp", client, k.pool.map((p) => p.ref), [...k.lastResort].map(([s, lr]) => [s, lr.ref])]);
   for (const [ref, r] of m.refs) add(["ref", ref, r.client, r.expiresAt]);
@@ -350,7 +351,7 @@ export function fingerprint(store: Store): string {
   for (const [name, queues] of [["in", m.inboxes] as const, ["out", m.outboxes] as const]) {
     for (const [key, q] of queues) add([name, key, q.counter, q.seen.size, q.entries.map((e) => e.cursor)]);
   }
-  return h.digest("hex");
+  return lines.join("\n");
 }
 
 /**
@@ -395,6 +396,22 @@ export async function portSnapshot(world: World, store: Store): Promise<string> 
 
 export async function worldFingerprint(world: World): Promise<string> {
   const { a, b } = world;
-  if (a.ds.ctx.store instanceof MemoryStore) return fingerprint(a.ds.ctx.store) + fingerprint(b.ds.ctx.store);
+  if (a.ds.ctx.store instanceof MemoryStore)
+    return `${prefixLines("a", fingerprint(a.ds.ctx.store))}\n${prefixLines("b", fingerprint(b.ds.ctx.store))}`;
   return (await portSnapshot(world, a.ds.ctx.store)) + (await portSnapshot(world, b.ds.ctx.store));
+}
+
+const prefixLines = (store: string, text: string) =>
+  text
+    .split("\n")
+    .map((l) => `${store} ${l}`)
+    .join("\n");
+
+/** The lines only one of two fingerprints has (at most `max` of each side), to name what changed. */
+export function fingerprintDiff(before: string, after: string, max = 6): string {
+  const b = new Set(before.split("\n"));
+  const a = new Set(after.split("\n"));
+  const gone = [...b].filter((l) => !a.has(l)).slice(0, max);
+  const added = [...a].filter((l) => !b.has(l)).slice(0, max);
+  return [...gone.map((l) => `  - ${l.slice(0, 300)}`), ...added.map((l) => `  + ${l.slice(0, 300)}`)].join("\n");
 }
