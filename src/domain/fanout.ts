@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
-import { domainOf, userOf, type InboxItem, type LogEntry, type Store } from "../store/port.js";
+import { domainOf, userOf, type GroupMode, type InboxItem, type LogEntry, type Store } from "../store/port.js";
+import { isMemberWide } from "./feeds.js";
 
 export interface DeliveredMessage {
   groupId: string;
@@ -38,10 +39,16 @@ export const MAX_BACKGROUND_BACKLOG = 1000;
  * outbox item per remote provider (the outbox worker batches them into `deliver` calls).
  * Per group, dispatches run one after another so inbox order follows seq order on this replica.
  */
+interface Batch {
+  parts: { entries: LogEntry[]; members?: string[] }[];
+  done: Promise<void>;
+  mode: GroupMode | undefined;
+}
+
 export class Dispatcher implements LocalInboxes {
   private chains = new Map<string, Promise<unknown>>();
   /** Per group: dispatches waiting for the fan-out in progress to finish (they go out together as the next batch). */
-  private batches = new Map<string, { parts: { entries: LogEntry[]; members?: string[] }[]; done: Promise<void> }>();
+  private batches = new Map<string, Batch>();
   /** Groups with a failed fan-out: their dispatch mark stays put so crash recovery redoes everything after it. */
   private failed = new Set<string>();
 
@@ -69,7 +76,7 @@ export class Dispatcher implements LocalInboxes {
    * submitting: every peer hosting a member gets every entry (so its replica log has no gaps);
    * recipients cover clients added or removed by the entries themselves.
    */
-  dispatch(groupId: string, entries: LogEntry[], members?: string[]): Promise<void> {
+  dispatch(groupId: string, entries: LogEntry[], members?: string[], mode?: GroupMode): Promise<void> {
     if (entries.length === 0) return Promise.resolve();
     // Entries accepted while the group's previous fan-out still runs are coalesced into the next
     // one: one inbox pipeline, one outbox append per peer, one dispatch mark per batch, so a busy
@@ -77,12 +84,13 @@ export class Dispatcher implements LocalInboxes {
     let batch = this.batches.get(groupId);
     if (batch) {
       batch.parts.push({ entries, ...(members ? { members } : {}) });
+      batch.mode ??= mode;
     } else {
-      const fresh = { parts: [{ entries, ...(members ? { members } : {}) }], done: Promise.resolve() };
+      const fresh: Batch = { parts: [{ entries, ...(members ? { members } : {}) }], done: Promise.resolve(), mode };
       this.batches.set(groupId, fresh);
       fresh.done = this.serial(groupId, () => {
         if (this.batches.get(groupId) === fresh) this.batches.delete(groupId);
-        return this.fanOut(groupId, fresh.parts);
+        return this.fanOut(groupId, fresh.parts, fresh.mode);
       });
       batch = fresh;
     }
@@ -93,11 +101,14 @@ export class Dispatcher implements LocalInboxes {
     // redone by crash recovery (the group is marked dispatched only at the end) — unless that
     // group's backlog is already MAX_BACKGROUND_BACKLOG entries long (backpressure).
     let local = 0;
-    for (const e of entries)
+    for (const e of entries) {
+      // Member-wide entries are read from the group feed (domain/feeds.ts): no inbox write here.
+      if (mode && isMemberWide(mode, e.kind)) continue;
       local = Math.max(
         local,
         e.recipients.reduce((n, c) => (domainOf(c) === this.domain ? n + 1 : n), 0),
       );
+    }
     const backlog = batch.parts.reduce((n, p) => n + p.entries.length, 0);
     if (local <= SYNC_FANOUT_MAX_RECIPIENTS || backlog >= MAX_BACKGROUND_BACKLOG) return batch.done;
     batch.done.catch((err: unknown) =>
@@ -106,16 +117,16 @@ export class Dispatcher implements LocalInboxes {
     return Promise.resolve();
   }
 
-  private async fanOut(groupId: string, parts: { entries: LogEntry[]; members?: string[] }[]): Promise<void> {
+  private async fanOut(groupId: string, parts: Batch["parts"], mode: GroupMode | undefined): Promise<void> {
     try {
-      await this.fanOutOnce(groupId, parts);
+      await this.fanOutOnce(groupId, parts, mode);
     } catch (err) {
       this.failed.add(groupId);
       throw err;
     }
   }
 
-  private async fanOutOnce(groupId: string, parts: { entries: LogEntry[]; members?: string[] }[]): Promise<void> {
+  private async fanOutOnce(groupId: string, parts: Batch["parts"], mode: GroupMode | undefined): Promise<void> {
     const entries = parts.flatMap((p) => p.entries).sort((a, b) => a.seq - b.seq);
     // Each dispatch goes to the peers of the membership its submitter saw (and its own recipients).
     let current: string[] | undefined;
@@ -135,7 +146,13 @@ export class Dispatcher implements LocalInboxes {
         else toPeer.set(peer, [...part.entries]);
       }
     }
-    await this.inboxEntries(groupId, entries);
+    // Entries for every member are read from the group feed; only those addressed to a few
+    // (Welcomes, a send-group's proposals) are written to inboxes here.
+    const groupMode = mode ?? (await this.store.getGroup(groupId))?.mode ?? "ordered";
+    await this.inboxEntries(
+      groupId,
+      entries.filter((e) => !isMemberWide(groupMode, e.kind)),
+    );
     for (const [peer, list] of toPeer) {
       await this.store.enqueueOutbox(
         peer,
@@ -150,7 +167,8 @@ export class Dispatcher implements LocalInboxes {
 
   /**
    * References to `entries` (seq order) into their local recipients' inboxes: one store call for
-   * the whole batch. Used by the hub's fan-out and by a follower's replica (ReplicaSync).
+   * the whole batch. Used by the hub's fan-out (addressed entries only) and by a follower's
+   * replica (ReplicaSync: every entry, a replica keeps no feeds).
    */
   async inboxEntries(groupId: string, entries: LogEntry[]): Promise<void> {
     const byClient = new Map<string, InboxItem[]>();

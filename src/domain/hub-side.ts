@@ -5,7 +5,15 @@ import { sha256Hex } from "../encoding.js";
 import { decodeMlsField } from "../mls/codec.js";
 import { readFraming, rosterChange, welcomeRefs } from "../mls/framing.js";
 import { checkGroupInfo, decodeTree, storedLeaves } from "../mls/group-info.js";
-import { domainOf, type GroupRecord, type LogEntry, type Store, type Submission, type SubmitOutcome } from "../store/port.js";
+import {
+  domainOf,
+  type GroupMode,
+  type GroupRecord,
+  type LogEntry,
+  type Store,
+  type Submission,
+  type SubmitOutcome,
+} from "../store/port.js";
 import type { Dispatcher } from "./fanout.js";
 import {
   decodeBundle,
@@ -138,7 +146,7 @@ export class HubSide implements GroupSide {
       ...(bundle.leaseToken ? { leaseToken: bundle.leaseToken } : {}),
       ...(framing.senderType === "new_member_commit" ? { external: true } : {}),
     };
-    return this.applySubmission(g.groupId, sub, g.members);
+    return this.applySubmission(g.groupId, sub, g.members, g.mode);
   }
 
   /**
@@ -178,14 +186,14 @@ export class HubSide implements GroupSide {
     if (framing.groupId !== g.groupId) throw new DsError("bad_request", "the message belongs to another group");
     if (framing.contentType === "commit") throw new DsError("bad_request", "commits go to /commits as a bundle");
     const sub: Submission = { kind: framing.contentType, sender, epoch: framing.epoch, sha256: sha256Hex(bytes), message: text };
-    return this.applySubmission(g.groupId, sub, g.members);
+    return this.applySubmission(g.groupId, sub, g.members, g.mode);
   }
 
-  private async applySubmission(groupId: string, sub: Submission, members: string[]): Promise<Accepted> {
+  private async applySubmission(groupId: string, sub: Submission, members: string[], mode: GroupMode): Promise<Accepted> {
     const outcome = await this.store.submit(groupId, sub, this.clock.nowMs());
     if (!outcome.ok) throw outcomeError(outcome);
     if (!outcome.duplicate) {
-      await this.dispatcher.dispatch(groupId, outcome.entries, members);
+      await this.dispatcher.dispatch(groupId, outcome.entries, members, mode);
     } else {
       // A retry: the first attempt may have failed after the entry was ordered (its fan-out or the
       // store's answer lost in a store outage). Fan the original entries out again: inboxes and
@@ -196,7 +204,7 @@ export class HubSide implements GroupSide {
       const entries = held.filter(
         (e): e is LogEntry => e !== undefined && e.sender === sub.sender && (e.sha256 === sub.sha256 || e.sha256 === welcome),
       );
-      await this.dispatcher.dispatch(groupId, entries, members);
+      await this.dispatcher.dispatch(groupId, entries, members, mode);
     }
     return { seq: outcome.seq, epoch: outcome.epoch };
   }

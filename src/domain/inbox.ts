@@ -1,15 +1,23 @@
 import type { Store } from "../store/port.js";
+import { FeedReader } from "./feed-reader.js";
 import type { InboxEntry as WireInboxEntry } from "../wire/client-api.js";
 
 export type { WireInboxEntry };
 
-/** Inbox reads: references resolved against the group logs (payload stored once), notices inline. */
+/**
+ * Inbox reads: the client's group feeds pulled in first (domain/feed-reader.ts), then references
+ * resolved against the group logs (payload stored once), notices inline.
+ */
 export class Inbox {
+  private readonly feeds: FeedReader;
+
   constructor(
     private readonly store: Store,
     private readonly maxPage: number,
     private readonly maxWaitMs: number,
-  ) {}
+  ) {
+    this.feeds = new FeedReader(store);
+  }
 
   async read(
     client: string,
@@ -19,9 +27,13 @@ export class Inbox {
     signal?: AbortSignal,
   ): Promise<{ messages: WireInboxEntry[]; next: number }> {
     const page = Math.min(Math.max(1, limit), this.maxPage);
+    const groups = await this.feeds.pull(client);
     let raw = await this.store.readInbox(client, after, page);
     if (raw.length === 0 && waitMs > 0) {
-      await this.store.waitInbox(client, after, Math.min(waitMs, this.maxWaitMs), signal);
+      const settle = async () => void (await this.feeds.pull(client));
+      await this.store.waitInbox(client, after, Math.min(waitMs, this.maxWaitMs), signal, { groups, settle });
+      // Woken by a group (or the wait ended): what it accepted is pulled now.
+      if (!signal?.aborted) await this.feeds.pull(client);
       raw = await this.store.readInbox(client, after, page);
     }
     const byGroup = new Map<string, number[]>();

@@ -4,6 +4,8 @@ import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../doma
 import { systemClock, type Clock } from "../domain/types.js";
 import { OWN_REF_GRACE_SECONDS, QUEUE_DEDUPE_TTL_MS } from "./lua/keys.js";
 import { MemoryQueue } from "./memory-queue.js";
+import { MemoryFeeds } from "./memory-feeds.js";
+import { readFeedWith, type FeedRead } from "../domain/feeds.js";
 import {
   userOf,
   type ClaimOutcome,
@@ -105,6 +107,7 @@ export class MemoryStore implements Store {
   private devices = new Map<string, { version: number; clients: Set<string> }>();
   private groups = new Map<string, GroupState>();
   private memberships = new Map<string, Set<string>>();
+  private feeds = new MemoryFeeds();
   private inboxes = new Map<string, MemoryQueue<InboxItem>>();
   private outboxes = new Map<string, MemoryQueue<OutboxItem>>();
   private seen = new Map<string, number>();
@@ -369,6 +372,7 @@ export class MemoryStore implements Store {
       replica: false,
     });
     this.index(record.members, record.groupId);
+    this.feeds.created(record.groupId, record.members, record.nextSeq - 1);
     return true;
   }
 
@@ -388,7 +392,7 @@ export class MemoryStore implements Store {
     const winner = (epoch: number) => g.commitLog.find((c) => c.entry.epoch === epoch)?.entry.sha256;
     const decision = decideSubmit(g.record, sub, nowMs, winner);
     if (!decision.ok) return decision;
-    const removed = g.record.members.filter((m) => !decision.group.members.includes(m));
+    const before = g.record.members;
     g.record = decision.group;
     if (!g.record.lease) delete g.record.lease;
     const at = this.clock.nowMs();
@@ -397,7 +401,10 @@ export class MemoryStore implements Store {
     if (decision.groupInfo) g.groupInfo = decision.groupInfo;
     if (decision.commitLog) g.commitLog.push({ entry: decision.commitLog, at });
     this.index(g.record.members, groupId);
-    for (const m of removed) this.memberships.get(m)?.delete(groupId);
+    // A member who left stays in the index until its feed is read to the end (FeedReader drops it).
+    if (decision.entries[0]!.kind === "commit")
+      this.feeds.changed(groupId, before, g.record.members, decision.entries[0]!.seq, decision.entries.at(-1)!.seq);
+    this.events.emit(`group:${groupId}`);
     return { ok: true, ...decision.answer, duplicate: false, entries: structuredClone(decision.entries) };
   }
 
@@ -577,7 +584,10 @@ export class MemoryStore implements Store {
         continue;
       }
       if (!h) break;
-      const delivered = h.deliveredAt !== undefined && h.deliveredAt <= now - this.deliveredGraceMs;
+      const delivered =
+        h.deliveredAt !== undefined &&
+        h.deliveredAt <= now - this.deliveredGraceMs &&
+        (g.replica || this.feeds.readByAll(g.record.groupId, h.entry.seq, (m) => this.feeds.markOf(m, g.record.groupId)));
       if (!delivered && h.at > expired) break;
       g.log.delete(g.floor + 1);
       g.floor += 1;
@@ -586,6 +596,35 @@ export class MemoryStore implements Store {
 
   async groupsOf(client: string): Promise<string[]> {
     return [...(this.memberships.get(client) ?? [])];
+  }
+
+  // ---- group feeds (domain/feeds.ts) ----
+  async readFeed(groupId: string, member: string, afterSeq: number, limit: number): Promise<FeedRead> {
+    const g = this.groups.get(groupId);
+    if (!g || g.replica) return { kind: "none" };
+    return readFeedWith(g.record.mode, member, this.feeds.spansOf(groupId, member), afterSeq, (after) =>
+      this.readLog(groupId, after, limit),
+    );
+  }
+
+  async feedMarks(client: string): Promise<Map<string, number>> {
+    return this.feeds.marksOf(client);
+  }
+
+  async advanceFeed(
+    client: string,
+    feed: { key: string; groupId: string; through: number; seqs: number[]; ended: boolean; dropIndex: boolean },
+  ): Promise<number> {
+    const previous = this.feeds.advance(client, feed.key, feed.through);
+    const fresh = feed.seqs.filter((seq) => seq > previous);
+    const added = this.appendCounted(
+      client,
+      fresh.map((seq) => ({ kind: "ref", groupId: feed.groupId, seq })),
+    );
+    if (feed.ended && feed.dropIndex) this.memberships.get(client)?.delete(feed.groupId);
+    const g = this.groups.get(feed.groupId);
+    if (g) this.trim(g);
+    return added;
   }
 
   // ---- inboxes and outboxes ----
@@ -599,15 +638,20 @@ export class MemoryStore implements Store {
   }
 
   async appendInbox(client: string, items: InboxItem[]): Promise<void> {
+    this.appendCounted(client, items);
+  }
+
+  private appendCounted(client: string, items: InboxItem[]): number {
     const q = this.queue(this.inboxes, client);
     const now = this.clock.nowMs();
-    let added = false;
+    let added = 0;
     for (const item of items) {
       if (!q.append(itemId(item), structuredClone(item), now)) continue;
       if (item.kind === "ref") this.reference(item, 1);
-      added = true;
+      added += 1;
     }
-    if (added) this.events.emit(`inbox:${client}`);
+    if (added > 0) this.events.emit(`inbox:${client}`);
+    return added;
   }
 
   async appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void> {
@@ -636,20 +680,31 @@ export class MemoryStore implements Store {
     return this.inboxes.get(client)?.entries.length ?? 0;
   }
 
-  async waitInbox(client: string, afterCursor: number, waitMs: number, signal?: AbortSignal): Promise<void> {
-    const q = this.inboxes.get(client);
-    if (q && q.entries.some((e) => e.cursor > afterCursor)) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
+  async waitInbox(
+    client: string,
+    afterCursor: number,
+    waitMs: number,
+    signal?: AbortSignal,
+    watch?: { groups: string[]; settle: () => Promise<void> },
+  ): Promise<void> {
+    const events = [`inbox:${client}`, ...(watch?.groups ?? []).map((g) => `group:${g}`)];
+    let done!: () => void;
+    const woken = new Promise<void>((resolve) => {
+      done = () => {
         clearTimeout(timer);
-        this.events.off(`inbox:${client}`, done);
+        for (const e of events) this.events.off(e, done);
         signal?.removeEventListener("abort", done);
         resolve();
       };
-      const timer = setTimeout(done, waitMs);
-      this.events.on(`inbox:${client}`, done);
-      signal?.addEventListener("abort", done);
     });
+    const timer = setTimeout(done, waitMs);
+    for (const e of events) this.events.on(e, done);
+    signal?.addEventListener("abort", done);
+    // Listening before the check: an accept between the check and the wait still wakes us.
+    await watch?.settle();
+    const q = this.inboxes.get(client);
+    if (q && q.entries.some((e) => e.cursor > afterCursor)) done();
+    await woken;
   }
 
   async enqueueOutbox(peer: string, items: OutboxItem[]): Promise<void> {

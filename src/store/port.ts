@@ -1,3 +1,4 @@
+import type { FeedRead } from "../domain/feeds.js";
 import type { StoredGroupInfo } from "../mls/group-info.js";
 /**
  * The Store port: every piece of state a DS replica shares with its siblings. Two adapters
@@ -188,7 +189,10 @@ export interface GroupStore {
   markDispatched(groupId: string, seq: number): Promise<void>;
   /** Groups whose accepted entries have not all been fanned out yet (crash recovery). */
   undispatched(): Promise<{ groupId: string; fromSeq: number }[]>;
-  /** Groups a client belongs to (by this store's knowledge). */
+  /**
+   * Groups a client belongs to (by this store's knowledge), and groups it left whose feed it has
+   * not read to the end yet (FeedReader drops those once it has).
+   */
   groupsOf(client: string): Promise<string[]>;
 }
 
@@ -208,8 +212,40 @@ export interface InboxStore {
   readInbox(client: string, afterCursor: number, limit: number): Promise<{ cursor: number; item: InboxItem }[]>;
   ackInbox(client: string, upToCursor: number): Promise<number>;
   inboxDepth(client: string): Promise<number>;
-  /** Resolves when the inbox may have entries after `afterCursor`, or after waitMs. */
-  waitInbox(client: string, afterCursor: number, waitMs: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Resolves when the inbox may have entries after `afterCursor`, or one of `watch.groups` has new
+   * log entries, or after waitMs. `watch.settle` runs once the wake-ups are subscribed and before
+   * the inbox is checked (the caller pulls its feeds there, so nothing accepted in between is missed).
+   */
+  waitInbox(
+    client: string,
+    afterCursor: number,
+    waitMs: number,
+    signal?: AbortSignal,
+    watch?: { groups: string[]; settle: () => Promise<void> },
+  ): Promise<void>;
+}
+
+/**
+ * Group feeds (domain/feeds.ts): a member reads member-wide entries from the group log instead of
+ * the hub writing them into every member's inbox. Spans live with the group, read marks with the
+ * client.
+ */
+export interface FeedStore {
+  /** Group side: the member-wide entries after `afterSeq` (at most `limit` examined) that reach `member`. */
+  readFeed(groupId: string, member: string, afterSeq: number, limit: number): Promise<FeedRead>;
+  /** Client side: the client's read marks, by feed key (see FeedReader.feedKey). */
+  feedMarks(client: string): Promise<Map<string, number>>;
+  /**
+   * Client side, one atomic step: references to `seqs` after the feed's mark go into the client's
+   * inbox (deduped like appendInbox) and the mark moves to `through` (never back). `ended`: the
+   * member will receive nothing more from the group; the mark is dropped, and with `dropIndex` the
+   * group leaves the client's membership index. Returns how many references were added.
+   */
+  advanceFeed(
+    client: string,
+    feed: { key: string; groupId: string; through: number; seqs: number[]; ended: boolean; dropIndex: boolean },
+  ): Promise<number>;
 }
 
 export interface OutboxItem {
@@ -275,7 +311,7 @@ export interface IntegrityStore {
 }
 
 export interface Store
-  extends KeyDirectoryStore, GroupStore, InboxStore, OutboxStore, ReplayStore, RevocationStore, IntegrityStore {
+  extends KeyDirectoryStore, GroupStore, InboxStore, FeedStore, OutboxStore, ReplayStore, RevocationStore, IntegrityStore {
   readonly kind: "memory" | "redis";
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -26,6 +26,8 @@ import {
 import { INBOX_APPEND, QUEUE_ACK, QUEUE_APPEND, QUEUE_READ, QUEUE_STATS } from "./lua/queue.js";
 import { callScript, type EvalCapable, type TypedScript } from "./lua/script.js";
 import { SUBMIT, type PendingIndex } from "./lua/submit.js";
+import { ADVANCE_FEED, READ_FEED } from "./lua/feed.js";
+import type { FeedRead } from "../domain/feeds.js";
 import { connectRedis, type MasterNode, type RedisCommands, type RedisConnection } from "./redis-connection.js";
 import {
   userOf,
@@ -293,16 +295,17 @@ export class RedisStore implements Store {
    * after the group script; what they owe is recorded atomically with the accept (SUBMIT's
    * pendingIndex) and finished by crash recovery if the process dies in between.
    */
-  private async index(groupId: string, members: string[], removed: string[] = []): Promise<void> {
-    await Promise.all([
-      ...members.map((m) => this.client.sAdd(this.keys.memberships(m), groupId)),
-      ...removed.map((m) => this.client.sRem(this.keys.memberships(m), groupId)),
-    ]);
+  private async index(groupId: string, members: string[]): Promise<void> {
+    await Promise.all(members.map((m) => this.client.sAdd(this.keys.memberships(m), groupId)));
   }
 
-  /** Writes what the accept recorded as owed to the membership index, then clears the record (if unchanged). */
+  /**
+   * Writes what the accept recorded as owed to the membership index, then clears the record (if
+   * unchanged). Members who left are not dropped here: they stay until they have read their feed
+   * to its end (the removing commit), which FeedReader does with advanceFeed.
+   */
   private async applyIndex(groupId: string, owed: PendingIndex): Promise<void> {
-    await this.index(groupId, owed.members, owed.removed);
+    await this.index(groupId, owed.members);
     await this.call(CLEAR_PENDING_INDEX, { keys: this.keys.group(groupId), pending: owed.pending });
   }
 
@@ -336,7 +339,8 @@ export class RedisStore implements Store {
 
   async submit(groupId: string, sub: Submission, nowMs: number): Promise<SubmitOutcome> {
     const k = this.keys.group(groupId);
-    const result = await this.call(SUBMIT, { keys: k, submission: sub, nowMs });
+    const wake = { channel: this.keys.groupChannel(groupId), publish: this.connection.publishCommand };
+    const result = await this.call(SUBMIT, { keys: k, submission: sub, nowMs, wake });
     if (!result.ok) return result;
     // A retry's duplicate answer waits too: the first attempt may have failed at this very point.
     await this.replicated(k.record);
@@ -437,6 +441,34 @@ export class RedisStore implements Store {
     return (await this.client.sMembers(this.keys.memberships(client))).map(String);
   }
 
+  // ---- group feeds (domain/feeds.ts, lua/feed.ts) ----
+  readFeed(groupId: string, member: string, afterSeq: number, limit: number): Promise<FeedRead> {
+    return this.call(READ_FEED, { keys: this.keys.group(groupId), member, afterSeq, limit });
+  }
+
+  async feedMarks(client: string): Promise<Map<string, number>> {
+    const h = await this.client.hGetAll(this.keys.feedMarks(client));
+    return new Map(Object.entries(h as Record<string, string>).map(([k, v]) => [k, Number(v)]));
+  }
+
+  async advanceFeed(
+    client: string,
+    feed: { key: string; groupId: string; through: number; seqs: number[]; ended: boolean; dropIndex: boolean },
+  ): Promise<number> {
+    const added = await this.call(ADVANCE_FEED, {
+      inbox: this.keys.inbox(client),
+      marks: this.keys.feedMarks(client),
+      memberships: this.keys.memberships(client),
+      nowMs: this.clock.nowMs(),
+      dedupeTtlMs: QUEUE_DEDUPE_TTL_MS,
+      channel: this.keys.inboxChannel(client),
+      publish: this.connection.publishCommand,
+      ...feed,
+    });
+    if (added > 0) await this.replicated(this.keys.inbox(client).queue);
+    return added;
+  }
+
   // ---- inboxes and outboxes ----
   private async read(q: QueueKeys, min: string, limit: number): Promise<{ cursor: number; json: string }[]> {
     if (limit <= 0) return [];
@@ -499,7 +531,13 @@ export class RedisStore implements Store {
     return this.client.zCard(this.keys.inbox(client).queue);
   }
 
-  async waitInbox(client: string, afterCursor: number, waitMs: number, signal?: AbortSignal): Promise<void> {
+  async waitInbox(
+    client: string,
+    afterCursor: number,
+    waitMs: number,
+    signal?: AbortSignal,
+    watch?: { groups: string[]; settle: () => Promise<void> },
+  ): Promise<void> {
     if (this.closed || signal?.aborted) return;
     let fired = false;
     let wake!: () => void;
@@ -512,14 +550,14 @@ export class RedisStore implements Store {
     const timer = setTimeout(wake, waitMs);
     signal?.addEventListener("abort", wake, { once: true });
     this.waiters.add(wake);
-    const channel = this.keys.inboxChannel(client);
+    // The client's inbox channel and one per group it reads (a group's accept publishes once).
+    const channels = [this.keys.inboxChannel(client), ...(watch?.groups ?? []).map((g) => this.keys.groupChannel(g))];
     const listener = () => wake();
     let finished = false;
     let subscribed = false;
-    const unsubscribe = () => void this.connection.unsubscribe(channel, listener).catch(() => {});
+    const unsubscribe = () => void Promise.all(channels.map((c) => this.connection.unsubscribe(c, listener))).catch(() => {});
     // Subscribe before checking, so an append between the check and the wait still wakes us.
-    const subscribing = this.connection
-      .subscribe(channel, listener)
+    const subscribing = Promise.all(channels.map((c) => this.connection.subscribe(c, listener)))
       .then(() => {
         subscribed = true;
         if (finished) unsubscribe();
@@ -527,6 +565,8 @@ export class RedisStore implements Store {
       .catch(() => {}); // no pub/sub: the timer still bounds the wait
     try {
       await Promise.race([subscribing, woken]);
+      if (fired) return;
+      await watch?.settle();
       if (fired) return;
       if ((await this.client.zCount(this.keys.inbox(client).queue, `(${afterCursor}`, "+inf")) > 0) return;
       await woken;

@@ -252,6 +252,8 @@ function mayMutate(plan: Plan, status: number, json: unknown): boolean {
   }
   // A follower's catch-up pulls from the hub into its replica: a read that may write.
   if (plan.label === "GET /v1/groups/:id/messages") return true;
+  // An inbox read first pulls the client's group feeds into its inbox (domain/feed-reader.ts).
+  if (plan.path.startsWith("/v1/inbox")) return true;
   if (plan.method === "GET") return false;
   // An upload that accepted nothing is a rejection and must not change anything either.
   if (plan.label === "POST /v1/key-packages") return ((json as { accepted?: unknown[] } | undefined)?.accepted?.length ?? 1) > 0;

@@ -10,6 +10,7 @@ import { MlsClient } from "../../src/client/index.js";
 import { fromB64u, toB64u } from "../../src/client/b64.js";
 import type { SigningKey } from "../../src/federation/keys.js";
 import { MemoryStore } from "../../src/store/memory.js";
+import type { MemoryFeeds } from "../../src/store/memory-feeds.js";
 import type { Store } from "../../src/store/port.js";
 import { redisUrl, startFederation, stopAll, testKey, uniquePrefix, type Provider } from "../helpers/providers.js";
 
@@ -305,6 +306,7 @@ export function fingerprint(store: Store): string {
     inboxes: Map<string, { counter: number; seen: Map<string, number>; entries: { cursor: number }[] }>;
     outboxes: Map<string, { counter: number; seen: Map<string, number>; entries: { cursor: number }[] }>;
     revoked: Map<string, { atMs: number }>;
+    feeds: MemoryFeeds;
   };
   const known = new Set([
     "kind",
@@ -318,6 +320,7 @@ export function fingerprint(store: Store): string {
     "seen",
     "events",
     "revoked",
+    "feeds",
   ]);
   // Configuration and bookkeeping that is no stored state: the integrity marker (random per
   // process), sweep thresholds, the clock and the retention settings.
@@ -348,6 +351,9 @@ export function fingerprint(store: Store): string {
       add(["log", seq, e.seq, e.kind, e.sha256, e.message.length, e.recipients, refs]);
   }
   for (const [client, groups] of m.memberships) add(["member", client, [...groups]]);
+  const feeds = m.feeds.snapshot();
+  for (const [groupId, spans] of feeds.spans) add(["spans", groupId, spans]);
+  for (const [client, marks] of feeds.marks) add(["marks", client, marks]);
   for (const [name, queues] of [["in", m.inboxes] as const, ["out", m.outboxes] as const]) {
     for (const [key, q] of queues) add([name, key, q.counter, q.seen.size, q.entries.map((e) => e.cursor)]);
   }

@@ -153,7 +153,8 @@ describe("the membership index on the Redis store", () => {
       // The accept alone, as if the process died right after the script (before writing the index).
       const keys = new KeySchema(prefix).group(g.groupId);
       const client = store.connection.commands as unknown as EvalCapable;
-      const accepted = await callScript(client, SUBMIT, { keys, submission: adds, nowMs: 1 });
+      const wake = { channel: new KeySchema(prefix).groupChannel(g.groupId), publish: "SPUBLISH" as const };
+      const accepted = await callScript(client, SUBMIT, { keys, submission: adds, nowMs: 1, wake });
       expect(accepted).toMatchObject({
         ok: true,
         index: { members: ["a@a.example/1", "c@a.example/1"], removed: ["b@a.example/1"] },
@@ -162,7 +163,17 @@ describe("the membership index on the Redis store", () => {
       expect(await store.groupsOf("b@a.example/1")).toEqual([g.groupId]);
       await store.undispatched(); // crash recovery's scan
       expect(await store.groupsOf("c@a.example/1")).toEqual([g.groupId]);
+      // b left, but keeps the group in its index until it has read its feed to the end: the commit
+      // that removed it (domain/feeds.ts); that read drops it.
+      expect(await store.groupsOf("b@a.example/1")).toEqual([g.groupId]);
+      const last = await store.readFeed(g.groupId, "b@a.example/1", 0, 10);
+      expect(last).toEqual({ kind: "page", seqs: [1], through: 1, ended: true });
+      if (last.kind !== "page") throw new Error("unreachable");
+      await store.advanceFeed("b@a.example/1", { key: g.groupId, groupId: g.groupId, ...last, dropIndex: true });
       expect(await store.groupsOf("b@a.example/1")).toEqual([]);
+      expect((await store.readInbox("b@a.example/1", 0, 10)).map((r) => r.item)).toEqual([
+        { kind: "ref", groupId: g.groupId, seq: 1 },
+      ]);
       // Written once, the debt is cleared: a commit without roster change owes nothing.
       const plain = await store.submit(g.groupId, { ...adds, sha256: "c2", epoch: 1, added: [], removed: [] }, 1);
       expect(plain).toMatchObject({ ok: true, epoch: 2 });

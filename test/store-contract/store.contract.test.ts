@@ -234,8 +234,92 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
         1,
       );
       expect(app.ok && app.entries[0]?.recipients).toEqual(["b/1"]);
-      expect(await store.groupsOf("c/1")).toEqual([]);
       expect(await store.groupsOf("b/1")).toEqual([g.groupId]);
+      // c keeps the group in its index until it has read its feed to the end (the commit that
+      // removed it, nothing after): that read drops it.
+      expect(await store.groupsOf("c/1")).toEqual([g.groupId]);
+      // A page reads on past the removal (`through` is the last seq looked at) but carries nothing after it.
+      expect(await store.readFeed(g.groupId, "c/1", 0, 10)).toEqual({ kind: "page", seqs: [1], through: 2, ended: true });
+      await store.advanceFeed("c/1", { key: g.groupId, groupId: g.groupId, through: 2, seqs: [1], ended: true, dropIndex: true });
+      expect(await store.groupsOf("c/1")).toEqual([]);
+      expect(await store.readFeed(g.groupId, "b/1", 0, 10)).toEqual({ kind: "page", seqs: [1, 2], through: 2, ended: false });
+      expect(await store.readFeed(g.groupId, "a/1", 0, 10)).toEqual({ kind: "page", seqs: [], through: 2, ended: false });
+    });
+  });
+
+  describe("group feeds (domain/feeds.ts)", () => {
+    const feed = (groupId: string, through: number, seqs: number[], ended = false) => ({
+      key: groupId,
+      groupId,
+      through,
+      seqs,
+      ended,
+      dropIndex: true,
+    });
+
+    it("gives a member what reached it after its mark, pages by limit, and moves the mark atomically with the inbox", async () => {
+      const g = group({ members: ["a/1", "b/1"] });
+      await store.createGroup(g);
+      for (let i = 0; i < 5; i++)
+        await store.submit(
+          g.groupId,
+          { kind: "application", sender: i % 2 ? "b/1" : "a/1", epoch: 0, sha256: `m${i}`, message: "x" },
+          1,
+        );
+      expect(await store.readFeed(g.groupId, "b/1", 0, 3)).toEqual({ kind: "page", seqs: [1, 3], through: 3, ended: false });
+      expect(await store.advanceFeed("b/1", feed(g.groupId, 3, [1, 3]))).toBe(2);
+      // A second reader of the same client with the same page adds nothing; a mark never goes back.
+      expect(await store.advanceFeed("b/1", feed(g.groupId, 3, [1, 3]))).toBe(0);
+      expect(await store.advanceFeed("b/1", feed(g.groupId, 1, [1]))).toBe(0);
+      expect((await store.feedMarks("b/1")).get(g.groupId)).toBe(3);
+      expect(await store.readFeed(g.groupId, "b/1", 3, 3)).toEqual({ kind: "page", seqs: [5], through: 5, ended: false });
+      expect(await store.advanceFeed("b/1", feed(g.groupId, 5, [5]))).toBe(1);
+      expect((await store.readInbox("b/1", 0, 10)).map((r) => r.item)).toEqual(
+        [1, 3, 5].map((seq) => ({ kind: "ref", groupId: g.groupId, seq })),
+      );
+      // Nothing new: the page is empty and the mark stays.
+      expect(await store.readFeed(g.groupId, "b/1", 5, 3)).toEqual({ kind: "page", seqs: [], through: 5, ended: false });
+    });
+
+    it("starts a joiner after its Welcome, ends a leaver at its removal, and resumes a member added again", async () => {
+      const g = group({ members: ["a/1"] });
+      await store.createGroup(g);
+      await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 0, sha256: "before", message: "x" }, 1); // 1
+      const welcome = { message: "w", sha256: "w1" };
+      await store.submit(g.groupId, commit("a/1", 0, { added: ["b/1"], welcome }), 1); // 2 commit, 3 welcome
+      await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 1, sha256: "in", message: "x" }, 1); // 4
+      await store.submit(g.groupId, commit("a/1", 1, { removed: ["b/1"] }), 1); // 5
+      await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 2, sha256: "out", message: "x" }, 1); // 6
+      await store.submit(g.groupId, commit("a/1", 2, { added: ["b/1"], welcome: { message: "w", sha256: "w2" } }), 1); // 7, 8
+      await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 3, sha256: "back", message: "x" }, 1); // 9
+      // The Welcomes (3, 8) are addressed entries, not feed entries; 1 and 6 came while b was out.
+      expect(await store.readFeed(g.groupId, "b/1", 0, 100)).toEqual({ kind: "page", seqs: [4, 5, 9], through: 9, ended: false });
+      // Pages start at the span (after the Welcome at 3), not at seq 1; the second span goes on after 8.
+      expect(await store.readFeed(g.groupId, "b/1", 0, 3)).toEqual({ kind: "page", seqs: [4, 5], through: 6, ended: false });
+      expect(await store.readFeed(g.groupId, "b/1", 6, 1)).toEqual({ kind: "page", seqs: [9], through: 9, ended: false });
+      // A client that never was a member has no feed there.
+      expect(await store.readFeed(g.groupId, "z/1", 0, 100)).toEqual({ kind: "none" });
+    });
+
+    it("leaves a send-group's proposals to its owner's inbox and keeps no feed for a replica", async () => {
+      const g = group({ members: ["o/1", "m/1"], owner: "o/1", mode: "send-group" });
+      await store.createGroup(g);
+      await store.submit(g.groupId, { kind: "proposal", sender: "m/1", epoch: 0, sha256: "p", message: "x" }, 1);
+      await store.submit(g.groupId, { kind: "application", sender: "o/1", epoch: 0, sha256: "a", message: "x" }, 1);
+      expect(await store.readFeed(g.groupId, "o/1", 0, 10)).toEqual({ kind: "page", seqs: [], through: 2, ended: false });
+      expect(await store.readFeed(g.groupId, "m/1", 0, 10)).toEqual({ kind: "page", seqs: [2], through: 2, ended: false });
+      const replica = group({ hub: "b.example", members: ["a/1", "b@b.example/1"] });
+      const entry = {
+        seq: 1,
+        kind: "application" as const,
+        epoch: 0,
+        sender: "b@b.example/1",
+        message: "x",
+        sha256: "r",
+        recipients: ["a/1"],
+      };
+      await store.putReplicaEntries(replica, [entry]);
+      expect(await store.readFeed(replica.groupId, "a/1", 0, 10)).toEqual({ kind: "none" });
     });
 
     it("blocks other committers while a lease is held and lets the holder commit with its token", async () => {

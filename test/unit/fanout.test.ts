@@ -26,8 +26,12 @@ class GatedStore extends MemoryStore {
 
 const members = (n: number) => Array.from({ length: n }, (_, i) => `u${i}@a.example/d`);
 
+/**
+ * Entries addressed to their recipients (Welcomes): what the hub's fan-out still writes to inboxes.
+ * Member-wide entries are read from the group feed instead (the last test).
+ */
 function entry(seq: number, recipients: string[], sender = "s@a.example/d"): LogEntry {
-  return { seq, kind: "application", epoch: 0, sender, message: `m${seq}`, sha256: `h${seq}`, recipients };
+  return { seq, kind: "welcome", epoch: 0, sender, message: `m${seq}`, sha256: `h${seq}`, recipients };
 }
 
 function dispatcher(store: MemoryStore): Dispatcher {
@@ -92,5 +96,31 @@ describe("the fan-out dispatcher", () => {
     // The two that arrived while the first ran shared one call, in seq order.
     expect(store.calls.map((c) => c[0]!.items.map((i) => (i as { seq: number }).seq))).toEqual([[1], [2, 3]]);
     expect((await store.readInbox(group[1]!, 0, 10)).map((x) => (x.item as { seq: number }).seq)).toEqual([1, 2, 3]);
+  });
+
+  it("writes no inbox for member-wide entries, whatever the group size: members read them from the group feed", async () => {
+    const store = new GatedStore();
+    const group = members(1000);
+    await store.createGroup({
+      groupId: "big",
+      hub: "a.example",
+      mode: "ordered",
+      cipherSuite: 1,
+      epoch: 0,
+      nextSeq: 1,
+      members: group,
+      owner: group[0]!,
+      createdAt: 0,
+    });
+    const accepted = await store.submit(
+      "big",
+      { kind: "application", sender: group[0]!, epoch: 0, sha256: "h", message: "m" },
+      0,
+    );
+    if (!accepted.ok) throw new Error("not accepted");
+    await dispatcher(store).dispatch("big", accepted.entries, group, "ordered");
+    expect(store.calls).toEqual([]);
+    expect(await store.undispatched()).toEqual([]);
+    expect(await store.readFeed("big", group[999]!, 0, 10)).toEqual({ kind: "page", seqs: [1], through: 1, ended: false });
   });
 });

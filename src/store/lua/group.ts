@@ -1,5 +1,6 @@
 import type { GroupRecord, LeaseOutcome, LogEntry, ReplicaWrite } from "../port.js";
 import type { GroupKeys } from "./keys.js";
+import { formatSpans, openSpan } from "../../domain/feeds.js";
 import { LUA_HELPERS, typedScript } from "./script.js";
 
 /**
@@ -17,7 +18,8 @@ export function recordFields(r: Omit<GroupRecord, "nextSeq">): string[] {
 }
 
 /**
- * KEYS: record, groupInfo. ARGV: hasGroupInfo, giEpoch, giInfo, then field/value pairs of the record.
+ * KEYS: record, groupInfo, spans. ARGV: hasGroupInfo, giEpoch, giInfo, the number n of span
+ * arguments, n member/spans pairs' items, then field/value pairs of the record.
  * Returns 1 if created, 0 if the id is taken (by a group or a replica).
  */
 export const CREATE_GROUP = typedScript<
@@ -27,15 +29,19 @@ export const CREATE_GROUP = typedScript<
   "createGroup",
   `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+local spanArgs = tonumber(ARGV[4])
+if spanArgs > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, 5, 4 + spanArgs)) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5 + spanArgs))
 if ARGV[1] == '1' then redis.call('HSET', KEYS[2], 'epoch', ARGV[2], 'info', ARGV[3]) end
 return 1
 `,
   ({ keys, record, groupInfo }) => {
-    const fields = [...recordFields(record), "nextSeq", String(record.nextSeq), "replica", "0"];
+    const fields = [...recordFields(record), "nextSeq", String(record.nextSeq), "replica", "0", "feeds", "1"];
     fields.push("dispatched", String(record.nextSeq - 1), "contig", "0");
     const gi = groupInfo ? ["1", String(groupInfo.epoch), groupInfo.groupInfo] : ["0", "", ""];
-    return { keys: [keys.record, keys.groupInfo], args: [...gi, ...fields] };
+    // The first members' feeds open after the last seq (domain/feeds.ts).
+    const spans = record.members.flatMap((m) => [m, formatSpans(openSpan([], record.nextSeq - 1))]);
+    return { keys: [keys.record, keys.groupInfo, keys.spans], args: [...gi, String(spans.length), ...spans, ...fields] };
   },
   (reply) => reply === 1,
 );

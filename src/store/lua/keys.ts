@@ -5,8 +5,9 @@
  *
  * Every key starts with `<prefix>:`. Hash tags group what one script must touch atomically:
  *   {u:<user>}    device list and KeyPackage pools of all the user's devices (claims)
- *   {g:<groupId>} group record, log, answers, commit log, GroupInfo (the ordering step)
- *   {c:<client>}  inbox (and its wake-up shard channel) and membership index of one client
+ *   {g:<groupId>} group record, log, answers, commit log, GroupInfo, feed spans (the ordering step)
+ *                 and the group's wake-up shard channel
+ *   {c:<client>}  inbox (and its wake-up shard channel), membership index and feed marks of one client
  *   {p:<peer>}    outbox of one peer provider
  */
 
@@ -43,6 +44,8 @@ export const GROUP_KEYS = {
   answers: "ans", // HASH sha256 → {"seq","epoch"} (retried submissions get the original answer)
   commitLog: "clog", // ZSET epoch → CommitLogEntry JSON
   groupInfo: "gi", // HASH epoch, info, tree (the ratchet tree when the GroupInfo does not embed it)
+  spans: "spans", // HASH member → feed spans "start:end,…" (domain/feeds.ts; groups ordered here)
+  meta: "meta", // HASH seq → "kind|sender" (feed reads never decode an entry's recipients)
 } as const;
 
 /** Suffixes of the queue keys below `<prefix>:{c:<client>}:in:` and `<prefix>:{p:<peer>}:out:`. */
@@ -86,6 +89,8 @@ export class KeySchema {
       answers: base + GROUP_KEYS.answers,
       commitLog: base + GROUP_KEYS.commitLog,
       groupInfo: base + GROUP_KEYS.groupInfo,
+      spans: base + GROUP_KEYS.spans,
+      meta: base + GROUP_KEYS.meta,
     };
   }
   /** SCAN pattern matching every group record (glob characters in the prefix escaped). */
@@ -106,6 +111,14 @@ export class KeySchema {
   }
   outbox(peer: string): QueueKeys {
     return this.queue(`${this.prefix}:{p:${peer}}:out:`);
+  }
+  /** HASH feed key → read mark of the client's group feeds (domain/feed-reader.ts). */
+  feedMarks(client: string): string {
+    return `${this.prefix}:{c:${client}}:feeds`;
+  }
+  /** Shard channel announcing new entries in a group's log (one wake-up per accept, not per member). */
+  groupChannel(groupId: string): string {
+    return `${this.groupBase(groupId)}wake`;
   }
   /** SET of group ids the client belongs to (groupsOf). */
   memberships(client: string): string {

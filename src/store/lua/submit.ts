@@ -1,11 +1,14 @@
 import type { LogEntry, Submission, SubmitOutcome } from "../port.js";
 import type { GroupKeys } from "./keys.js";
+import { SPAN_HELPERS } from "./feed.js";
 import { LUA_HELPERS, typedScript } from "./script.js";
 
 export interface SubmitInput {
   keys: GroupKeys;
   submission: Submission;
   nowMs: number;
+  /** The group's wake-up channel and the command that publishes it (PUBLISH, or SPUBLISH in a cluster). */
+  wake: { channel: string; publish: "PUBLISH" | "SPUBLISH" };
 }
 
 /**
@@ -59,21 +62,23 @@ type SubmitReply =
  * dedupe, storing the effect). One script over the keys of one group ({g:<groupId>}), so the
  * decision and its effect are atomic.
  *
- * KEYS: record, log, seqs, answers, commitLog, groupInfo. ARGV[1]: encodeSubmission's JSON.
+ * KEYS: record, log, seqs, answers, commitLog, groupInfo, spans, meta. ARGV[1]: encodeSubmission's
+ * JSON; ARGV[2], ARGV[3]: the group's wake-up channel and the publish command (one wake-up per
+ * accept, whatever the group size: members read the log through their feeds, domain/feeds.ts).
  * Returns JSON: a refusal (SubmitOutcome shape), {"ok":true,"duplicate":true,"answer":{seq,epoch}},
  * or {"ok":true,"duplicate":false,"answer":…,"entries":[the stored LogEntry JSONs],"index":PendingIndex?}.
  */
 export const SUBMIT = typedScript<SubmitInput, SubmitResult>(
   "submit",
-  `${LUA_HELPERS}
-local recK, logK, seqsK, ansK, clogK, giK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+  `${LUA_HELPERS}${SPAN_HELPERS}
+local recK, logK, seqsK, ansK, clogK, giK, spansK, metaK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local s = cjson.decode(ARGV[1])
 local now = s.now
 local kind, sender, sha, message = s.kind, s.sender, s.sha256, s.message
 local subEpoch = s.epoch
 local subEpochS = istr(subEpoch)
 
-local f = redis.call('HMGET', recK, 'replica', 'epoch', 'nextSeq', 'members', 'owner', 'mode', 'leaseToken', 'leaseExpiresAt', 'contig')
+local f = redis.call('HMGET', recK, 'replica', 'epoch', 'nextSeq', 'members', 'owner', 'mode', 'leaseToken', 'leaseExpiresAt', 'contig', 'feeds')
 -- A replica of a remote hub's group is not ordered here.
 if f[1] ~= '0' then return '{"ok":false,"code":"unknown_group"}' end
 local epoch, nextSeq = tonumber(f[2]), tonumber(f[3])
@@ -83,6 +88,7 @@ local leaseToken = f[7]
 local leaseExpiresAt = nil
 if f[8] then leaseExpiresAt = tonumber(f[8]) end
 local contig = tonumber(f[9]) or 0
+local hasFeeds = f[10] == '1'
 
 local isMember = contains(members, sender)
 local external = kind == 'commit' and s.external == true
@@ -106,12 +112,22 @@ end
 local others = {}
 for i = 1, #members do if members[i] ~= sender then others[#others + 1] = members[i] end end
 
+-- A group stored before feeds existed: its members' inboxes got every entry so far; from here on
+-- they read the log (spans open after the last seq). Once per group, atomically with this accept.
+local function ensureFeeds()
+  if hasFeeds then return end
+  for i = 1, #members do openSpanIn(spansK, members[i], nextSeq - 1) end
+  redis.call('HSET', recK, 'feeds', '1')
+  hasFeeds = true
+end
+
 local function storeEntry(seq, entryKind, entryEpoch, entryMessage, entrySha, recipients)
   local json = '{"seq":' .. istr(seq) .. ',"kind":' .. jstr(entryKind) .. ',"epoch":' .. istr(entryEpoch) ..
     ',"sender":' .. jstr(sender) .. ',"message":' .. jstr(entryMessage) .. ',"sha256":' .. jstr(entrySha) ..
     ',"recipients":' .. jarr(recipients) .. '}'
   redis.call('HSET', logK, istr(seq), json)
   redis.call('ZADD', seqsK, istr(seq), istr(seq))
+  redis.call('HSET', metaK, istr(seq), entryKind .. '|' .. sender)
   return json
 end
 local function answer(seq, answerEpoch)
@@ -131,9 +147,11 @@ if kind ~= 'commit' then
   end
   local recipients = others
   if mode == 'send-group' and kind == 'proposal' then recipients = { owner } end
+  ensureFeeds()
   local meta = storeEntry(nextSeq, kind, subEpoch, message, sha, recipients)
   local a = answer(nextSeq, epoch)
   advance(nextSeq + 1)
+  redis.call(ARGV[3], ARGV[2], '1')
   return '{"ok":true,"duplicate":false,"answer":' .. a .. ',"entries":[' .. meta .. ']}'
 end
 
@@ -172,6 +190,7 @@ for i = 1, #joining do
   end
 end
 
+ensureFeeds()
 local metas = { storeEntry(nextSeq, 'commit', epoch, message, sha, others) }
 if type(s.welcome) == 'table' then
   metas[2] = storeEntry(nextSeq + 1, 'welcome', newEpoch, s.welcome.message, s.welcome.sha256, added)
@@ -189,6 +208,15 @@ redis.call('HSET', recK, 'epoch', istr(newEpoch), 'members', membersJson)
 -- An expired lease is dropped by an accepted commit (an active one is kept for its holder).
 if not leaseActive then redis.call('HDEL', recK, 'leaseToken', 'leaseHolder', 'leaseExpiresAt') end
 advance(nextSeq + #metas)
+-- Feed spans (domain/feeds.ts spanChange): who left receives this commit and nothing after it;
+-- who joined reads after this accept's last entry (its Welcome).
+for i = 1, #members do if not inNew[members[i]] then closeSpanIn(spansK, members[i], nextSeq) end end
+local wasIn = {}
+for i = 1, #members do wasIn[members[i]] = true end
+for i = 1, #newMembers do
+  if not wasIn[newMembers[i]] then openSpanIn(spansK, newMembers[i], nextSeq + #metas - 1) end
+end
+redis.call(ARGV[3], ARGV[2], '1')
 
 -- The membership index ({c:<client>}:groups, other slots) cannot change in this script on a
 -- cluster; what it owes is recorded here, atomically with the accept: 'pendingIndex' lists the
@@ -218,9 +246,9 @@ if changed then
 end
 return '{"ok":true,"duplicate":false,"answer":' .. a .. ',"entries":[' .. table.concat(metas, ',') .. ']' .. index .. '}'
 `,
-  ({ keys: k, submission, nowMs }) => ({
-    keys: [k.record, k.log, k.seqs, k.answers, k.commitLog, k.groupInfo],
-    args: [encodeSubmission(submission, nowMs)],
+  ({ keys: k, submission, nowMs, wake }) => ({
+    keys: [k.record, k.log, k.seqs, k.answers, k.commitLog, k.groupInfo, k.spans, k.meta],
+    args: [encodeSubmission(submission, nowMs), wake.channel, wake.publish],
   }),
   (raw) => {
     const reply = JSON.parse(String(raw)) as SubmitReply;

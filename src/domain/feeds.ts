@@ -1,0 +1,134 @@
+import type { GroupMode, LogEntry } from "../store/port.js";
+
+/**
+ * Group feeds: how a member reads a group it belongs to without the hub writing to every member's
+ * inbox on every accept (issue 10). The rules here are the specification; the memory store applies
+ * them directly and the Redis store's Lua (store/lua/feed.ts) is tested against them.
+ *
+ * - A member's **span** in a group, kept with the group (same Redis slot, written atomically with
+ *   the accept that changes the roster): the seqs it receives are those in `(start, end]`. A client
+ *   added by an accept reads after that accept's last entry (its Welcome); a client removed by a
+ *   commit receives that commit and nothing after it (`end` = the commit's seq). A client removed
+ *   and added again has several spans.
+ * - **Member-wide** entries (application messages, commits, and proposals except a send-group's)
+ *   reach every member whose span holds their seq, except their sender. Entries addressed to a
+ *   few (Welcomes, a send-group's proposals to its owner) keep going to those inboxes directly.
+ * - A member's **read mark** per group (kept with the client): the feed is read after it; the
+ *   entries found are appended to the client's inbox as references (so `/v1/inbox` cursors and
+ *   `ack` stay what docs/API.md says) and the mark moves in the same atomic step, so two readers
+ *   of one client never append an entry twice.
+ */
+
+export interface Span {
+  start: number;
+  /** Absent while the client is a member. */
+  end?: number;
+}
+
+/** Spans as stored: "start:end" items joined by ",", e.g. "0:12,40:" (open last span). */
+export function parseSpans(text: string | undefined): Span[] {
+  if (!text) return [];
+  return text.split(",").map((s) => {
+    const [a, b] = s.split(":");
+    return b ? { start: Number(a), end: Number(b) } : { start: Number(a) };
+  });
+}
+
+export function formatSpans(spans: Span[]): string {
+  return spans.map((s) => `${s.start}:${s.end ?? ""}`).join(",");
+}
+
+/** A client joins after `afterSeq` (idempotent while a span is open). */
+export function openSpan(spans: Span[], afterSeq: number): Span[] {
+  const last = spans.at(-1);
+  if (last && last.end === undefined) return spans;
+  return [...spans, { start: afterSeq }];
+}
+
+/** A client leaves with the commit at `lastSeq` (no-op without an open span). */
+export function closeSpan(spans: Span[], lastSeq: number): Span[] {
+  const last = spans.at(-1);
+  if (!last || last.end !== undefined) return spans;
+  return [...spans.slice(0, -1), { start: last.start, end: lastSeq }];
+}
+
+export function inSpans(spans: Span[], seq: number): boolean {
+  return spans.some((s) => seq > s.start && (s.end === undefined || seq <= s.end));
+}
+
+/** True when the client will receive nothing after `read`: every span is closed and read through. */
+export function feedEnded(spans: Span[], read: number): boolean {
+  return spans.every((s) => s.end !== undefined && s.end <= read);
+}
+
+/** Entries the feed carries (member-wide); the rest go to their few recipients' inboxes directly. */
+export function isMemberWide(mode: GroupMode, kind: LogEntry["kind"]): boolean {
+  if (kind === "welcome") return false;
+  return !(mode === "send-group" && kind === "proposal");
+}
+
+/** The roster change of an accept: who joins after `lastSeq`, who leaves with `commitSeq`. */
+export interface SpanChange {
+  joined: string[];
+  left: string[];
+  commitSeq: number;
+  lastSeq: number;
+}
+
+export function spanChange(before: string[], after: string[], commitSeq: number, lastSeq: number): SpanChange {
+  const was = new Set(before);
+  const now = new Set(after);
+  return {
+    joined: after.filter((m) => !was.has(m)),
+    left: before.filter((m) => !now.has(m)),
+    commitSeq,
+    lastSeq,
+  };
+}
+
+/**
+ * One feed read: which of `entries` (the group log after `read`, in seq order) reach `member`,
+ * and how far the read got. `through` is the last seq examined, so the next read starts after it.
+ */
+export function feedPage(
+  mode: GroupMode,
+  member: string,
+  spans: Span[],
+  entries: Pick<LogEntry, "seq" | "kind" | "sender">[],
+): { seqs: number[]; through: number | undefined } {
+  const seqs: number[] = [];
+  for (const e of entries) {
+    if (isMemberWide(mode, e.kind) && e.sender !== member && inSpans(spans, e.seq)) seqs.push(e.seq);
+  }
+  return { seqs, through: entries.at(-1)?.seq };
+}
+
+/** Where a feed read after `read` starts (past the gaps between spans), or undefined when it has ended. */
+export function feedStart(spans: Span[], read: number): number | undefined {
+  for (const s of spans) {
+    if (s.end !== undefined && s.end <= read) continue;
+    return Math.max(read, s.start);
+  }
+  return undefined;
+}
+
+/** What the group side of a feed read answers (store.readFeed). */
+export type FeedRead =
+  /** The group keeps no span for this member: a replica, whose entries are inboxed as they arrive. */
+  { kind: "none" } | { kind: "page"; seqs: number[]; through: number; ended: boolean };
+
+/** The whole group-side read, given the member's spans and a log reader (both stores use this order). */
+export async function readFeedWith(
+  mode: GroupMode,
+  member: string,
+  spans: Span[] | undefined,
+  afterSeq: number,
+  readLog: (after: number) => Promise<Pick<LogEntry, "seq" | "kind" | "sender">[]>,
+): Promise<FeedRead> {
+  if (!spans || spans.length === 0) return { kind: "none" };
+  const from = feedStart(spans, afterSeq);
+  if (from === undefined) return { kind: "page", seqs: [], through: afterSeq, ended: true };
+  const page = feedPage(mode, member, spans, await readLog(from));
+  const through = page.through ?? from;
+  return { kind: "page", seqs: page.seqs, through, ended: feedEnded(spans, through) };
+}

@@ -1,0 +1,163 @@
+import type { FeedRead } from "../../domain/feeds.js";
+import type { GroupKeys, QueueKeys } from "./keys.js";
+import { LUA_HELPERS, typedScript } from "./script.js";
+
+/**
+ * Group feeds on Redis (domain/feeds.ts is the specification these follow; the memory store uses
+ * it directly). The group side ({g:<groupId>}) keeps each member's spans and a small per-entry
+ * meta "kind|sender" (so a feed read never decodes an entry's recipient list); the client side
+ * ({c:<client>}) keeps the read marks and the inbox. Each script touches one slot.
+ */
+
+/** Lua twins of parseSpans / formatSpans / openSpan / closeSpan / inSpans / feedStart / feedEnded. */
+export const SPAN_HELPERS = `
+local function parseSpans(text)
+  local out = {}
+  if not text or text == '' then return out end
+  for item in string.gmatch(text, '[^,]+') do
+    local colon = string.find(item, ':', 1, true)
+    local e = string.sub(item, colon + 1)
+    out[#out + 1] = { start = tonumber(string.sub(item, 1, colon - 1)), finish = (e ~= '' and tonumber(e)) or nil }
+  end
+  return out
+end
+local function formatSpans(spans)
+  local parts = {}
+  for i = 1, #spans do
+    parts[i] = istr(spans[i].start) .. ':' .. ((spans[i].finish and istr(spans[i].finish)) or '')
+  end
+  return table.concat(parts, ',')
+end
+local function openSpanIn(spansK, member, afterSeq)
+  local spans = parseSpans(redis.call('HGET', spansK, member))
+  local last = spans[#spans]
+  if last and not last.finish then return end
+  spans[#spans + 1] = { start = afterSeq }
+  redis.call('HSET', spansK, member, formatSpans(spans))
+end
+local function closeSpanIn(spansK, member, lastSeq)
+  local spans = parseSpans(redis.call('HGET', spansK, member))
+  local last = spans[#spans]
+  if not last or last.finish then return end
+  last.finish = lastSeq
+  redis.call('HSET', spansK, member, formatSpans(spans))
+end
+`;
+
+/**
+ * KEYS: record, seqs, meta, spans. ARGV: member, afterSeq, limit.
+ * Returns the FeedRead as JSON.
+ */
+export const READ_FEED = typedScript<{ keys: GroupKeys; member: string; afterSeq: number; limit: number }, FeedRead>(
+  "readFeed",
+  `${LUA_HELPERS}${SPAN_HELPERS}
+local f = redis.call('HMGET', KEYS[1], 'replica', 'mode')
+if f[1] ~= '0' then return '{"kind":"none"}' end
+local member, read, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local spans = parseSpans(redis.call('HGET', KEYS[4], member))
+if #spans == 0 then return '{"kind":"none"}' end
+local from = nil
+for i = 1, #spans do
+  if not (spans[i].finish and spans[i].finish <= read) then
+    from = math.max(read, spans[i].start)
+    break
+  end
+end
+if not from then return '{"kind":"page","seqs":[],"through":' .. istr(read) .. ',"ended":true}' end
+local seqs = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. istr(from), '+inf', 'LIMIT', 0, limit)
+local out, through = {}, from
+if #seqs > 0 then
+  local metas = redis.call('HMGET', KEYS[3], unpack(seqs))
+  for i = 1, #seqs do
+    local seq = tonumber(seqs[i])
+    through = seq
+    local meta = metas[i]
+    if meta then
+      local bar = string.find(meta, '|', 1, true)
+      local kind, sender = string.sub(meta, 1, bar - 1), string.sub(meta, bar + 1)
+      local wide = kind ~= 'welcome' and not (f[2] == 'send-group' and kind == 'proposal')
+      local inside = false
+      for j = 1, #spans do
+        if seq > spans[j].start and (not spans[j].finish or seq <= spans[j].finish) then inside = true end
+      end
+      if wide and inside and sender ~= member then out[#out + 1] = istr(seq) end
+    end
+  end
+end
+local ended = true
+for i = 1, #spans do if not spans[i].finish or spans[i].finish > through then ended = false end end
+return '{"kind":"page","seqs":[' .. table.concat(out, ',') .. '],"through":' .. istr(through) .. ',"ended":' .. tostring(ended) .. '}'
+`,
+  ({ keys, member, afterSeq, limit }) => ({
+    keys: [keys.record, keys.seqs, keys.meta, keys.spans],
+    args: [member, String(afterSeq), String(limit)],
+  }),
+  (raw) => JSON.parse(String(raw)) as FeedRead,
+);
+
+export interface AdvanceFeedInput {
+  inbox: QueueKeys;
+  marks: string;
+  memberships: string;
+  nowMs: number;
+  dedupeTtlMs: number;
+  channel: string;
+  publish: "PUBLISH" | "SPUBLISH";
+  key: string;
+  groupId: string;
+  through: number;
+  seqs: number[];
+  ended: boolean;
+  dropIndex: boolean;
+}
+
+/**
+ * KEYS: inbox counter, queue, items, seen, marks, memberships. ARGV: nowMs, dedupeTtlMs, channel,
+ * publish command, feed key, groupId, through, ended ("1"/"0"), dropIndex ("1"/"0"), then seqs.
+ * The inbox append is QUEUE_APPEND's (same ids, same dedupe); returns how many refs were added.
+ */
+export const ADVANCE_FEED = typedScript<AdvanceFeedInput, number>(
+  "advanceFeed",
+  `${LUA_HELPERS}
+local ctrK, qK, itemsK, seenK, marksK, groupsK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local key, groupId, through = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local previous = tonumber(redis.call('HGET', marksK, key) or '0')
+if through > previous then redis.call('HSET', marksK, key, istr(through)) end
+local added = 0
+for i = 10, #ARGV do
+  local seq = tonumber(ARGV[i])
+  local id = groupId .. ':' .. istr(seq)
+  if seq > previous and not redis.call('ZSCORE', qK, id) and not redis.call('ZSCORE', seenK, id) then
+    local cursor = redis.call('INCR', ctrK)
+    redis.call('ZADD', qK, istr(cursor), id)
+    redis.call('HSET', itemsK, id, '{"kind":"ref","groupId":' .. jstr(groupId) .. ',"seq":' .. istr(seq) .. '}')
+    redis.call('ZADD', seenK, ARGV[1], id)
+    added = added + 1
+  end
+end
+if added > 0 then
+  redis.call('ZREMRANGEBYSCORE', seenK, '-inf', '(' .. istr(now - ttl))
+  redis.call('PEXPIRE', seenK, ARGV[2])
+  redis.call(ARGV[4], ARGV[3], '1')
+end
+if ARGV[8] == '1' and ARGV[9] == '1' then redis.call('SREM', groupsK, groupId) end
+return added
+`,
+  (i) => ({
+    keys: [i.inbox.counter, i.inbox.queue, i.inbox.items, i.inbox.seen, i.marks, i.memberships],
+    args: [
+      String(i.nowMs),
+      String(i.dedupeTtlMs),
+      i.channel,
+      i.publish,
+      i.key,
+      i.groupId,
+      String(i.through),
+      i.ended ? "1" : "0",
+      i.dropIndex ? "1" : "0",
+      ...i.seqs.map(String),
+    ],
+  }),
+  (added) => Number(added),
+);
