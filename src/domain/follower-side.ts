@@ -49,11 +49,15 @@ export class FollowerSide implements GroupSide {
     return this.peers.releaseLease(g.hub, g.groupId, actor, token);
   }
 
-  async forLogRead(actor: string, g: GroupRecord): Promise<GroupRecord> {
+  async forLogRead(client: string, g: GroupRecord): Promise<GroupRecord> {
     // Only a member (by the replica's view) makes this DS call the hub.
-    requireMember(g, actor);
-    // Pull what the hub has beyond our replica first, so catch-up after stale_epoch sees the winner.
-    await this.replica.syncReplica(g.hub, g.groupId);
+    requireMember(g, actorIn(g, client));
+    // Pull what the hub has beyond our replica first, so catch-up after stale_epoch sees the winner;
+    // a reader the hub's answer leaves out is refused before that answer is stored.
+    const admitted = await this.replica.syncReplica(g.hub, g.groupId, (members) =>
+      members.includes(actorIn({ ...g, members }, client)),
+    );
+    if (!admitted) throw new DsError("not_a_member", "you are not a member of this group");
     return (await this.store.getGroup(g.groupId)) ?? g;
   }
 

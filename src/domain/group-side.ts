@@ -29,8 +29,11 @@ export interface GroupSide {
   submitMessage(actor: string, g: GroupRecord, text: string): Promise<{ seq: number }>;
   acquireLease(actor: string, g: GroupRecord, ttlMs: number): Promise<{ leaseToken: string; expiresAt: number }>;
   releaseLease(actor: string, g: GroupRecord, token: string): Promise<void>;
-  /** The record to read a client's catch-up from (a follower first pulls what the hub has beyond its replica). */
-  forLogRead(actor: string, g: GroupRecord): Promise<GroupRecord>;
+  /**
+   * The record to read `client`'s catch-up from (a follower first pulls what the hub has beyond its
+   * replica, unless the hub's answer would leave `client` out: then it refuses, having stored nothing).
+   */
+  forLogRead(client: string, g: GroupRecord): Promise<GroupRecord>;
   groupInfo(client: string, g: GroupRecord): Promise<StoredGroupInfo>;
 }
 

@@ -182,7 +182,7 @@ export class Groups {
   ): Promise<{ messages: WireLogEntry[]; next: number; more: boolean }> {
     const known = await this.requireKnown(groupId);
     const page = Math.min(Math.max(1, limit), this.limits.logPageSize);
-    const g = await this.sideOf(known).forLogRead(actorIn(known, client), known);
+    const g = await this.sideOf(known).forLogRead(client, known);
     const actor = actorIn(g, client);
     requireMember(g, actor);
     const entries = await this.store.readLog(groupId, after, page);

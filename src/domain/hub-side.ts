@@ -223,7 +223,7 @@ export class HubSide implements GroupSide {
     if (!(await this.store.releaseLease(g.groupId, token))) throw new DsError("not_found", "no such lease");
   }
 
-  async forLogRead(_actor: string, g: GroupRecord): Promise<GroupRecord> {
+  async forLogRead(_client: string, g: GroupRecord): Promise<GroupRecord> {
     return g;
   }
 

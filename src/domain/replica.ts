@@ -199,18 +199,25 @@ export class ReplicaSync {
     return view.members.includes(sender) || (local?.members.includes(sender) ?? false) || domainOf(sender) === hub;
   }
 
-  /** Brings the replica up to the hub's log (catch-up on a follower), within GAP_FILL. */
-  syncReplica(hub: string, groupId: string): Promise<void> {
+  /**
+   * Brings the replica up to the hub's log (catch-up on a follower), within GAP_FILL. `admits`
+   * tests the reader against the member list a page would leave in the replica: if the hub's
+   * answer leaves the reader out, that page is not written and this returns false, so the read
+   * the caller then refuses has changed nothing (a refused request never writes).
+   */
+  syncReplica(hub: string, groupId: string, admits: (members: string[]) => boolean): Promise<boolean> {
     return this.serial(groupId, async () => {
       const before = await this.store.contiguousSeq(groupId);
-      await this.inboxRange(groupId, before, await this.fillGap(hub, groupId, new PullBudget(this.clock)));
+      const reader = { admits, leftOut: false };
+      await this.inboxRange(groupId, before, await this.fillGap(hub, groupId, new PullBudget(this.clock), reader));
+      return !reader.leftOut;
     });
   }
 
   /** Bounded gap fill; never throws (a failure is logged and retried on the next delivery). */
-  private async fillGap(hub: string, groupId: string, budget: PullBudget): Promise<number> {
+  private async fillGap(hub: string, groupId: string, budget: PullBudget, reader?: Reader): Promise<number> {
     try {
-      return await this.pull(hub, groupId, budget);
+      return await this.pull(hub, groupId, budget, reader);
     } catch (err) {
       this.log.warn({ err, groupId, hub }, "gap fill from hub failed; will retry on next delivery");
       return this.store.contiguousSeq(groupId);
@@ -218,7 +225,7 @@ export class ReplicaSync {
   }
 
   /** Pulls pages after the contiguous point while each page makes progress and the budget lasts. */
-  private async pull(hub: string, groupId: string, budget: PullBudget): Promise<number> {
+  private async pull(hub: string, groupId: string, budget: PullBudget, reader?: Reader): Promise<number> {
     let from = await this.store.contiguousSeq(groupId);
     for (;;) {
       if (!budget.canPull()) {
@@ -229,6 +236,10 @@ export class ReplicaSync {
       budget.pulled(page.entries.length);
       const local = await this.store.getGroup(groupId);
       this.checkPage(hub, groupId, from, page, local);
+      if (reader && !reader.admits(membersAfter(local, page.group))) {
+        reader.leftOut = true;
+        return from;
+      }
       const write = await this.store.putReplicaEntries(replicaRecord(page.group), page.entries);
       if (!write.ok) throw new DsError("forbidden", `${groupId} is not a replica of ${hub} here`);
       // The hub trimmed what lies before logStart (every member had it, or retention passed): skip
@@ -316,6 +327,17 @@ export class ReplicaSync {
     const item: InboxItem = { kind: "notice", id: `cc:${c.groupId}:${c.epoch}`, type: "commit_conflict", body: { ...c } };
     await Promise.all(local.map((m) => this.store.appendInbox(m, [item])));
   }
+}
+
+/** A client's catch-up read, gating a sync on its membership (see syncReplica). */
+interface Reader {
+  admits: (members: string[]) => boolean;
+  leftOut: boolean;
+}
+
+/** The member list the store keeps after writing `view` (it never moves a replica to an older epoch). */
+function membersAfter(local: GroupRecord | undefined, view: GroupView): string[] {
+  return !local || view.epoch >= local.epoch ? view.members : local.members;
 }
 
 function highestSeq(entries: { seq: number }[]): number {

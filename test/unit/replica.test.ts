@@ -1,7 +1,9 @@
 import { pino } from "pino";
 import { Dispatcher, type DeliveredMessage } from "../../src/domain/fanout.js";
+import { FollowerSide } from "../../src/domain/follower-side.js";
 import { ReplicaSync } from "../../src/domain/replica.js";
 import type { GroupView, PeerGateway } from "../../src/domain/types.js";
+import { DsError } from "../../src/errors.js";
 import { MemoryStore } from "../../src/store/memory.js";
 
 const bob = "bob@b.example/1";
@@ -57,5 +59,66 @@ describe("a follower's replica", () => {
     const refused = await replica.deliver("c.example", "Zw", view, [entry(1, alice)]);
     expect(refused).toMatchObject([{ seq: 1, code: "forbidden" }]);
     expect(await store.getGroup("Zw")).toBeUndefined();
+  });
+});
+
+describe("a follower's catch-up read", () => {
+  /** B holds a replica of Zw (seq 1 delivered, bob a member); the hub answers pulls with `hubView` and seq 2. */
+  async function followerWithHubView(hubView: GroupView) {
+    const store = new MemoryStore();
+    const log = pino({ level: "silent" });
+    const pulls: number[] = [];
+    const peers = new Proxy({} as PeerGateway, {
+      get: (_t, name) =>
+        name === "messages"
+          ? (_hub: string, _groupId: string, after: number) => {
+              pulls.push(after);
+              return Promise.resolve({ group: hubView, entries: after < 2 ? [{ ...entry(2, alice), sha256: "" }] : [] });
+            }
+          : () => Promise.reject(new Error(`no ${String(name)} call expected`)),
+    });
+    const replica = new ReplicaSync(
+      "b.example",
+      store,
+      peers,
+      new Dispatcher("b.example", store, { notify: () => {} }, log),
+      log,
+    );
+    expect(await replica.deliver("a.example", "Zw", view, [entry(1, alice)])).toEqual([]);
+    const follower = new FollowerSide(store, peers, replica);
+    const state = async () => ({
+      group: await store.getGroup("Zw"),
+      contiguous: await store.contiguousSeq("Zw"),
+      log: await store.readLog("Zw", 0, 10),
+      inbox: await store.readInbox(bob, 0, 10),
+    });
+    return { store, follower, pulls, state };
+  }
+
+  it("refuses a reader the hub's answer leaves out before storing any of that answer", async () => {
+    const { store, follower, pulls, state } = await followerWithHubView({ ...view, members: [alice] });
+    const before = await state();
+    const refused = await follower.forLogRead(bob, (await store.getGroup("Zw"))!).catch((e: unknown) => e);
+    expect(pulls).toEqual([1]);
+    expect(await state()).toEqual(before);
+    expect(before.group?.members).toEqual([alice, bob]);
+    expect(refused).toBeInstanceOf(DsError);
+    expect((refused as DsError).code).toBe("not_a_member");
+  });
+
+  it("stores what the hub has beyond the replica for a reader it still lists", async () => {
+    const { store, follower, state } = await followerWithHubView({ ...view, members: [bob, alice] });
+    const g = await follower.forLogRead(bob, (await store.getGroup("Zw"))!);
+    expect(g.members).toEqual([bob, alice]);
+    const after = await state();
+    expect(after.contiguous).toBe(2);
+    expect(after.inbox.map(({ item }) => (item.kind === "ref" ? item.seq : -1))).toEqual([1, 2]);
+  });
+
+  it("judges the reader by the member list the replica keeps: an answer at an older epoch does not replace it", async () => {
+    const { store, follower, state } = await followerWithHubView({ ...view, epoch: 2, members: [alice] });
+    const g = await follower.forLogRead(bob, (await store.getGroup("Zw"))!);
+    expect(g.members).toEqual([alice, bob]);
+    expect((await state()).contiguous).toBe(2);
   });
 });
