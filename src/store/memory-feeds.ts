@@ -1,3 +1,4 @@
+import { domainOf } from "./port.js";
 import { closeSpan, inSpans, openSpan, spanChange, type Span } from "../domain/feeds.js";
 
 /**
@@ -55,11 +56,12 @@ export class MemoryFeeds {
    * holds it has read past it. A virtual member (`user/*`, read by each device with its own mark)
    * never says yes: such groups' entries go by the retention period.
    */
-  readByAll(groupId: string, seq: number, markOf: (member: string) => number | undefined): boolean {
+  readByAll(groupId: string, hub: string, seq: number, markOf: (member: string) => number | undefined): boolean {
     const m = this.spans.get(groupId);
     if (!m) return true;
     for (const [member, spans] of m) {
-      if (!inSpans(spans, seq)) continue;
+      // Members of other providers get entries through the outbox (counted as references).
+      if (domainOf(member) !== hub || !inSpans(spans, seq)) continue;
       if (member.endsWith("/*")) return false;
       if ((markOf(member) ?? 0) < seq) return false;
     }

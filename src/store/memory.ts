@@ -587,7 +587,8 @@ export class MemoryStore implements Store {
       const delivered =
         h.deliveredAt !== undefined &&
         h.deliveredAt <= now - this.deliveredGraceMs &&
-        (g.replica || this.feeds.readByAll(g.record.groupId, h.entry.seq, (m) => this.feeds.markOf(m, g.record.groupId)));
+        (g.replica ||
+          this.feeds.readByAll(g.record.groupId, g.record.hub, h.entry.seq, (m) => this.feeds.markOf(m, g.record.groupId)));
       if (!delivered && h.at > expired) break;
       g.log.delete(g.floor + 1);
       g.floor += 1;
