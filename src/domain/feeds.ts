@@ -7,12 +7,14 @@ import type { GroupMode, LogEntry } from "../store/port.js";
  *
  * - A member's **span** in a group, kept with the group (same Redis slot, written atomically with
  *   the accept that changes the roster): the seqs it receives are those in `(start, end]`. A client
- *   added by an accept reads after that accept's last entry (its Welcome); a client removed by a
+ *   added by a commit starts after that commit (`start` = the commit's seq); a client removed by a
  *   commit receives that commit and nothing after it (`end` = the commit's seq). A client removed
  *   and added again has several spans.
  * - **Member-wide** entries (application messages, commits, and proposals except a send-group's)
- *   reach every member whose span holds their seq, except their sender. Entries addressed to a
- *   few (Welcomes, a send-group's proposals to its owner) keep going to those inboxes directly.
+ *   reach every member whose span holds their seq, except their sender. The Welcome right after a
+ *   span's start is the joiner's (same accept), so the feed carries it first — a joiner never sees
+ *   its group's messages before its Welcome. Addressed entries (Welcomes, a send-group's proposals
+ *   to its owner) also go to those inboxes directly at fan-out; the inbox dedupes by (group, seq).
  * - A member's **read mark** per group (kept with the client): the feed is read after it; the
  *   entries found are appended to the client's inbox as references (so `/v1/inbox` cursors and
  *   `ack` stay what docs/API.md says) and the mark moves in the same atomic step, so two readers
@@ -67,23 +69,29 @@ export function isMemberWide(mode: GroupMode, kind: LogEntry["kind"]): boolean {
   return !(mode === "send-group" && kind === "proposal");
 }
 
-/** The roster change of an accept: who joins after `lastSeq`, who leaves with `commitSeq`. */
+/** The roster change of a commit: who joins after it, who leaves with it (both at `commitSeq`). */
 export interface SpanChange {
   joined: string[];
   left: string[];
   commitSeq: number;
-  lastSeq: number;
 }
 
-export function spanChange(before: string[], after: string[], commitSeq: number, lastSeq: number): SpanChange {
+export function spanChange(before: string[], after: string[], commitSeq: number): SpanChange {
   const was = new Set(before);
   const now = new Set(after);
-  return {
-    joined: after.filter((m) => !was.has(m)),
-    left: before.filter((m) => !now.has(m)),
-    commitSeq,
-    lastSeq,
-  };
+  return { joined: after.filter((m) => !was.has(m)), left: before.filter((m) => !now.has(m)), commitSeq };
+}
+
+/** Does `entry` reach `member`, given the member's spans (the rule of this module's comment)? */
+export function reaches(
+  mode: GroupMode,
+  member: string,
+  spans: Span[],
+  entry: Pick<LogEntry, "seq" | "kind" | "sender">,
+): boolean {
+  if (entry.sender === member) return false;
+  if (entry.kind === "welcome") return spans.some((s) => entry.seq === s.start + 1);
+  return isMemberWide(mode, entry.kind) && inSpans(spans, entry.seq);
 }
 
 /**
@@ -97,9 +105,7 @@ export function feedPage(
   entries: Pick<LogEntry, "seq" | "kind" | "sender">[],
 ): { seqs: number[]; through: number | undefined } {
   const seqs: number[] = [];
-  for (const e of entries) {
-    if (isMemberWide(mode, e.kind) && e.sender !== member && inSpans(spans, e.seq)) seqs.push(e.seq);
-  }
+  for (const e of entries) if (reaches(mode, member, spans, e)) seqs.push(e.seq);
   return { seqs, through: entries.at(-1)?.seq };
 }
 

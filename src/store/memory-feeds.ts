@@ -19,11 +19,11 @@ export class MemoryFeeds {
   }
 
   /** An accepted roster change (same synchronous step as the accept). */
-  changed(groupId: string, before: string[], after: string[], commitSeq: number, lastSeq: number): void {
+  changed(groupId: string, before: string[], after: string[], commitSeq: number): void {
     const m = this.spans.get(groupId);
     if (!m) return;
-    const change = spanChange(before, after, commitSeq, lastSeq);
-    for (const c of change.joined) m.set(c, openSpan(m.get(c) ?? [], change.lastSeq));
+    const change = spanChange(before, after, commitSeq);
+    for (const c of change.joined) m.set(c, openSpan(m.get(c) ?? [], change.commitSeq));
     for (const c of change.left) m.set(c, closeSpan(m.get(c) ?? [], change.commitSeq));
   }
 

@@ -403,7 +403,7 @@ export class MemoryStore implements Store {
     this.index(g.record.members, groupId);
     // A member who left stays in the index until its feed is read to the end (FeedReader drops it).
     if (decision.entries[0]!.kind === "commit")
-      this.feeds.changed(groupId, before, g.record.members, decision.entries[0]!.seq, decision.entries.at(-1)!.seq);
+      this.feeds.changed(groupId, before, g.record.members, decision.entries[0]!.seq);
     this.events.emit(`group:${groupId}`);
     return { ok: true, ...decision.answer, duplicate: false, entries: structuredClone(decision.entries) };
   }

@@ -6,11 +6,13 @@
  * members and strangers, at stale, current and future epochs, with right, wrong or no lease
  * tokens, and exact retries), lease acquisitions and releases; after every step the Redis store's
  * answer, group record and stored GroupInfo (with the ratchet tree stored beside it, if any) must
- * equal what the decision functions give, and at the end so must its log and commit log.
+ * equal what the decision functions give, and at the end so must its log, commit log and every
+ * client's group feed (the spans SUBMIT keeps, read by READ_FEED).
  */
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../../src/domain/ordering.js";
+import { closeSpan, openSpan, readFeedWith, spanChange, type FeedRead, type Span } from "../../src/domain/feeds.js";
 import { createRedisStore, type RedisStore } from "../../src/store/redis.js";
 import type { StoredGroupInfo } from "../../src/mls/group-info.js";
 import type { CommitLogEntry, GroupRecord, LeaseOutcome, LogEntry, Submission, SubmitOutcome } from "../../src/store/port.js";
@@ -25,7 +27,18 @@ class Spec {
   commitLog: CommitLogEntry[] = [];
   log: LogEntry[] = [];
   groupInfo: StoredGroupInfo | undefined;
-  constructor(public record: GroupRecord) {}
+  /** Feed spans per member (domain/feeds.ts), as the accepts leave them. */
+  spans = new Map<string, Span[]>();
+  constructor(public record: GroupRecord) {
+    for (const m of record.members) this.spans.set(m, openSpan([], record.nextSeq - 1));
+  }
+
+  /** What a member's feed read from the start gives, by the specification. */
+  feed(member: string): Promise<FeedRead> {
+    return readFeedWith(this.record.mode, member, this.spans.get(member), 0, async (after) =>
+      this.log.filter((e) => e.seq > after).slice(0, 100),
+    );
+  }
 
   submit(sub: Submission, nowMs: number): SubmitOutcome {
     // Who may submit is checked before a retry is answered from the dedupe record.
@@ -36,6 +49,11 @@ class Spec {
     const d = decideSubmit(this.record, sub, nowMs, (e) => this.commitLog.find((c) => c.epoch === e)?.sha256);
     if (!d.ok) return d;
     const { lease, ...rest } = d.group;
+    if (sub.kind === "commit") {
+      const change = spanChange(this.record.members, rest.members, d.entries[0]!.seq);
+      for (const c of change.joined) this.spans.set(c, openSpan(this.spans.get(c) ?? [], change.commitSeq));
+      for (const c of change.left) this.spans.set(c, closeSpan(this.spans.get(c) ?? [], change.commitSeq));
+    }
     this.record = lease ? { ...rest, lease } : rest;
     this.answers.set(sub.sha256, d.answer);
     if (d.commitLog) this.commitLog.push(d.commitLog);
@@ -146,6 +164,8 @@ describe("the Lua scripts of the Redis store decide as the TypeScript specificat
         }
         expect(await store.readLog(record.groupId, 0, 100)).toEqual(spec.log);
         expect(await store.commitLog(record.groupId, -1)).toEqual(spec.commitLog);
+        // Every client's feed (READ_FEED over the spans SUBMIT wrote) is the specification's.
+        for (const c of CLIENTS) expect(await store.readFeed(record.groupId, c, 0, 100)).toEqual(await spec.feed(c));
       }),
       {
         numRuns: Number(process.env.MLSFEDGATE_PROPERTY_RUNS ?? 150),

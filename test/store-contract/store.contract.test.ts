@@ -292,11 +292,17 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 2, sha256: "out", message: "x" }, 1); // 6
       await store.submit(g.groupId, commit("a/1", 2, { added: ["b/1"], welcome: { message: "w", sha256: "w2" } }), 1); // 7, 8
       await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 3, sha256: "back", message: "x" }, 1); // 9
-      // The Welcomes (3, 8) are addressed entries, not feed entries; 1 and 6 came while b was out.
-      expect(await store.readFeed(g.groupId, "b/1", 0, 100)).toEqual({ kind: "page", seqs: [4, 5, 9], through: 9, ended: false });
-      // Pages start at the span (after the Welcome at 3), not at seq 1; the second span goes on after 8.
-      expect(await store.readFeed(g.groupId, "b/1", 0, 3)).toEqual({ kind: "page", seqs: [4, 5], through: 6, ended: false });
-      expect(await store.readFeed(g.groupId, "b/1", 6, 1)).toEqual({ kind: "page", seqs: [9], through: 9, ended: false });
+      // Each span starts with its Welcome (3, 8: a joiner sees nothing of the group before it); 1 and
+      // 6 came while b was out, 2 and 7 are the commits that added it.
+      expect(await store.readFeed(g.groupId, "b/1", 0, 100)).toEqual({
+        kind: "page",
+        seqs: [3, 4, 5, 8, 9],
+        through: 9,
+        ended: false,
+      });
+      // Pages start at the span (after the commit at 2), not at seq 1; the second span after 7.
+      expect(await store.readFeed(g.groupId, "b/1", 0, 3)).toEqual({ kind: "page", seqs: [3, 4, 5], through: 5, ended: false });
+      expect(await store.readFeed(g.groupId, "b/1", 5, 1)).toEqual({ kind: "page", seqs: [8], through: 8, ended: false });
       // A client that never was a member has no feed there.
       expect(await store.readFeed(g.groupId, "z/1", 0, 100)).toEqual({ kind: "none" });
     });

@@ -75,12 +75,18 @@ if #seqs > 0 then
     if meta then
       local bar = string.find(meta, '|', 1, true)
       local kind, sender = string.sub(meta, 1, bar - 1), string.sub(meta, bar + 1)
-      local wide = kind ~= 'welcome' and not (f[2] == 'send-group' and kind == 'proposal')
-      local inside = false
-      for j = 1, #spans do
-        if seq > spans[j].start and (not spans[j].finish or seq <= spans[j].finish) then inside = true end
+      -- reaches() of domain/feeds.ts
+      local hit = false
+      if sender ~= member then
+        if kind == 'welcome' then
+          for j = 1, #spans do if seq == spans[j].start + 1 then hit = true end end
+        elseif not (f[2] == 'send-group' and kind == 'proposal') then
+          for j = 1, #spans do
+            if seq > spans[j].start and (not spans[j].finish or seq <= spans[j].finish) then hit = true end
+          end
+        end
       end
-      if wide and inside and sender ~= member then out[#out + 1] = istr(seq) end
+      if hit then out[#out + 1] = istr(seq) end
     end
   end
 end

@@ -209,12 +209,12 @@ redis.call('HSET', recK, 'epoch', istr(newEpoch), 'members', membersJson)
 if not leaseActive then redis.call('HDEL', recK, 'leaseToken', 'leaseHolder', 'leaseExpiresAt') end
 advance(nextSeq + #metas)
 -- Feed spans (domain/feeds.ts spanChange): who left receives this commit and nothing after it;
--- who joined reads after this accept's last entry (its Welcome).
+-- who joined reads after it (its Welcome first).
 for i = 1, #members do if not inNew[members[i]] then closeSpanIn(spansK, members[i], nextSeq) end end
 local wasIn = {}
 for i = 1, #members do wasIn[members[i]] = true end
 for i = 1, #newMembers do
-  if not wasIn[newMembers[i]] then openSpanIn(spansK, newMembers[i], nextSeq + #metas - 1) end
+  if not wasIn[newMembers[i]] then openSpanIn(spansK, newMembers[i], nextSeq) end
 end
 redis.call(ARGV[3], ARGV[2], '1')
 
