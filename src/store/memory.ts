@@ -402,8 +402,7 @@ export class MemoryStore implements Store {
     if (decision.commitLog) g.commitLog.push({ entry: decision.commitLog, at });
     this.index(g.record.members, groupId);
     // A member who left stays in the index until its feed is read to the end (FeedReader drops it).
-    if (decision.entries[0]!.kind === "commit")
-      this.feeds.changed(groupId, before, g.record.members, decision.entries[0]!.seq);
+    if (decision.entries[0]!.kind === "commit") this.feeds.changed(groupId, before, g.record.members, decision.entries[0]!.seq);
     this.events.emit(`group:${groupId}`);
     return { ok: true, ...decision.answer, duplicate: false, entries: structuredClone(decision.entries) };
   }
