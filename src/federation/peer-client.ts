@@ -1,4 +1,4 @@
-import { Agent, request } from "undici";
+import type { Agent } from "undici";
 import type { JWK } from "jose";
 import { systemClock, type Clock } from "../clock.js";
 import { DsError, isErrorCode } from "../errors.js";
@@ -6,6 +6,7 @@ import type { SigningKey } from "./keys.js";
 import { signRequest, type PeerKeySource } from "./service-auth.js";
 import { discoveryDocument, type Discovery } from "../wire/federation.js";
 import { currentRequestId } from "../request-context.js";
+import { peerAgent, peerRequest } from "./peer-request.js";
 
 export type { Discovery };
 
@@ -40,13 +41,7 @@ export class PeerClient implements PeerKeySource {
   constructor(private readonly opts: PeerClientOptions) {
     this.peers = new Map(Object.entries(opts.peers));
     this.clock = opts.clock ?? systemClock;
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      connections: 64,
-      connect: { timeout: opts.timeoutMs },
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
-    });
+    this.agent = peerAgent(opts.timeoutMs, 64);
   }
 
   isPeer(domain: string): boolean {
@@ -91,7 +86,13 @@ export class PeerClient implements PeerKeySource {
     return this.send(domain, method, path, body, true) as Promise<T>;
   }
 
-  private async send(domain: string, method: string, path: string, body: unknown, sign: boolean): Promise<unknown> {
+  private async send(
+    domain: string,
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    body: unknown,
+    sign: boolean,
+  ): Promise<unknown> {
     const url = this.baseUrl(domain) + path;
     const bytes = body === undefined ? new Uint8Array() : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = { accept: "application/json" };
@@ -111,32 +112,23 @@ export class PeerClient implements PeerKeySource {
       headers.authorization = `Bearer ${token}`;
     }
     this.opts.onRequest?.(domain, path);
-    let res;
-    try {
-      res = await request(url, {
-        method: method as "GET",
-        headers,
-        body: body === undefined ? null : bytes,
-        dispatcher: this.agent,
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
-      });
-    } catch (e) {
-      throw new DsError("peer_unreachable", `${domain} did not answer: ${(e as Error).message}`, { peer: domain });
-    }
-    let text: string;
-    try {
-      text = await readCapped(res.body, this.opts.maxResponseBytes);
-    } catch (e) {
-      throw new DsError("peer_unreachable", `${domain} answer failed: ${(e as Error).message}`, { peer: domain });
-    }
-    if (res.statusCode === 204) return undefined;
+    const res = await peerRequest(domain, url, {
+      method,
+      headers,
+      body: body === undefined ? null : bytes,
+      dispatcher: this.agent,
+      timeoutMs: this.opts.timeoutMs,
+      maxResponseBytes: this.opts.maxResponseBytes,
+    });
+    if (res.status === 204) return undefined;
+    const text = Buffer.from(res.bytes.buffer, res.bytes.byteOffset, res.bytes.byteLength).toString("utf8");
     let json: unknown;
     try {
       json = text.length ? JSON.parse(text) : undefined;
     } catch {
-      throw new DsError("peer_error", `${domain} answered ${res.statusCode} with non-JSON`, { peer: domain });
+      throw new DsError("peer_error", `${domain} answered ${res.status} with non-JSON`, { peer: domain });
     }
-    if (res.statusCode >= 200 && res.statusCode < 300) return json;
+    if (res.status >= 200 && res.status < 300) return json;
     const err = (json as { error?: Record<string, unknown> } | undefined)?.error;
     if (err && PEER_AUTH_CODES.has(String(err.code))) {
       throw new DsError("peer_error", `${domain} refused this DS's credentials: ${String(err.message)}`, {
@@ -148,21 +140,10 @@ export class PeerClient implements PeerKeySource {
       const { code, message, ...details } = err;
       throw new DsError(code, typeof message === "string" ? message : code, details);
     }
-    throw new DsError("peer_error", `${domain} answered ${res.statusCode}`, { peer: domain, status: res.statusCode });
+    throw new DsError("peer_error", `${domain} answered ${res.status}`, { peer: domain, status: res.status });
   }
 
   async close(): Promise<void> {
     await this.agent.close();
   }
-}
-
-async function readCapped(body: AsyncIterable<Buffer>, max: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > max) throw new Error(`answer exceeds ${max} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString("utf8");
 }

@@ -1,3 +1,4 @@
+import type { EventEmitter } from "node:events";
 import { createClient, createCluster, createSentinel, type RedisClientType } from "redis";
 import type { RedisTopology } from "../config/redis-topology.js";
 import { CONNECT_TIMEOUT_MS, RECONNECT_MAX_DELAY_MS } from "./lua/keys.js";
@@ -121,6 +122,53 @@ async function within<T>(connecting: Promise<T>, timeoutMs: number, target: stri
   }
 }
 
+/** The error events each flavour emits: a cluster reports its nodes' errors apart. */
+const ERROR_EVENTS: Record<RedisTopology["kind"], readonly string[]> = {
+  single: ["error"],
+  cluster: ["error", "node-error"],
+  sentinel: ["error"],
+};
+
+/**
+ * Routes the client's error events to onError and connects it within timeoutMs; then marks it up,
+ * so that from now on its reconnect strategy backs off and retries instead of giving up.
+ */
+async function wireAndConnect(
+  client: EventEmitter & { connect(): Promise<unknown>; destroy(): unknown },
+  kind: RedisTopology["kind"],
+  target: string,
+  state: { up: boolean },
+  timeoutMs: number,
+  onError: (err: Error) => void,
+): Promise<void> {
+  for (const event of ERROR_EVENTS[kind]) client.on(event, onError);
+  await within(client.connect(), timeoutMs, target, () => client.destroy());
+  state.up = true;
+}
+
+/** What every flavour's connection shares: node-redis routes the commands, this holds the client. */
+abstract class ClientConnection<
+  C extends { withCommandOptions(options: { timeout: number }): unknown; close(): Promise<unknown> },
+> {
+  readonly untimed: RedisCommands;
+
+  protected constructor(protected readonly client: C) {
+    // node-redis arms a timer for every command, which cost more node CPU than an inbox append
+    // itself (measured: 1000 appends 37 ms → 12 ms without); fan-outs share one timer instead.
+    this.untimed = client.withCommandOptions({ timeout: 0 }) as unknown as RedisCommands;
+  }
+
+  get commands(): RedisCommands {
+    return this.client as unknown as RedisCommands;
+  }
+  get rateLimiterClient(): unknown {
+    return this.client;
+  }
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
 function credentials(url: string): { username?: string; password?: string; tls: boolean } {
   const u = new URL(url);
   return {
@@ -134,36 +182,24 @@ async function waitOn(send: (args: string[]) => Promise<unknown>, replicas: numb
   return Number(await send(["WAIT", String(replicas), String(timeoutMs)]));
 }
 
-class SingleConnection implements RedisConnection {
+class SingleConnection extends ClientConnection<RedisClientType> implements RedisConnection {
   readonly kind = "single" as const;
   readonly publishCommand = "PUBLISH" as const;
-  readonly untimed: RedisCommands;
   private subscriber?: Promise<RedisClientType>;
 
   private constructor(
-    private readonly client: RedisClientType,
+    client: RedisClientType,
     private readonly timeoutMs: number,
     private readonly onError: (err: Error) => void,
   ) {
-    // node-redis arms a timer for every command, which cost more node CPU than an inbox append
-    // itself (measured: 1000 appends 37 ms → 12 ms without); fan-outs share one timer instead.
-    this.untimed = client.withCommandOptions({ timeout: 0 }) as unknown as RedisCommands;
+    super(client);
   }
 
   static async connect(url: string, timeoutMs: number, onError: (err: Error) => void): Promise<SingleConnection> {
     const state = { up: false };
     const client = createClient({ url, socket: { connectTimeout: timeoutMs, reconnectStrategy: reconnectStrategy(state) } });
-    client.on("error", onError);
-    await within(client.connect(), timeoutMs, redactUrl(url), () => client.destroy());
-    state.up = true;
+    await wireAndConnect(client, "single", redactUrl(url), state, timeoutMs, onError);
     return new SingleConnection(client as RedisClientType, timeoutMs, onError);
-  }
-
-  get commands(): RedisCommands {
-    return this.client;
-  }
-  get rateLimiterClient(): unknown {
-    return this.client;
   }
 
   /** Pub/sub needs its own connection (a subscribed connection issues no other commands). */
@@ -197,24 +233,19 @@ class SingleConnection implements RedisConnection {
   onReady(listener: () => void): void {
     this.client.on("ready", listener);
   }
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     const sub = this.subscriber;
     this.subscriber = undefined;
     if (sub) await sub.then((s) => s.close()).catch(() => {});
-    await this.client.close();
+    await super.close();
   }
 }
 
 type Cluster = ReturnType<typeof createCluster>;
 
-class ClusterConnection implements RedisConnection {
+class ClusterConnection extends ClientConnection<Cluster> implements RedisConnection {
   readonly kind = "cluster" as const;
   readonly publishCommand = "SPUBLISH" as const;
-  readonly untimed: RedisCommands;
-
-  private constructor(private readonly cluster: Cluster) {
-    this.untimed = cluster.withCommandOptions({ timeout: 0 }) as unknown as RedisCommands;
-  }
 
   static async connect(rootNodes: string[], timeoutMs: number, onError: (err: Error) => void): Promise<ClusterConnection> {
     const state = { up: false };
@@ -230,53 +261,36 @@ class ClusterConnection implements RedisConnection {
       // After a master dies, ask the cluster for the new slot owners within a second, not five.
       topologyRefreshOnReconnectionAttemptStrategy: 1000,
     });
-    cluster.on("error", onError);
-    cluster.on("node-error", onError);
-    await within(cluster.connect(), timeoutMs, rootNodes.map(redactUrl).join(","), () => cluster.destroy());
-    state.up = true;
+    await wireAndConnect(cluster, "cluster", rootNodes.map(redactUrl).join(","), state, timeoutMs, onError);
     return new ClusterConnection(cluster as unknown as Cluster);
   }
 
-  get commands(): RedisCommands {
-    return this.cluster as unknown as RedisCommands;
-  }
-  get rateLimiterClient(): unknown {
-    return this.cluster;
-  }
   async subscribe(channel: string, listener: Listener): Promise<void> {
-    await this.cluster.sSubscribe(channel, listener);
+    await this.client.sSubscribe(channel, listener);
   }
   async unsubscribe(channel: string, listener: Listener): Promise<void> {
-    await this.cluster.sUnsubscribe(channel, listener);
+    await this.client.sUnsubscribe(channel, listener);
   }
   async masters(): Promise<MasterNode[]> {
-    return Promise.all(this.cluster.masters.map((m) => this.cluster.nodeClient(m) as Promise<unknown> as Promise<MasterNode>));
+    return Promise.all(this.client.masters.map((m) => this.client.nodeClient(m) as Promise<unknown> as Promise<MasterNode>));
   }
   async wait(keys: string[], replicas: number, timeoutMs: number): Promise<number> {
     // On the connections to the masters of the keys' slots, which made the writes. (The cluster's
     // own sendCommand would fan WAIT out to every shard, its request policy, and take the minimum.)
-    const nodes = new Set(await Promise.all(keys.map((k) => this.cluster.getNodeClientForKey(k, false))));
+    const nodes = new Set(await Promise.all(keys.map((k) => this.client.getNodeClientForKey(k, false))));
     const acks = await Promise.all([...nodes].map((node) => waitOn((args) => node.sendCommand(args), replicas, timeoutMs)));
     return Math.min(...acks);
   }
   onReady(listener: () => void): void {
-    this.cluster.on("node-ready", listener);
-  }
-  async close(): Promise<void> {
-    await this.cluster.close();
+    this.client.on("node-ready", listener);
   }
 }
 
 type Sentinel = ReturnType<typeof createSentinel>;
 
-class SentinelConnection implements RedisConnection {
+class SentinelConnection extends ClientConnection<Sentinel> implements RedisConnection {
   readonly kind = "sentinel" as const;
   readonly publishCommand = "PUBLISH" as const;
-  readonly untimed: RedisCommands;
-
-  private constructor(private readonly sentinel: Sentinel) {
-    this.untimed = sentinel.withCommandOptions({ timeout: 0 }) as unknown as RedisCommands;
-  }
 
   static async connect(
     topology: Extract<RedisTopology, { kind: "sentinel" }>,
@@ -301,38 +315,27 @@ class SentinelConnection implements RedisConnection {
       scanInterval: 500,
       passthroughClientErrorEvents: true,
     });
-    sentinel.on("error", onError);
     const target = `sentinel ${topology.name}@${topology.sentinels.map((s) => `${s.host}:${s.port}`).join(",")}`;
-    await within(sentinel.connect(), timeoutMs, target, () => sentinel.destroy());
-    state.up = true;
+    await wireAndConnect(sentinel, "sentinel", target, state, timeoutMs, onError);
     return new SentinelConnection(sentinel as unknown as Sentinel);
   }
 
-  get commands(): RedisCommands {
-    return this.sentinel as unknown as RedisCommands;
-  }
-  get rateLimiterClient(): unknown {
-    return this.sentinel;
-  }
   async subscribe(channel: string, listener: Listener): Promise<void> {
-    await this.sentinel.subscribe(channel, listener);
+    await this.client.subscribe(channel, listener);
   }
   async unsubscribe(channel: string, listener: Listener): Promise<void> {
-    await this.sentinel.unsubscribe(channel, listener as Parameters<Sentinel["unsubscribe"]>[1]);
+    await this.client.unsubscribe(channel, listener as Parameters<Sentinel["unsubscribe"]>[1]);
   }
   async masters(): Promise<MasterNode[]> {
-    return [this.sentinel as unknown as MasterNode];
+    return [this.client as unknown as MasterNode];
   }
   wait(_keys: string[], replicas: number, timeoutMs: number): Promise<number> {
-    return waitOn((args) => this.sentinel.sendCommand(false, args), replicas, timeoutMs);
+    return waitOn((args) => this.client.sendCommand(false, args), replicas, timeoutMs);
   }
   onReady(listener: () => void): void {
-    this.sentinel.on("ready", listener);
-    this.sentinel.on("topology-change", (event: { type?: string }) => {
+    this.client.on("ready", listener);
+    this.client.on("topology-change", (event: { type?: string }) => {
       if (event.type === "MASTER_CHANGE") listener();
     });
-  }
-  async close(): Promise<void> {
-    await this.sentinel.close();
   }
 }

@@ -1,6 +1,7 @@
-import { Agent, request } from "undici";
+import type { Agent } from "undici";
 import type { Clock } from "../../clock.js";
 import { DsError, isErrorCode } from "../../errors.js";
+import { peerAgent, peerRequest } from "../peer-request.js";
 import { clientTlsOptions, type MimiTls } from "./tls.js";
 
 export type MimiEndpoint = "keyMaterial" | "update" | "notify" | "submitMessage" | "groupInfo";
@@ -56,13 +57,7 @@ export class MimiClient {
   private agent(domain: string): Agent {
     let a = this.agents.get(domain);
     if (!a) {
-      a = new Agent({
-        keepAliveTimeout: 30_000,
-        connections: 16,
-        connect: { timeout: this.opts.timeoutMs, ...clientTlsOptions(this.opts.tls, domain) },
-        headersTimeout: this.opts.timeoutMs,
-        bodyTimeout: this.opts.timeoutMs,
-      });
+      a = peerAgent(this.opts.timeoutMs, 16, clientTlsOptions(this.opts.tls, domain));
       this.agents.set(domain, a);
     }
     return a;
@@ -116,31 +111,21 @@ export class MimiClient {
   }
 
   private async send(domain: string, method: "GET" | "POST", url: string, body: Uint8Array | undefined) {
-    let res;
-    try {
-      res = await request(url, {
-        method,
-        headers: {
-          host: domain,
-          from: `mimi@${this.opts.domain}`,
-          accept: "application/octet-stream, application/json",
-          ...(body ? { "content-type": "application/octet-stream" } : {}),
-        },
-        body: body ? Buffer.from(body) : null,
-        dispatcher: this.agent(domain),
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
-      });
-    } catch (e) {
-      throw new DsError("peer_unreachable", `${domain} did not answer: ${(e as Error).message}`, { peer: domain });
-    }
-    let bytes: Uint8Array;
-    try {
-      bytes = await readCapped(res.body, this.opts.maxResponseBytes);
-    } catch (e) {
-      throw new DsError("peer_unreachable", `${domain} answer failed: ${(e as Error).message}`, { peer: domain });
-    }
-    if (res.statusCode >= 200 && res.statusCode < 300) return { status: res.statusCode, body: bytes };
-    throw mimiErrorFrom(domain, res.statusCode, res.headers["retry-after"], bytes, this.opts.clock);
+    const res = await peerRequest(domain, url, {
+      method,
+      headers: {
+        host: domain,
+        from: `mimi@${this.opts.domain}`,
+        accept: "application/octet-stream, application/json",
+        ...(body ? { "content-type": "application/octet-stream" } : {}),
+      },
+      body: body ? Buffer.from(body) : null,
+      dispatcher: this.agent(domain),
+      timeoutMs: this.opts.timeoutMs,
+      maxResponseBytes: this.opts.maxResponseBytes,
+    });
+    if (res.status >= 200 && res.status < 300) return { status: res.status, body: res.bytes };
+    throw mimiErrorFrom(domain, res.status, res.headers["retry-after"], res.bytes, this.opts.clock);
   }
 
   async close(): Promise<void> {
@@ -186,15 +171,4 @@ export function mimiErrorFrom(
   if (status === 429) return new DsError("rate_limited", `${domain} asks to slow down`, { peer: domain, ...extra });
   if (status === 503) return new DsError("unavailable", `${domain} is unavailable`, { peer: domain, ...extra });
   return new DsError("peer_error", `${domain} answered ${status}`, { peer: domain, status, ...extra });
-}
-
-async function readCapped(body: AsyncIterable<Buffer>, max: number): Promise<Uint8Array> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > max) throw new Error(`answer exceeds ${max} bytes`);
-    chunks.push(chunk);
-  }
-  return new Uint8Array(Buffer.concat(chunks));
 }
