@@ -71,6 +71,11 @@ export class Dispatcher implements LocalInboxes {
     return next;
   }
 
+  /** Entries whose accept left nothing to fan out (SubmitOutcome.settled): only observed. */
+  settled(groupId: string, entries: LogEntry[]): void {
+    this.observer.onLocalDelivery?.(groupId, entries);
+  }
+
   /**
    * Hub side: fan out freshly accepted entries. `members` is the membership the caller saw when
    * submitting: every peer hosting a member gets every entry (so its replica log has no gaps);

@@ -1,4 +1,4 @@
-import type { GroupMode, LogEntry } from "../store/port.js";
+import { domainOf, type GroupMode, type LogEntry } from "../store/port.js";
 
 /**
  * Group feeds: how a member reads a group it belongs to without the hub writing to every member's
@@ -137,4 +137,23 @@ export async function readFeedWith(
   const page = feedPage(mode, member, spans, await readLog(from));
   const through = page.through ?? from;
   return { kind: "page", seqs: page.seqs, through, ended: feedEnded(spans, through) };
+}
+
+/**
+ * An accept that needs no fan-out at all: its entries are all member-wide (the members read them
+ * from the feed), no member is a client of another provider (no outbox), and every earlier entry
+ * was fanned out already (`dispatched` = the seq before this accept's first). Such an accept marks
+ * the group dispatched itself, so the common case — a message to a group of this provider's
+ * clients — costs one store script, whatever the group size.
+ */
+export function settlesInAccept(
+  group: { mode: GroupMode; hub: string; members: string[] },
+  membersAfter: string[],
+  entries: Pick<LogEntry, "seq" | "kind">[],
+  dispatched: number,
+): boolean {
+  if (entries.length === 0 || dispatched !== entries[0]!.seq - 1) return false;
+  if (!entries.every((e) => isMemberWide(group.mode, e.kind))) return false;
+  const local = (m: string) => domainOf(m) === group.hub;
+  return group.members.every(local) && membersAfter.every(local);
 }

@@ -192,7 +192,10 @@ export class HubSide implements GroupSide {
   private async applySubmission(groupId: string, sub: Submission, members: string[], mode: GroupMode): Promise<Accepted> {
     const outcome = await this.store.submit(groupId, sub, this.clock.nowMs());
     if (!outcome.ok) throw outcomeError(outcome);
-    if (!outcome.duplicate) {
+    if (outcome.settled) {
+      // Nothing to fan out: the members read it from the group feed (domain/feeds.ts).
+      this.dispatcher.settled(groupId, outcome.entries);
+    } else if (!outcome.duplicate) {
       await this.dispatcher.dispatch(groupId, outcome.entries, members, mode);
     } else {
       // A retry: the first attempt may have failed after the entry was ordered (its fan-out or the

@@ -5,7 +5,7 @@ import { systemClock, type Clock } from "../domain/types.js";
 import { OWN_REF_GRACE_SECONDS, QUEUE_DEDUPE_TTL_MS } from "./lua/keys.js";
 import { MemoryQueue } from "./memory-queue.js";
 import { MemoryFeeds } from "./memory-feeds.js";
-import { readFeedWith, type FeedRead } from "../domain/feeds.js";
+import { readFeedWith, settlesInAccept, type FeedRead } from "../domain/feeds.js";
 import {
   userOf,
   type ClaimOutcome,
@@ -392,7 +392,7 @@ export class MemoryStore implements Store {
     const winner = (epoch: number) => g.commitLog.find((c) => c.entry.epoch === epoch)?.entry.sha256;
     const decision = decideSubmit(g.record, sub, nowMs, winner);
     if (!decision.ok) return decision;
-    const before = g.record.members;
+    const before = g.record;
     g.record = decision.group;
     if (!g.record.lease) delete g.record.lease;
     const at = this.clock.nowMs();
@@ -402,9 +402,18 @@ export class MemoryStore implements Store {
     if (decision.commitLog) g.commitLog.push({ entry: decision.commitLog, at });
     this.index(g.record.members, groupId);
     // A member who left stays in the index until its feed is read to the end (FeedReader drops it).
-    if (decision.entries[0]!.kind === "commit") this.feeds.changed(groupId, before, g.record.members, decision.entries[0]!.seq);
+    if (decision.entries[0]!.kind === "commit")
+      this.feeds.changed(groupId, before.members, g.record.members, decision.entries[0]!.seq);
+    const settled = settlesInAccept(before, g.record.members, decision.entries, g.dispatched);
+    if (settled) this.dispatchedThrough(g, decision.entries.at(-1)!.seq);
     this.events.emit(`group:${groupId}`);
-    return { ok: true, ...decision.answer, duplicate: false, entries: structuredClone(decision.entries) };
+    return {
+      ok: true,
+      ...decision.answer,
+      duplicate: false,
+      entries: structuredClone(decision.entries),
+      ...(settled ? { settled: true as const } : {}),
+    };
   }
 
   async readLog(groupId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
@@ -519,7 +528,10 @@ export class MemoryStore implements Store {
 
   async markDispatched(groupId: string, seq: number): Promise<void> {
     const g = this.groups.get(groupId);
-    if (!g) return;
+    if (g) this.dispatchedThrough(g, seq);
+  }
+
+  private dispatchedThrough(g: GroupState, seq: number): void {
     const now = this.clock.nowMs();
     for (let s = Math.max(g.dispatched, g.floor) + 1; s <= seq; s++) {
       const h = g.log.get(s);

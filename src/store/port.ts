@@ -128,7 +128,19 @@ export type Submission =
     };
 
 export type SubmitOutcome =
-  | { ok: true; seq: number; epoch: number; duplicate: boolean; entries: LogEntry[] }
+  | {
+      ok: true;
+      seq: number;
+      epoch: number;
+      duplicate: boolean;
+      entries: LogEntry[];
+      /**
+       * The accept left nothing to fan out (domain/feeds.ts settlesInAccept): every entry is read
+       * from the group feed, every member is a client here, nothing earlier waits for its fan-out;
+       * the group is marked dispatched in the same atomic step.
+       */
+      settled?: true;
+    }
   | { ok: false; code: "unknown_group" }
   | { ok: false; code: "not_a_member" }
   | { ok: false; code: "not_designated_sender" }

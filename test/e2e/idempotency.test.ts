@@ -254,18 +254,21 @@ describe.each([
         };
       },
     });
-    const [a] = await startFederation(
-      ["a.example"],
+    // bob is a client of b.example: the fan-out (the outbox to b, then the dispatch mark) is a step
+    // of its own after the accept. (A group of a.example's clients only has none: its accept
+    // settles everything in one store step, SubmitOutcome.settled.)
+    const [a, b] = await startFederation(
+      ["a.example", "b.example"],
       () => ({}),
-      () => ({ store: faulty }),
+      (d) => (d === "a.example" ? { store: faulty } : {}),
     );
     try {
       const alice = await MlsClient.connect(a!.url, "alice@a.example/phone");
-      const bob = await MlsClient.connect(a!.url, "bob@a.example/laptop");
+      const bob = await MlsClient.connect(b!.url, "bob@b.example/laptop");
       await bob.publishKeyPackages(1);
       const groupId = await alice.createGroup();
-      await alice.addUsers(groupId, ["bob@a.example"]);
-      await bob.sync({ waitMs: 1000 });
+      await alice.addUsers(groupId, ["bob@b.example"]);
+      await bob.sync({ waitMs: 3000 });
       const sent = recorder(alice);
 
       armed = true;
@@ -274,12 +277,12 @@ describe.each([
       const retry = await alice.api.send(groupId, sent.at(-1)!.message as string);
       expect(retry.seq).toBe((await store.getGroup(groupId))!.nextSeq - 1);
 
-      const events = await bob.sync({ waitMs: 500 });
+      const events = await bob.sync({ waitMs: 3000 });
       expect(events.flatMap((e) => (e.kind === "message" ? [e.text] : []))).toEqual(["lost on the way?"]);
       await alice.api.send(groupId, sent.at(-1)!.message as string); // and again: nothing new
-      expect(await bob.sync()).toEqual([]);
+      expect(await bob.sync({ waitMs: 300 })).toEqual([]);
     } finally {
-      await stopAll([a!]);
+      await stopAll([a!, b!]);
     }
   });
 });
@@ -303,34 +306,36 @@ describe("a fan-out that failed and was never retried", () => {
         };
       },
     });
-    const [a] = await startFederation(
-      ["a.example"],
+    const [a, b] = await startFederation(
+      ["a.example", "b.example"],
       () => ({}),
-      () => ({ store: faulty }),
+      (d) => (d === "a.example" ? { store: faulty } : {}),
     );
     try {
       const alice = await MlsClient.connect(a!.url, "alice@a.example/phone");
-      const bob = await MlsClient.connect(a!.url, "bob@a.example/laptop");
+      const bob = await MlsClient.connect(b!.url, "bob@b.example/laptop");
       await bob.publishKeyPackages(1);
       const groupId = await alice.createGroup();
-      await alice.addUsers(groupId, ["bob@a.example"]);
-      await bob.sync({ waitMs: 1000 });
+      await alice.addUsers(groupId, ["bob@b.example"]);
+      await bob.sync({ waitMs: 3000 });
 
       failNext = true;
       await expect(alice.send(groupId, "first")).rejects.toMatchObject({ status: expect.any(Number) });
       const first = (await store.getGroup(groupId))!.nextSeq - 1;
       const second = await alice.send(groupId, "second"); // its fan-out succeeds; the client never retries "first"
-      const seqs = async () =>
-        (await inbox(bob)).filter((e) => e.groupId === groupId && e.kind === "application").map((e) => e.seq);
-      // Both are in the log, so bob reads both although the first fan-out never finished …
+      const apps = (m: InboxEntry[]) => m.filter((e) => e.groupId === groupId && e.kind === "application");
+      const seqs = async () => apps(await inbox(bob, (m) => apps(m).length >= 2)).map((e) => e.seq);
+      // The outbox item was written before the dispatch mark failed, so b has both …
       expect(await seqs()).toEqual([first, second.seq]);
-      // … and that fan-out (outboxes, addressed entries, the dispatch mark) is still owed.
+      // … and the fan-out is still owed (the mark stays where it was): recovery redoes it, and
+      // b's replica and bob's inbox take nothing twice.
       expect(await store.undispatched()).toEqual([{ groupId, fromSeq: first }]);
       expect(await a!.ds.ctx.dispatcher.recover()).toBe(2);
+      await new Promise((r) => setTimeout(r, 300));
       expect(await seqs()).toEqual([first, second.seq]);
       expect(await store.undispatched()).toEqual([]);
     } finally {
-      await stopAll([a!]);
+      await stopAll([a!, b!]);
     }
   });
 });

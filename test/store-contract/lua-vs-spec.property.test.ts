@@ -12,7 +12,15 @@
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../../src/domain/ordering.js";
-import { closeSpan, openSpan, readFeedWith, spanChange, type FeedRead, type Span } from "../../src/domain/feeds.js";
+import {
+  closeSpan,
+  openSpan,
+  readFeedWith,
+  settlesInAccept,
+  spanChange,
+  type FeedRead,
+  type Span,
+} from "../../src/domain/feeds.js";
 import { createRedisStore, type RedisStore } from "../../src/store/redis.js";
 import type { StoredGroupInfo } from "../../src/mls/group-info.js";
 import type { CommitLogEntry, GroupRecord, LeaseOutcome, LogEntry, Submission, SubmitOutcome } from "../../src/store/port.js";
@@ -29,7 +37,10 @@ class Spec {
   groupInfo: StoredGroupInfo | undefined;
   /** Feed spans per member (domain/feeds.ts), as the accepts leave them. */
   spans = new Map<string, Span[]>();
+  /** The dispatch mark: only accepts that settle move it here (nothing else fans out in this test). */
+  dispatched: number;
   constructor(public record: GroupRecord) {
+    this.dispatched = record.nextSeq - 1;
     for (const m of record.members) this.spans.set(m, openSpan([], record.nextSeq - 1));
   }
 
@@ -49,6 +60,8 @@ class Spec {
     const d = decideSubmit(this.record, sub, nowMs, (e) => this.commitLog.find((c) => c.epoch === e)?.sha256);
     if (!d.ok) return d;
     const { lease, ...rest } = d.group;
+    const settled = settlesInAccept(this.record, rest.members, d.entries, this.dispatched);
+    if (settled) this.dispatched = d.entries.at(-1)!.seq;
     if (sub.kind === "commit") {
       const change = spanChange(this.record.members, rest.members, d.entries[0]!.seq);
       for (const c of change.joined) this.spans.set(c, openSpan(this.spans.get(c) ?? [], change.commitSeq));
@@ -59,7 +72,7 @@ class Spec {
     if (d.commitLog) this.commitLog.push(d.commitLog);
     if (d.groupInfo) this.groupInfo = d.groupInfo;
     this.log.push(...d.entries);
-    return { ok: true, ...d.answer, duplicate: false, entries: d.entries };
+    return { ok: true, ...d.answer, duplicate: false, entries: d.entries, ...(settled ? { settled: true as const } : {}) };
   }
 
   lease(holder: string, ttlMs: number, token: string, nowMs: number): LeaseOutcome {

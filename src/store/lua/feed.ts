@@ -4,8 +4,8 @@ import { LUA_HELPERS, typedScript } from "./script.js";
 
 /**
  * Group feeds on Redis (domain/feeds.ts is the specification these follow; the memory store uses
- * it directly). The group side ({g:<groupId>}) keeps each member's spans and a small per-entry
- * meta "kind|sender" (so a feed read never decodes an entry's recipient list); the client side
+ * it directly). The group side ({g:<groupId>}) keeps each member's spans and, beside each log entry,
+ * a field m<seq> = "kind|sender" (a feed read never decodes an entry's recipient list); the client side
  * ({c:<client>}) keeps the read marks and the inbox. Each script touches one slot.
  */
 
@@ -45,7 +45,7 @@ end
 `;
 
 /**
- * KEYS: record, seqs, meta, spans. ARGV: member, afterSeq, limit.
+ * KEYS: record, seqs, log (whose 'm<seq>' fields hold "kind|sender"), spans. ARGV: member, afterSeq, limit.
  * Returns the FeedRead as JSON.
  */
 export const READ_FEED = typedScript<{ keys: GroupKeys; member: string; afterSeq: number; limit: number }, FeedRead>(
@@ -67,7 +67,9 @@ if not from then return '{"kind":"page","seqs":[],"through":' .. istr(read) .. '
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. istr(from), '+inf', 'LIMIT', 0, limit)
 local out, through = {}, from
 if #seqs > 0 then
-  local metas = redis.call('HMGET', KEYS[3], unpack(seqs))
+  local fields = {}
+  for i = 1, #seqs do fields[i] = 'm' .. seqs[i] end
+  local metas = redis.call('HMGET', KEYS[3], unpack(fields))
   for i = 1, #seqs do
     local seq = tonumber(seqs[i])
     through = seq
@@ -95,7 +97,7 @@ for i = 1, #spans do if not spans[i].finish or spans[i].finish > through then en
 return '{"kind":"page","seqs":[' .. table.concat(out, ',') .. '],"through":' .. istr(through) .. ',"ended":' .. tostring(ended) .. '}'
 `,
   ({ keys, member, afterSeq, limit }) => ({
-    keys: [keys.record, keys.seqs, keys.meta, keys.spans],
+    keys: [keys.record, keys.seqs, keys.log, keys.spans],
     args: [member, String(afterSeq), String(limit)],
   }),
   (raw) => JSON.parse(String(raw)) as FeedRead,

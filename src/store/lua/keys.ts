@@ -39,13 +39,12 @@ export const USER_KEYS = {
 /** Suffixes below a group's base key `<prefix>:{g:<groupId>}:`. */
 export const GROUP_KEYS = {
   record: "rec", // HASH: GroupRecord fields + replica, dispatched, contig
-  log: "log", // HASH seq → LogEntry JSON (each entry stored once)
+  log: "log", // HASH seq → LogEntry JSON (each entry stored once); "m<seq>" → "kind|sender" (feed reads)
   seqs: "seqs", // ZSET seq → seq (range reads over a log that may have gaps on a replica)
   answers: "ans", // HASH sha256 → {"seq","epoch"} (retried submissions get the original answer)
   commitLog: "clog", // ZSET epoch → CommitLogEntry JSON
   groupInfo: "gi", // HASH epoch, info, tree (the ratchet tree when the GroupInfo does not embed it)
   spans: "spans", // HASH member → feed spans "start:end,…" (domain/feeds.ts; groups ordered here)
-  meta: "meta", // HASH seq → "kind|sender" (feed reads never decode an entry's recipients)
 } as const;
 
 /** Suffixes of the queue keys below `<prefix>:{c:<client>}:in:` and `<prefix>:{p:<peer>}:out:`. */
@@ -90,7 +89,6 @@ export class KeySchema {
       commitLog: base + GROUP_KEYS.commitLog,
       groupInfo: base + GROUP_KEYS.groupInfo,
       spans: base + GROUP_KEYS.spans,
-      meta: base + GROUP_KEYS.meta,
     };
   }
   /** SCAN pattern matching every group record (glob characters in the prefix escaped). */

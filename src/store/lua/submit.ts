@@ -54,6 +54,7 @@ type SubmitReply =
       answer: { seq: number; epoch: number };
       entries: LogEntry[];
       index?: PendingIndex;
+      settled?: true;
     };
 
 /**
@@ -62,7 +63,7 @@ type SubmitReply =
  * dedupe, storing the effect). One script over the keys of one group ({g:<groupId>}), so the
  * decision and its effect are atomic.
  *
- * KEYS: record, log, seqs, answers, commitLog, groupInfo, spans, meta. ARGV[1]: encodeSubmission's
+ * KEYS: record, log, seqs, answers, commitLog, groupInfo, spans. ARGV[1]: encodeSubmission's
  * JSON; ARGV[2], ARGV[3]: the group's wake-up channel and the publish command (one wake-up per
  * accept, whatever the group size: members read the log through their feeds, domain/feeds.ts).
  * Returns JSON: a refusal (SubmitOutcome shape), {"ok":true,"duplicate":true,"answer":{seq,epoch}},
@@ -71,14 +72,14 @@ type SubmitReply =
 export const SUBMIT = typedScript<SubmitInput, SubmitResult>(
   "submit",
   `${LUA_HELPERS}${SPAN_HELPERS}
-local recK, logK, seqsK, ansK, clogK, giK, spansK, metaK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local recK, logK, seqsK, ansK, clogK, giK, spansK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local s = cjson.decode(ARGV[1])
 local now = s.now
 local kind, sender, sha, message = s.kind, s.sender, s.sha256, s.message
 local subEpoch = s.epoch
 local subEpochS = istr(subEpoch)
 
-local f = redis.call('HMGET', recK, 'replica', 'epoch', 'nextSeq', 'members', 'owner', 'mode', 'leaseToken', 'leaseExpiresAt', 'contig', 'feeds')
+local f = redis.call('HMGET', recK, 'replica', 'epoch', 'nextSeq', 'members', 'owner', 'mode', 'leaseToken', 'leaseExpiresAt', 'contig', 'feeds', 'hub', 'dispatched')
 -- A replica of a remote hub's group is not ordered here.
 if f[1] ~= '0' then return '{"ok":false,"code":"unknown_group"}' end
 local epoch, nextSeq = tonumber(f[2]), tonumber(f[3])
@@ -89,6 +90,7 @@ local leaseExpiresAt = nil
 if f[8] then leaseExpiresAt = tonumber(f[8]) end
 local contig = tonumber(f[9]) or 0
 local hasFeeds = f[10] == '1'
+local hub, dispatched = f[11], tonumber(f[12]) or 0
 
 local isMember = contains(members, sender)
 local external = kind == 'commit' and s.external == true
@@ -125,9 +127,9 @@ local function storeEntry(seq, entryKind, entryEpoch, entryMessage, entrySha, re
   local json = '{"seq":' .. istr(seq) .. ',"kind":' .. jstr(entryKind) .. ',"epoch":' .. istr(entryEpoch) ..
     ',"sender":' .. jstr(sender) .. ',"message":' .. jstr(entryMessage) .. ',"sha256":' .. jstr(entrySha) ..
     ',"recipients":' .. jarr(recipients) .. '}'
-  redis.call('HSET', logK, istr(seq), json)
+  -- 'm<seq>' beside the entry: its kind and sender, all a feed read needs (one HSET for both).
+  redis.call('HSET', logK, istr(seq), json, 'm' .. istr(seq), entryKind .. '|' .. sender)
   redis.call('ZADD', seqsK, istr(seq), istr(seq))
-  redis.call('HSET', metaK, istr(seq), entryKind .. '|' .. sender)
   return json
 end
 local function answer(seq, answerEpoch)
@@ -135,10 +137,29 @@ local function answer(seq, answerEpoch)
   redis.call('HSET', ansK, sha, a)
   return a
 end
--- contig (highest seq held contiguously from 1) only advances if the log had no gap before.
-local function advance(newNextSeq)
-  redis.call('HSET', recK, 'nextSeq', istr(newNextSeq))
-  if contig == nextSeq - 1 then redis.call('HSET', recK, 'contig', istr(newNextSeq - 1)) end
+-- settlesInAccept (domain/feeds.ts): nothing to fan out — every entry member-wide, every member
+-- (before and after) a client of this hub, nothing earlier waiting for its fan-out.
+local function allLocal(list)
+  for i = 1, #list do
+    local u = userOf(list[i])
+    if string.sub(u, (string.find(u, '@', 1, true) or 0) + 1) ~= hub then return false end
+  end
+  return true
+end
+local function settles(kinds, after)
+  if dispatched ~= nextSeq - 1 then return false end
+  for i = 1, #kinds do
+    if kinds[i] == 'welcome' or (mode == 'send-group' and kinds[i] == 'proposal') then return false end
+  end
+  return allLocal(members) and allLocal(after)
+end
+-- contig (highest seq held contiguously from 1) only advances if the log had no gap before; with
+-- settled, the dispatch mark moves in the same HSET.
+local function advance(newNextSeq, settled)
+  local fields = { 'nextSeq', istr(newNextSeq) }
+  if contig == nextSeq - 1 then fields[#fields + 1] = 'contig' fields[#fields + 1] = istr(newNextSeq - 1) end
+  if settled then fields[#fields + 1] = 'dispatched' fields[#fields + 1] = istr(newNextSeq - 1) end
+  redis.call('HSET', recK, unpack(fields))
 end
 
 if kind ~= 'commit' then
@@ -150,9 +171,10 @@ if kind ~= 'commit' then
   ensureFeeds()
   local meta = storeEntry(nextSeq, kind, subEpoch, message, sha, recipients)
   local a = answer(nextSeq, epoch)
-  advance(nextSeq + 1)
+  local settled = settles({ kind }, members)
+  advance(nextSeq + 1, settled)
   redis.call(ARGV[3], ARGV[2], '1')
-  return '{"ok":true,"duplicate":false,"answer":' .. a .. ',"entries":[' .. meta .. ']}'
+  return '{"ok":true,"duplicate":false,"answer":' .. a .. ',"entries":[' .. meta .. ']' .. (settled and ',"settled":true' or '') .. '}'
 end
 
 if subEpoch ~= epoch then
@@ -207,7 +229,10 @@ local membersJson = jarr(newMembers)
 redis.call('HSET', recK, 'epoch', istr(newEpoch), 'members', membersJson)
 -- An expired lease is dropped by an accepted commit (an active one is kept for its holder).
 if not leaseActive then redis.call('HDEL', recK, 'leaseToken', 'leaseHolder', 'leaseExpiresAt') end
-advance(nextSeq + #metas)
+local kinds = { 'commit' }
+if #metas == 2 then kinds[2] = 'welcome' end
+local settled = settles(kinds, newMembers)
+advance(nextSeq + #metas, settled)
 -- Feed spans (domain/feeds.ts spanChange): who left receives this commit and nothing after it;
 -- who joined reads after it (its Welcome first).
 for i = 1, #members do if not inNew[members[i]] then closeSpanIn(spansK, members[i], nextSeq) end end
@@ -244,17 +269,18 @@ if changed then
   redis.call('HSET', recK, 'pendingIndex', pendingJson)
   index = ',"index":{"members":' .. membersJson .. ',"removed":' .. pendingJson .. ',"pending":' .. jstr(pendingJson) .. '}'
 end
-return '{"ok":true,"duplicate":false,"answer":' .. a .. ',"entries":[' .. table.concat(metas, ',') .. ']' .. index .. '}'
+return '{"ok":true,"duplicate":false,"answer":' .. a .. ',"entries":[' .. table.concat(metas, ',') .. ']' .. index ..
+  (settled and ',"settled":true' or '') .. '}'
 `,
   ({ keys: k, submission, nowMs, wake }) => ({
-    keys: [k.record, k.log, k.seqs, k.answers, k.commitLog, k.groupInfo, k.spans, k.meta],
+    keys: [k.record, k.log, k.seqs, k.answers, k.commitLog, k.groupInfo, k.spans],
     args: [encodeSubmission(submission, nowMs), wake.channel, wake.publish],
   }),
   (raw) => {
     const reply = JSON.parse(String(raw)) as SubmitReply;
     if (!reply.ok) return reply;
     if (reply.duplicate) return { ok: true, ...reply.answer, duplicate: true, entries: [] };
-    const { answer, entries, index } = reply;
-    return { ok: true, ...answer, duplicate: false, entries, ...(index ? { index } : {}) };
+    const { answer, entries, index, settled } = reply;
+    return { ok: true, ...answer, duplicate: false, entries, ...(index ? { index } : {}), ...(settled ? { settled } : {}) };
   },
 );
