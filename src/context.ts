@@ -318,6 +318,27 @@ function makeMimi(
   return { tls, client, keys: new MimiKeys() };
 }
 
+/**
+ * rate-limiter-flexible's increment script with fewer commands in the common case (one INCRBY for a
+ * request within the limit, instead of SET NX + INCRBY + PTTL on every request): the TTL is set
+ * when the window's first request creates the key, and read only for a refusal, the one answer that
+ * reports it (Retry-After). ARGV: points to consume, window seconds, the limit.
+ */
+const RATE_LIMIT_INCR_LUA = `
+local consumed = redis.call('incrby', KEYS[1], ARGV[1])
+if consumed == tonumber(ARGV[1]) then
+  redis.call('expire', KEYS[1], ARGV[2])
+  return {consumed, 1000 * ARGV[2]}
+end
+if consumed <= tonumber(ARGV[3]) then return {consumed, 0} end
+local ttl = redis.call('pttl', KEYS[1])
+if ttl == -1 then
+  redis.call('expire', KEYS[1], ARGV[2])
+  ttl = 1000 * ARGV[2]
+end
+return {consumed, ttl}
+`;
+
 function makeLimiters(config: Readonly<Config>, store: Store): RateLimiters {
   const rl = config.limits.rateLimit;
   const redis = store.kind === "redis" ? (store as RedisStore).rateLimiterClient : undefined;
@@ -329,6 +350,7 @@ function makeLimiters(config: Readonly<Config>, store: Store): RateLimiters {
           keyPrefix: `${config.store.prefix}:rl:${keyPrefix}`,
           points,
           duration,
+          customIncrTtlLuaScript: RATE_LIMIT_INCR_LUA,
         })
       : new RateLimiterMemory({ keyPrefix, points, duration });
   return {

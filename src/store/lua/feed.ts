@@ -45,16 +45,16 @@ end
 `;
 
 /**
- * KEYS: record, seqs, log (whose 'm<seq>' fields hold "kind|sender"), spans. ARGV: member, afterSeq, limit.
+ * KEYS: record, log (whose 'm<seq>' fields hold "kind|sender"), spans. ARGV: member, afterSeq, limit.
  * Returns the FeedRead as JSON.
  */
 export const READ_FEED = typedScript<{ keys: GroupKeys; member: string; afterSeq: number; limit: number }, FeedRead>(
   "readFeed",
   `${LUA_HELPERS}${SPAN_HELPERS}
-local f = redis.call('HMGET', KEYS[1], 'replica', 'mode')
+local f = redis.call('HMGET', KEYS[1], 'replica', 'mode', 'nextSeq')
 if f[1] ~= '0' then return '{"kind":"none"}' end
 local member, read, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local spans = parseSpans(redis.call('HGET', KEYS[4], member))
+local spans = parseSpans(redis.call('HGET', KEYS[3], member))
 if #spans == 0 then return '{"kind":"none"}' end
 local from = nil
 for i = 1, #spans do
@@ -64,12 +64,14 @@ for i = 1, #spans do
   end
 end
 if not from then return '{"kind":"page","seqs":[],"through":' .. istr(read) .. ',"ended":true}' end
-local seqs = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. istr(from), '+inf', 'LIMIT', 0, limit)
+-- Feeds exist for groups ordered here only, whose log is dense: seqs from+1 … nextSeq-1.
+local seqs = {}
+for seq = from + 1, math.min(from + limit, tonumber(f[3]) - 1) do seqs[#seqs + 1] = istr(seq) end
 local out, through = {}, from
 if #seqs > 0 then
   local fields = {}
   for i = 1, #seqs do fields[i] = 'm' .. seqs[i] end
-  local metas = redis.call('HMGET', KEYS[3], unpack(fields))
+  local metas = redis.call('HMGET', KEYS[2], unpack(fields))
   for i = 1, #seqs do
     local seq = tonumber(seqs[i])
     through = seq
@@ -97,7 +99,7 @@ for i = 1, #spans do if not spans[i].finish or spans[i].finish > through then en
 return '{"kind":"page","seqs":[' .. table.concat(out, ',') .. '],"through":' .. istr(through) .. ',"ended":' .. tostring(ended) .. '}'
 `,
   ({ keys, member, afterSeq, limit }) => ({
-    keys: [keys.record, keys.seqs, keys.log, keys.spans],
+    keys: [keys.record, keys.log, keys.spans],
     args: [member, String(afterSeq), String(limit)],
   }),
   (raw) => JSON.parse(String(raw)) as FeedRead,

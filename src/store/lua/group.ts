@@ -246,19 +246,31 @@ return c
   (reply) => Number(reply),
 );
 
-/** KEYS: seqs, log. ARGV: afterSeq, limit. Entry JSONs after afterSeq in seq order (gaps skipped). */
+/**
+ * KEYS: record, seqs, log. ARGV: afterSeq, limit. Entry JSONs after afterSeq in seq order. A hub's
+ * log is dense (seqs 1 … nextSeq-1, SUBMIT writes no `seqs` member for it): read by seq directly;
+ * a replica's may have gaps: read through `seqs` (gaps skipped).
+ */
 export const READ_LOG = typedScript<{ keys: GroupKeys; afterSeq: number; limit: number }, LogEntry[]>(
   "readLog",
-  `
-local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
+  `${LUA_HELPERS}
+local f = redis.call('HMGET', KEYS[1], 'replica', 'nextSeq')
+local after, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local fields = {}
+if f[1] == '0' then
+  for seq = after + 1, math.min(after + limit, tonumber(f[2]) - 1) do fields[#fields + 1] = istr(seq) end
+else
+  fields = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
+end
+if #fields == 0 then return {} end
+local rows = redis.call('HMGET', KEYS[3], unpack(fields))
 local out = {}
-for i = 1, #seqs do
-  local e = redis.call('HGET', KEYS[2], seqs[i])
-  if e then out[#out + 1] = e end
+for i = 1, #fields do
+  if rows[i] then out[#out + 1] = rows[i] end
 end
 return out
 `,
-  ({ keys, afterSeq, limit }) => ({ keys: [keys.seqs, keys.log], args: [String(afterSeq), String(limit)] }),
+  ({ keys, afterSeq, limit }) => ({ keys: [keys.record, keys.seqs, keys.log], args: [String(afterSeq), String(limit)] }),
   (rows) => (rows as string[]).map((r) => JSON.parse(r) as LogEntry),
 );
 

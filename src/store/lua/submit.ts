@@ -128,8 +128,8 @@ local function storeEntry(seq, entryKind, entryEpoch, entryMessage, entrySha, re
     ',"sender":' .. jstr(sender) .. ',"message":' .. jstr(entryMessage) .. ',"sha256":' .. jstr(entrySha) ..
     ',"recipients":' .. jarr(recipients) .. '}'
   -- 'm<seq>' beside the entry: its kind and sender, all a feed read needs (one HSET for both).
+  -- No 'seqs' member: a hub's log is dense, read by seq (READ_LOG); 'seqs' serves replicas' gaps.
   redis.call('HSET', logK, istr(seq), json, 'm' .. istr(seq), entryKind .. '|' .. sender)
-  redis.call('ZADD', seqsK, istr(seq), istr(seq))
   return json
 end
 local function answer(seq, answerEpoch)
