@@ -159,7 +159,7 @@ export class AppContext {
             waitTimeoutMs: config.store.waitTimeoutMs,
             clock,
           })
-        : new MemoryStore({ clock, trimHubLogs: config.store.trimHubLogs }));
+        : new MemoryStore({ clock, trimHubLogs: config.store.trimHubLogs, retentionMs: config.store.logRetentionMs }));
     const peerClient = new PeerClient({
       domain: config.domain,
       peers: config.federation.peers,

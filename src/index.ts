@@ -12,6 +12,9 @@ import { ConfigError } from "./config/load.js";
 import type { Clock } from "./domain/types.js";
 import { transientRedisReply } from "./store/errors.js";
 
+/** Entries one 30-s sweep trims per group at most (a backlog goes over several sweeps). */
+const LOG_TRIM_PER_GROUP = 10_000;
+
 /** How long start() waits for a store that is still loading its data set (LOADING). */
 const STORE_STARTUP_WAIT_MS = 120_000;
 
@@ -93,6 +96,11 @@ export class DeliveryService {
     await this.ctx.dispatcher.recover().catch((err: unknown) => this.ctx.log.error({ err }, "fan-out recovery failed"));
     this.recovery = setInterval(() => {
       void this.ctx.dispatcher.recover().catch((err: unknown) => this.ctx.log.error({ err }, "fan-out recovery failed"));
+      const { trimHubLogs, logRetentionMs } = this.ctx.config.store;
+      if (trimHubLogs)
+        void this.ctx.store
+          .trimExpiredLogs(this.ctx.clock.nowMs() - logRetentionMs, LOG_TRIM_PER_GROUP)
+          .catch((err: unknown) => this.ctx.log.error({ err }, "log retention trim failed"));
     }, 30_000);
     this.recovery.unref();
     return this;

@@ -20,6 +20,7 @@ export const defaultConfig: Config = {
     waitReplicas: 0,
     waitTimeoutMs: 1000,
     trimHubLogs: true,
+    logRetentionMs: 7 * 24 * 3600 * 1000,
   },
   auth: {
     mode: "dev",

@@ -65,8 +65,10 @@ export const configSchema = z.strictObject({
     waitReplicas: z.number().int().min(0).max(16),
     /** How long WAIT may block; fewer replicas by then answers 503 unavailable (a retry is safe). */
     waitTimeoutMs: z.number().int().min(1).max(60000),
-    /** Memory store: trim the logs of groups ordered here once delivered (peers learn `logStart`). */
+    /** Trim the logs of groups ordered here (peers learn `logStart`): memory store once delivered, both after logRetentionMs. */
     trimHubLogs: z.boolean(),
+    /** A log entry of a group ordered here is dropped this long after its accept (with trimHubLogs). */
+    logRetentionMs: z.number().int().min(60_000),
   }),
   auth: z.strictObject({
     mode: z.enum(["dev", "jwt"]),

@@ -522,6 +522,23 @@ export class MemoryStore implements Store {
     return contiguous(g);
   }
 
+  async trimExpiredLogs(beforeMs: number, maxPerGroup: number): Promise<number> {
+    if (!this.trimHubLogs) return 0;
+    let trimmed = 0;
+    for (const g of this.groups.values()) {
+      if (g.replica) continue;
+      // As TRIM_LOG: from the front, fanned-out entries accepted before beforeMs.
+      for (let n = 0; n < maxPerGroup; n++) {
+        const h = g.log.get(g.floor + 1);
+        if (!h || h.at >= beforeMs || h.entry.seq > g.dispatched) break;
+        g.log.delete(g.floor + 1);
+        g.floor += 1;
+        trimmed += 1;
+      }
+    }
+    return trimmed;
+  }
+
   async logStart(groupId: string): Promise<number> {
     return (this.groups.get(groupId)?.floor ?? 0) + 1;
   }

@@ -197,6 +197,12 @@ export interface GroupStore {
   /** Hub side: the lowest seq of the group's log still held (1 when nothing was trimmed). */
   logStart(groupId: string): Promise<number>;
 
+  /**
+   * Drops the entries of groups ordered here accepted before `beforeMs` (already fanned out), from
+   * the front of each log, at most `maxPerGroup` per group and call; `logStart` says where a log
+   * now starts. Returns how many went. (The memory store also trims by delivery, as it goes.)
+   */
+  trimExpiredLogs(beforeMs: number, maxPerGroup: number): Promise<number>;
   /** Dispatch bookkeeping: fan-out of entries up to `seq` is done. */
   markDispatched(groupId: string, seq: number): Promise<void>;
   /** Groups whose accepted entries have not all been fanned out yet (crash recovery). */

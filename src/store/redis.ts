@@ -13,6 +13,7 @@ import {
   PUT_REPLICA,
   READ_LOG,
   RELEASE_LEASE,
+  TRIM_LOG,
 } from "./lua/group.js";
 import {
   CLAIM,
@@ -401,9 +402,25 @@ export class RedisStore implements Store {
     return contig;
   }
 
-  /** This store never trims a log: every log starts at seq 1. */
-  async logStart(_groupId: string): Promise<number> {
-    return 1;
+  /** Where a hub log starts (TRIM_LOG moves it); 1 when nothing was trimmed. */
+  async logStart(groupId: string): Promise<number> {
+    const [start] = await this.client.hmGet(this.keys.group(groupId).record, ["logStart"]);
+    return Number(start ?? 1);
+  }
+
+  /** Retention of hub logs: SCANs group records on every master, one TRIM_LOG per group ordered here. */
+  async trimExpiredLogs(beforeMs: number, maxPerGroup: number): Promise<number> {
+    let trimmed = 0;
+    for (const node of await this.connection.masters()) {
+      for await (const batch of node.scanIterator({ MATCH: this.keys.groupRecordPattern(), COUNT: SCAN_COUNT })) {
+        for (const key of batch.map(String)) {
+          const [groupId] = await node.hmGet(key, ["groupId"]);
+          if (groupId == null) continue;
+          trimmed += await this.call(TRIM_LOG, { keys: this.keys.group(String(groupId)), beforeMs, max: maxPerGroup });
+        }
+      }
+    }
+    return trimmed;
   }
 
   async markDispatched(groupId: string, seq: number): Promise<void> {

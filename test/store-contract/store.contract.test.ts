@@ -247,6 +247,39 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
     });
   });
 
+  describe("log retention", () => {
+    it("trims a hub log from the front, by acceptance time, only what was fanned out, and says where it starts", async () => {
+      // Clients of the hub's provider (a.example) only: each accept settles its fan-out itself.
+      const g = group({ members: ["a@a.example/1", "b@a.example/1"] });
+      await store.createGroup(g);
+      const remote = group({ members: ["a@a.example/1", "z@z.example/1"] });
+      await store.createGroup(remote);
+      for (let i = 0; i < 3; i++) {
+        await store.submit(
+          g.groupId,
+          { kind: "application", sender: "a@a.example/1", epoch: 0, sha256: `t${i}`, message: "x" },
+          1,
+        );
+        // A member on another provider: the fan-out (outbox) is owed, so nothing is trimmed there.
+        await store.submit(
+          remote.groupId,
+          { kind: "application", sender: "a@a.example/1", epoch: 0, sha256: `r${i}`, message: "x" },
+          1,
+        );
+      }
+      const later = Date.now() + 60_000;
+      expect(await store.trimExpiredLogs(later, 2)).toBe(2);
+      expect(await store.logStart(g.groupId)).toBe(3);
+      expect((await store.readLog(g.groupId, 0, 10)).map((e) => e.seq)).toEqual([3]);
+      expect(await store.trimExpiredLogs(later, 10)).toBe(1);
+      expect(await store.readLog(g.groupId, 0, 10)).toEqual([]);
+      expect(await store.logStart(remote.groupId)).toBe(1);
+      // The next accept goes on after the trimmed part; a feed read skips it.
+      await store.submit(g.groupId, { kind: "application", sender: "a@a.example/1", epoch: 0, sha256: "t3", message: "x" }, 1);
+      expect(await store.readFeed(g.groupId, "b@a.example/1", 0, 10)).toMatchObject({ kind: "page", seqs: [4], through: 4 });
+    });
+  });
+
   describe("group feeds (domain/feeds.ts)", () => {
     const feed = (groupId: string, through: number, seqs: number[], ended = false) => ({
       key: groupId,

@@ -5,7 +5,7 @@ import { LUA_HELPERS, typedScript } from "./script.js";
 /**
  * Group feeds on Redis (domain/feeds.ts is the specification these follow; the memory store uses
  * it directly). The group side ({g:<groupId>}) keeps each member's spans and, beside each log entry,
- * a field m<seq> = "kind|sender" (a feed read never decodes an entry's recipient list); the client side
+ * a field m<seq> = "kind|acceptedAtMs|sender" (a feed read never decodes an entry's recipient list); the client side
  * ({c:<client>}) keeps the read marks and the inbox. Each script touches one slot.
  */
 
@@ -45,7 +45,7 @@ end
 `;
 
 /**
- * KEYS: record, log (whose 'm<seq>' fields hold "kind|sender"), spans. ARGV: member, afterSeq, limit.
+ * KEYS: record, log (whose 'm<seq>' fields hold "kind|acceptedAtMs|sender"), spans. ARGV: member, afterSeq, limit.
  * Returns the FeedRead as JSON.
  */
 export const READ_FEED = typedScript<{ keys: GroupKeys; member: string; afterSeq: number; limit: number }, FeedRead>(
@@ -71,14 +71,18 @@ local out, through = {}, from
 if #seqs > 0 then
   local fields = {}
   for i = 1, #seqs do fields[i] = 'm' .. seqs[i] end
-  local metas = redis.call('HMGET', KEYS[2], unpack(fields))
+  -- HMGET in chunks: unpack() of a long list would overflow the Lua stack.
+  local metas = {}
+  for i = 1, #fields, 500 do
+    local part = redis.call('HMGET', KEYS[2], unpack(fields, i, math.min(i + 499, #fields)))
+    for j = 1, #part do metas[i + j - 1] = part[j] end
+  end
   for i = 1, #seqs do
     local seq = tonumber(seqs[i])
     through = seq
     local meta = metas[i]
     if meta then
-      local bar = string.find(meta, '|', 1, true)
-      local kind, sender = string.sub(meta, 1, bar - 1), string.sub(meta, bar + 1)
+      local kind, sender = string.match(meta, '^([^|]*)|[^|]*|(.*)$')
       -- reaches() of domain/feeds.ts
       local hit = false
       if sender ~= member then

@@ -254,24 +254,57 @@ return c
 export const READ_LOG = typedScript<{ keys: GroupKeys; afterSeq: number; limit: number }, LogEntry[]>(
   "readLog",
   `${LUA_HELPERS}
-local f = redis.call('HMGET', KEYS[1], 'replica', 'nextSeq')
+local f = redis.call('HMGET', KEYS[1], 'replica', 'nextSeq', 'logStart')
 local after, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- Trimmed entries are gone (TRIM_LOG): start at the log's start.
+if f[1] == '0' then after = math.max(after, (tonumber(f[3]) or 1) - 1) end
 local fields = {}
 if f[1] == '0' then
   for seq = after + 1, math.min(after + limit, tonumber(f[2]) - 1) do fields[#fields + 1] = istr(seq) end
 else
   fields = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
 end
-if #fields == 0 then return {} end
-local rows = redis.call('HMGET', KEYS[3], unpack(fields))
 local out = {}
-for i = 1, #fields do
-  if rows[i] then out[#out + 1] = rows[i] end
+-- HMGET in chunks: unpack() of a long list would overflow the Lua stack.
+for i = 1, #fields, 500 do
+  local rows = redis.call('HMGET', KEYS[3], unpack(fields, i, math.min(i + 499, #fields)))
+  for j = 1, #rows do
+    if rows[j] then out[#out + 1] = rows[j] end
+  end
 end
 return out
 `,
   ({ keys, afterSeq, limit }) => ({ keys: [keys.record, keys.seqs, keys.log], args: [String(afterSeq), String(limit)] }),
   (rows) => (rows as string[]).map((r) => JSON.parse(r) as LogEntry),
+);
+
+/**
+ * Retention of a hub log. KEYS: record, log. ARGV: beforeMs, max. From the log's start, drops
+ * entries accepted before beforeMs that were fanned out (seq <= dispatched), at most max, and
+ * moves the record's logStart past them. An entry without its m<seq> time (stored by an earlier
+ * version) stops the walk: its age is unknown. Returns how many went.
+ */
+export const TRIM_LOG = typedScript<{ keys: GroupKeys; beforeMs: number; max: number }, number>(
+  "trimLog",
+  `${LUA_HELPERS}
+local f = redis.call('HMGET', KEYS[1], 'replica', 'logStart', 'dispatched')
+if f[1] ~= '0' then return 0 end
+local start, dispatched = tonumber(f[2]) or 1, tonumber(f[3]) or 0
+local before, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local n = 0
+while n < max and start <= dispatched do
+  local meta = redis.call('HGET', KEYS[2], 'm' .. istr(start))
+  local at = meta and tonumber(string.match(meta, '^[^|]*|(%d+)|'))
+  if not at or at >= before then break end
+  redis.call('HDEL', KEYS[2], istr(start), 'm' .. istr(start))
+  start = start + 1
+  n = n + 1
+end
+if n > 0 then redis.call('HSET', KEYS[1], 'logStart', istr(start)) end
+return n
+`,
+  ({ keys, beforeMs, max }) => ({ keys: [keys.record, keys.log], args: [String(beforeMs), String(max)] }),
+  (n) => Number(n),
 );
 
 /** KEYS: record. ARGV: the pendingIndex text the index was written for. Clears it unless a later accept changed it. */

@@ -127,9 +127,10 @@ local function storeEntry(seq, entryKind, entryEpoch, entryMessage, entrySha, re
   local json = '{"seq":' .. istr(seq) .. ',"kind":' .. jstr(entryKind) .. ',"epoch":' .. istr(entryEpoch) ..
     ',"sender":' .. jstr(sender) .. ',"message":' .. jstr(entryMessage) .. ',"sha256":' .. jstr(entrySha) ..
     ',"recipients":' .. jarr(recipients) .. '}'
-  -- 'm<seq>' beside the entry: its kind and sender, all a feed read needs (one HSET for both).
-  -- No 'seqs' member: a hub's log is dense, read by seq (READ_LOG); 'seqs' serves replicas' gaps.
-  redis.call('HSET', logK, istr(seq), json, 'm' .. istr(seq), entryKind .. '|' .. sender)
+  -- 'm<seq>' beside the entry: "kind|acceptedAtMs|sender", all a feed read and the retention trim
+  -- need (one HSET for both). No 'seqs' member: a hub's log is dense, read by seq (READ_LOG);
+  -- 'seqs' serves replicas' gaps.
+  redis.call('HSET', logK, istr(seq), json, 'm' .. istr(seq), entryKind .. '|' .. istr(now) .. '|' .. sender)
   return json
 end
 local function answer(seq, answerEpoch)
