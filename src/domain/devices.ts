@@ -20,7 +20,8 @@ export class DeviceNotifier {
     for (const device of devices) {
       for (const groupId of await this.store.groupsOf(device)) {
         const g = await this.store.getGroup(groupId);
-        g?.members.forEach((m) => clients.add(m));
+        // The index still lists a group its member left until it has read its feed to the end.
+        if (g?.members.includes(device)) g.members.forEach((m) => clients.add(m));
       }
     }
     return clients;
