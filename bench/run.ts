@@ -182,7 +182,7 @@ function render(info: Record<string, string>, started: Date, seconds: number, qu
   );
   // The memory figures have no target; quote them in the summary too.
   const memory = sections.flatMap((sec) =>
-    sec.md.split("\n").filter((l) => /^\| (client-group feed cursor|stored group message)/.test(l)),
+    sec.md.split("\n").filter((l) => /^\| (client-group feed cursor|group-side feed span|stored group message)/.test(l)),
   );
   return `# Benchmarks
 

@@ -15,6 +15,7 @@ export interface MemoryResult {
     encoding: string;
     valueBytes: number;
   };
+  spans: { entries: number; groups: number; bytes: number; encoding: string };
   log: { entries: number; groups: number; members: number; messageBytes: number; bytes: number; seconds: number };
 }
 
@@ -32,7 +33,8 @@ async function pool(n: number, concurrency: number, task: (i: number) => Promise
  * Scenario 5: Redis memory per client-group feed cursor and per stored group message, each measured
  * on a fresh redis-server (INFO memory used_memory before/after). Feed cursors are written directly
  * with node-redis in the layout of lazily filled inboxes: one HASH per client,
- * \`<prefix>:{c:<client>}:feeds\`, field = groupId, value = "read:until:next" seqs. Group messages go
+ * \`<prefix>:{c:<client>}:feeds\`, field = groupId, value = "read:until:next" seqs, and the group side's
+ * HASH of member → spans. Group messages go
  * through the store itself (RedisStore.submit, many calls in flight so node-redis pipelines them).
  */
 export async function memory(b: Bench): Promise<MemoryResult> {
@@ -66,6 +68,26 @@ export async function memory(b: Bench): Promise<MemoryResult> {
     if ((await info.hLen(first)) !== groupsPerClient) throw new Error(`${first} does not hold ${groupsPerClient} cursors`);
     const encoding = String(await info.sendCommand(["OBJECT", "ENCODING", first]));
     const valueBytes = Object.values(await info.hGetAll(first))[0]!.length;
+
+    // The group side of the same memberships: each group's HASH of member → feed spans "start:end,…"
+    // (\`<prefix>:{g:<groupId>}:spans\`), 1000 groups of cursorEntries / 1000 members, one open span each.
+    const spanGroups = groupIds.length;
+    const spanMembers = cursorEntries / spanGroups;
+    t = performance.now();
+    const s0 = await usedMemory(info);
+    await pool(spanGroups * (spanMembers / 100), 64, (i) => {
+      const g = Math.floor(i / (spanMembers / 100));
+      const fields: Record<string, string> = {};
+      for (let k = 0; k < 100; k++) fields[`user${(i % (spanMembers / 100)) * 100 + k}@a.example/phone`] = `${1000 + k}:`;
+      return info.hSet(`mlsfg:{g:${groupIds[g]!}}:spans`, fields);
+    });
+    const s1 = await usedMemory(info);
+    const spanKey = `mlsfg:{g:${groupIds[0]!}}:spans`;
+    if ((await info.hLen(spanKey)) !== spanMembers) throw new Error(`${spanKey} does not hold ${spanMembers} spans`);
+    const spanEncoding = String(await info.sendCommand(["OBJECT", "ENCODING", spanKey]));
+    b.log(
+      `s5: ${fmt(cursorEntries)} feed spans (${spanGroups} groups × ${fmt(spanMembers)}) in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
 
     // Group logs: application messages of realistic size in groups of 10, 1000 per group.
     const logEntries = b.n(1_000_000, 100_000);
@@ -119,6 +141,7 @@ export async function memory(b: Bench): Promise<MemoryResult> {
         encoding,
         valueBytes,
       },
+      spans: { entries: cursorEntries, groups: spanGroups, bytes: (s1 - s0) / cursorEntries, encoding: spanEncoding },
       log: {
         entries: logEntries,
         groups,
@@ -141,13 +164,15 @@ after filling it (node-redis pipelining many calls in flight):
 | | entries | bytes per entry | fill time |
 | --- | ---: | ---: | ---: |
 | client-group feed cursor (${fmt(r.cursors.clients)} clients × ${r.cursors.groupsPerClient} groups; one HASH per client, field = 22-character group id, value ${r.cursors.valueBytes} bytes "read:until:next"; encoding ${r.cursors.encoding}) | ${fmt(r.cursors.entries)} | **${fmt(r.cursors.bytes)}** | ${r.cursors.seconds.toFixed(1)} s |
+| group-side feed span (${fmt(r.spans.groups)} groups × ${fmt(r.spans.entries / r.spans.groups)} members; HASH per group, field = client id, value one open span "start:"; encoding ${r.spans.encoding}) | ${fmt(r.spans.entries)} | **${fmt(r.spans.bytes)}** | |
 | stored group message (${fmt(r.log.groups)} groups of ${r.log.members}; ${r.log.messageBytes}-byte PrivateMessage, as in scenario 1; through RedisStore.submit) | ${fmt(r.log.entries)} | **${fmt(r.log.bytes)}** | ${r.log.seconds.toFixed(1)} s |
 
 A feed cursor is what a member costs per group when inboxes are filled lazily from the group log: the cursor bytes include
 each client's key and HASH overhead spread over its ${r.cursors.groupsPerClient} groups (a client in more groups pays less per cursor; a
 client-group pair in a big group costs the same as in a small one). A group message is its log entry (payload as base64url
 text, SHA-256, sender) with its seq index and idempotency answer; it is stored once however many members read it. So a
-million client-group memberships cost about ${fmt((r.cursors.bytes * 1e6) / 2 ** 20)} MiB of cursors, and a million stored messages
+million client-group memberships cost about ${fmt((r.cursors.bytes * 1e6) / 2 ** 20)} MiB of client-side cursors plus
+${fmt((r.spans.bytes * 1e6) / 2 ** 20)} MiB of group-side spans (where the design keeps both), and a million stored messages
 ${fmt((r.log.bytes * 1e6) / 2 ** 20)} MiB of logs until trimmed.
 `;
   return { md };
