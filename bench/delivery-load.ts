@@ -19,6 +19,8 @@ export interface DeliverySpec {
   readers: Reader[];
   /** Reader loops; each polls its share of the readers in turn (a loop with one reader long-polls). */
   loops: number;
+  /** A polling loop's pass over its readers takes at least this long (each member reads at most that often). */
+  minPassMs?: number;
   maxSeconds: number;
   /** read: application messages each reader must read. */
   expect?: number;
@@ -33,6 +35,8 @@ export interface DeliveryResult {
   reads: number;
   emptyReads: number;
   acks: number;
+  /** GET /v1/inbox latency, ms. */
+  readLatency: Latency;
   /** Application entries of the group read, over all readers. */
   entriesRead: number;
   /** Entries a reader saw twice or after a later seq (must be 0: once and in order per group). */
@@ -78,6 +82,7 @@ async function run(spec: DeliverySpec): Promise<DeliveryResult> {
   const readErrors: Record<string, number> = {};
   const byStatus: Record<string, number> = {};
   const submit = new Samples();
+  const readLat = new Samples();
   let accepted = 0;
   let sendDone = spec.send === undefined;
   let lastAccept = start;
@@ -94,11 +99,13 @@ async function run(spec: DeliverySpec): Promise<DeliveryResult> {
     const reader = spec.readers[i]!;
     const p = perReader[i]!;
     const auth = { authorization: `Bearer ${reader.token}` };
+    const t = performance.now();
     const res = await request(`${reader.url}/v1/inbox?after=${p.cursor}&limit=${PAGE}&waitMs=${waitMs}`, {
       dispatcher: readAgent,
       headers: auth,
     });
     r.reads++;
+    if (waitMs === 0) readLat.push(performance.now() - t);
     if (res.statusCode !== 200) {
       readErrors[res.statusCode] = (readErrors[res.statusCode] ?? 0) + 1;
       await res.body.text();
@@ -147,12 +154,16 @@ async function run(spec: DeliverySpec): Promise<DeliveryResult> {
     const mine = spec.readers.map((_, i) => i).filter((i) => i % loops === l);
     const waitMs = mine.length === 1 ? LONG_POLL_MS : 0;
     while (!complete() && performance.now() < until) {
+      const passStart = performance.now();
       let any = false;
       for (const i of mine) {
         if (spec.mode === "read" && perReader[i]!.count >= spec.expect!) continue;
         if (await readOnce(i, waitMs)) any = true;
       }
-      if (!any && waitMs === 0) await sleep(IDLE_PAUSE_MS);
+      if (waitMs > 0) continue;
+      const rest = (spec.minPassMs ?? 0) - (performance.now() - passStart);
+      if (rest > 0) await sleep(rest);
+      else if (!any) await sleep(IDLE_PAUSE_MS);
     }
   };
 
@@ -207,6 +218,7 @@ async function run(spec: DeliverySpec): Promise<DeliveryResult> {
     ...r,
     unfinishedReaders: perReader.filter((p) => p.count < (spec.mode === "read" ? spec.expect! : accepted)).length,
     readErrors,
+    readLatency: summarize(readLat.values()),
     accepted,
     byStatus,
     acceptSeconds,

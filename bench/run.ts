@@ -1,5 +1,6 @@
 /**
- * npm run bench [-- --quick] [-- --only s1,s3] [-- --store single|cluster|both | --cluster] [-- --out docs/BENCHMARKS.md] [-- --no-write]
+ * npm run bench [-- --quick] [-- --only s1,s3] [-- --store single|cluster|both | --cluster] [-- --s2-pass-ms 250]
+ *   [-- --out docs/BENCHMARKS.md] [-- --no-write]
  *
  * One recorded run of every scenario of issues #5 and #10 on this machine: a private redis-server, DS
  * processes (`mls-fedgate serve`) on 127.0.0.1, the load generators in their own processes, and the

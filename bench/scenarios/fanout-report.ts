@@ -52,7 +52,7 @@ export function fanoutReport(r: FanoutResult): { md: string; targetMet: boolean 
     .map((x) => {
       const d = x.load.result;
       const bad = d.duplicates + d.outOfOrder;
-      return `| ${x.name} | ${fmt(d.accepted)} | **${fmt(d.acceptedPerSecond)}** | ${ms(d.submit.p50)} / ${ms(d.submit.p99)} | **${fmt(d.deliveredPerSecond)}** (${fmt(d.deliveredAll)}) | ${ms(d.lag.p50)} / ${ms(d.lag.p99)} | ${fmt(d.reads / d.seconds)} | ${bad === 0 && d.unfinishedReaders === 0 ? "ok" : `${d.duplicates} dup, ${d.outOfOrder} out of order, ${d.unfinishedReaders} readers short`} | ${x.remoteProviders === 0 ? "–" : x.load.deliverRequests.toFixed(3)} | ${cpuPer(x.load.cpu, Math.max(1, d.accepted))} |`;
+      return `| ${x.name} | ${fmt(d.accepted)} | **${fmt(d.acceptedPerSecond)}** | ${ms(d.submit.p50)} / ${ms(d.submit.p99)} | **${fmt(d.deliveredPerSecond)}** (${fmt(d.deliveredAll)}) | ${ms(d.lag.p50)} / ${ms(d.lag.p99)} | ${fmt(d.reads / d.seconds)} (${ms(d.readLatency.p50)} / ${ms(d.readLatency.p99)}) | ${bad === 0 && d.unfinishedReaders === 0 ? "ok" : `${d.duplicates} dup, ${d.outOfOrder} out of order, ${d.unfinishedReaders} readers short`} | ${x.remoteProviders === 0 ? "–" : x.load.deliverRequests.toFixed(3)} | ${cpuPer(x.load.cpu, Math.max(1, d.accepted))} |`;
     })
     .join("\n");
   const accRatio = big.load.result.acceptedPerSecond / base.load.result.acceptedPerSecond;
@@ -90,11 +90,13 @@ members with GET /v1/inbox?after=&limit=500 and acking what it read); commands d
 ${read}
 
 **Under load** — ${base.load.connections} senders post for at most the stated time while the reader loops (up to
-${big.load.loops}; a loop with one member long-polls, the others poll with \`waitMs=0\`) read every member's inbox.
+${big.load.loops}; a loop with one member long-polls, the others poll with \`waitMs=0\`, one pass over their members at most
+every ${r.minPassMs} ms, so a member reads at most that often, as a client batching its reads would; \`--s2-pass-ms\` changes it)
+read every member's inbox.
 accepted/s = 202s / time to the last 202; delivered-to-all/s = messages read by every member / time to the last such read;
 lag = the sender's 202 → the read by the last member (p50 / p99); checks: every member read every message once and in order.
 
-| members | accepted | accepted/s | submit p50 / p99 | delivered-to-all/s (messages) | lag p50 / p99 | inbox reads/s | delivery check | S2S deliver requests per message | CPU per accepted message |
+| members | accepted | accepted/s | submit p50 / p99 | delivered-to-all/s (messages) | lag p50 / p99 | inbox reads/s (GET p50 / p99, polled) | delivery check | S2S deliver requests per message | CPU per accepted message |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |
 ${load}
 ${spread(r.rows)}

@@ -46,7 +46,13 @@ export interface FanoutRow {
 
 export interface FanoutResult {
   store: string;
+  minPassMs: number;
   rows: FanoutRow[];
+}
+
+function arg(name: string): number | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : undefined;
 }
 
 const SIZES: Size[] = [
@@ -140,10 +146,12 @@ export async function fanout(b: Bench): Promise<FanoutResult> {
         if (res.statusCode !== 202) throw new Error(`submit: ${res.statusCode} ${text}`);
       };
       const loops = Math.min(g.readers.length, 32);
+      // A member polls at most this often, as a client batching its reads would (a long-polling loop is not paced).
+      const minPassMs = arg("--s2-pass-ms") ?? 250;
       const delivery = (spec: Omit<DeliverySpec, "groupId" | "readers" | "loops">) =>
         b.child<DeliveryResult>(
           "bench/delivery-load.ts",
-          { groupId: g.groupId, readers: g.readers, loops, ...spec },
+          { groupId: g.groupId, readers: g.readers, loops, minPassMs, ...spec },
           (spec.maxSeconds + 60) * 1000,
         );
       // Warm-up (JIT, connections, scripts), then every reader drains its inbox (Welcome included).
@@ -209,5 +217,5 @@ export async function fanout(b: Bench): Promise<FanoutResult> {
     await stop(dsA.child);
     await stop(dsB.child);
   }
-  return { store: b.redis.label, rows };
+  return { store: b.redis.label, minPassMs: arg("--s2-pass-ms") ?? 250, rows };
 }
