@@ -15,6 +15,7 @@ import { createClient } from "redis";
 import { Agent, request } from "undici";
 import { validateKeyPackage } from "../src/mls/key-package.js";
 import { useMlsCrypto, type MlsCryptoKind } from "../src/mls/suites.js";
+import type { RedisTopology } from "../src/config/redis-topology.js";
 import { createRedisStore } from "../src/store/redis.js";
 import { commitFramed } from "./lib/framed.js";
 import { Samples, summarize, type Latency } from "./lib/stats.js";
@@ -47,6 +48,8 @@ export interface HttpResult {
 export interface RedisSpec {
   mode: "redis";
   url: string;
+  /** No key (a cluster node would answer MOVED for a key of another node's slot). */
+  keyless?: boolean;
   concurrency: number;
   seconds: number;
 }
@@ -63,6 +66,8 @@ export interface CommitSpec {
   mode: "commits" | "store-commits";
   /** commits: DS base URLs (committer i uses urls[i % n]); store-commits: the Redis URL. */
   urls: string[];
+  /** store-commits: the Redis deployment (a cluster), instead of urls[0]. */
+  topology?: RedisTopology;
   redisPrefix?: string;
   committers: { client: string; token?: string }[];
   groups: { groupId: string; groupIdBytes: string }[];
@@ -141,17 +146,18 @@ async function runRedis(spec: RedisSpec): Promise<RedisResult> {
   const client = createClient({ url: spec.url });
   await client.connect();
   const sha = await client.scriptLoad(TRIVIAL);
+  const keys = spec.keyless ? [] : ["bench:r"];
   const samples = new Samples();
   let ops = 0;
   // Warm-up (connection, JIT) outside the measurement.
-  await Promise.all(Array.from({ length: spec.concurrency }, () => client.evalSha(sha, { keys: ["bench:r"], arguments: [] })));
+  await Promise.all(Array.from({ length: spec.concurrency }, () => client.evalSha(sha, { keys, arguments: [] })));
   const start = performance.now();
   const until = start + spec.seconds * 1000;
   await Promise.all(
     Array.from({ length: spec.concurrency }, async () => {
       while (performance.now() < until) {
         const t = performance.now();
-        await client.evalSha(sha, { keys: ["bench:r"], arguments: [] });
+        await client.evalSha(sha, { keys, arguments: [] });
         samples.push(performance.now() - t);
         ops++;
       }
@@ -177,7 +183,12 @@ async function runCommits(spec: CommitSpec): Promise<CommitResult> {
   let rejected = 0;
   let locked = 0;
   const store =
-    spec.mode === "store-commits" ? await createRedisStore({ url: spec.urls[0]!, prefix: spec.redisPrefix! }) : undefined;
+    spec.mode === "store-commits"
+      ? await createRedisStore({
+          ...(spec.topology ? { topology: spec.topology } : { url: spec.urls[0]! }),
+          prefix: spec.redisPrefix!,
+        })
+      : undefined;
   const agent = new Agent({
     connections: Math.ceil(spec.committers.length / Math.max(1, spec.urls.length)) + 4,
     keepAliveTimeout: 60_000,

@@ -1,17 +1,24 @@
 /**
- * npm run bench [-- --quick] [-- --only s1,s3] [-- --out docs/BENCHMARKS.md] [-- --no-write]
+ * npm run bench [-- --quick] [-- --only s1,s3] [-- --store single|cluster|both | --cluster] [-- --s2-pass-ms 250]
+ *   [-- --out docs/BENCHMARKS.md] [-- --no-write]
  *
- * One recorded run of every scenario of issue #5 on this machine: a private redis-server, DS
- * processes (`mls-fedgate serve`) on 127.0.0.1, the load generator in its own process, and the
- * ceilings H (bare express) and R (EVALSHA of a trivial script) measured in the same run.
- * Writes docs/BENCHMARKS.md (unless --no-write, --only, or --quick without --out) and the raw figures next to it as JSON.
+ * One recorded run of every scenario of issues #5 and #10 on this machine: a private redis-server, DS
+ * processes (`mls-fedgate serve`) on 127.0.0.1, the load generators in their own processes, and the
+ * ceilings H (bare express) and R (EVALSHA of a trivial script) measured in the same run; then
+ * scenarios 1–3 again on a private local Redis Cluster (3 masters + 3 replicas) with commands per
+ * master and a CROSSSLOT check. A full run writes docs/BENCHMARKS.md and the raw figures next to it
+ * as JSON; --no-write, --only, --store/--cluster, or --quick without --out print instead. --quick
+ * uses the single node unless --store/--cluster says otherwise. `npm run bench:redis` is
+ * `--quick --only s2 --store both` (Redis commands per accepted and per delivered message).
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { Bench } from "./lib/context.js";
-import { ROOT, startRedis, stopAll, stopRedis, tempDir } from "./lib/proc.js";
+import { ROOT, stopAll, tempDir } from "./lib/proc.js";
+import { clusterReport, type ClusterScenarioLoad } from "./lib/cluster-report.js";
+import { snapshot, startTarget } from "./lib/targets.js";
 import { commits, commitsReport } from "./scenarios/commits.js";
 import { fanout, fanoutReport } from "./scenarios/fanout.js";
 import { keyPackages, keyPackagesReport } from "./scenarios/keypackages.js";
@@ -42,11 +49,14 @@ const SCENARIOS: Scenario[] = [
   },
   {
     id: "s5",
-    title: "5. Redis memory per queued inbox entry and per stored group message",
+    title: "5. Redis memory per client-group feed cursor and per stored group message",
     run: memory,
     report: memoryReport as Scenario["report"],
   },
 ];
+
+/** What also runs on the local Redis Cluster (issue #10): messages, fan-out, commit ordering. */
+const CLUSTER_SCENARIOS = ["s1", "s2", "s3"];
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -78,35 +88,71 @@ function machine(): Record<string, string> {
   };
 }
 
+type StoreKind = "single" | "cluster";
+
+/** Which deployments this run uses: a full run does single node then the cluster (scenarios 1–3). */
+function stores(quick: boolean): { kinds: StoreKind[]; chosen: boolean } {
+  const given = process.argv.includes("--cluster") ? "cluster" : arg("--store");
+  if (given === undefined) return { kinds: quick ? ["single"] : ["single", "cluster"], chosen: false };
+  if (given === "both") return { kinds: ["single", "cluster"], chosen: true };
+  if (given !== "single" && given !== "cluster") throw new Error(`--store ${given}: use single, cluster or both`);
+  return { kinds: [given], chosen: true };
+}
+
+interface Section {
+  md: string;
+  store: StoreKind;
+}
+
 async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
   const only = arg("--only")?.split(",");
-  // A --quick smoke run never replaces the recorded full run unless an --out file is named.
-  const write = !process.argv.includes("--no-write") && (!quick || arg("--out") !== undefined);
+  const { kinds, chosen } = stores(quick);
+  // A --quick smoke run never replaces the recorded full run unless an --out file is named; nor does a partial run.
+  const write = !process.argv.includes("--no-write") && (!quick || arg("--out") !== undefined) && !chosen;
   const out = arg("--out") ?? join(ROOT, "docs", "BENCHMARKS.md");
   const started = new Date();
   const t0 = performance.now();
   const info = machine();
   const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1)} s] ${line}\n`);
   log(`machine: ${JSON.stringify(info)}`);
-  const redis = await startRedis();
   const tmp = tempDir("mlsfg-bench-");
-  const bench = new Bench(quick, redis, tmp, log);
   const results: Record<string, unknown> = {};
-  const sections: string[] = [];
+  const sections: Section[] = [];
   try {
-    for (const s of SCENARIOS) {
-      if (only && !only.includes(s.id)) continue;
-      log(`== ${s.title}`);
-      const st = performance.now();
-      const r = await s.run(bench);
-      results[s.id] = r;
-      const { md } = s.report(r as never);
-      sections.push(`## ${s.title}\n\n_Scenario time: ${((performance.now() - st) / 1000).toFixed(0)} s._\n${md}`);
-      process.stderr.write(md + "\n");
+    for (const kind of kinds) {
+      const redis = await startTarget(kind);
+      const bench = new Bench(quick, redis, tmp, log);
+      const perScenario: ClusterScenarioLoad[] = [];
+      try {
+        for (const s of SCENARIOS) {
+          if (only && !only.includes(s.id)) continue;
+          if (kind === "cluster" && !CLUSTER_SCENARIOS.includes(s.id)) continue;
+          const title = kind === "cluster" ? `${s.title} — on ${redis.label}` : s.title;
+          log(`== ${title}`);
+          const st = performance.now();
+          const snap = await snapshot(redis);
+          const r = await s.run(bench);
+          if (kind === "cluster") perScenario.push({ title: s.title, masters: await snap.since() });
+          results[kind === "cluster" ? `cluster:${s.id}` : s.id] = r;
+          const { md } = s.report(r as never);
+          sections.push({
+            store: kind,
+            md: `## ${title}\n\n_Scenario time: ${((performance.now() - st) / 1000).toFixed(0)} s._\n${md}`,
+          });
+          process.stderr.write(md + "\n");
+        }
+        if (kind === "cluster") {
+          const c = await clusterReport(redis, perScenario);
+          results.cluster = c.result;
+          sections.push({ store: kind, md: c.md });
+          process.stderr.write(c.md + "\n");
+        }
+      } finally {
+        await redis.stop().catch(() => {});
+      }
     }
   } finally {
-    await stopRedis(redis).catch(() => {});
     await stopAll();
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -128,11 +174,16 @@ async function main(): Promise<void> {
   log(`done in ${seconds.toFixed(0)} s`);
 }
 
-function render(info: Record<string, string>, started: Date, seconds: number, quick: boolean, sections: string[]): string {
-  const verdicts = sections.flatMap((sec) => sec.split("\n").filter((l) => /^\*\*(Target|S2S requests|double-accepts)/.test(l)));
+function render(info: Record<string, string>, started: Date, seconds: number, quick: boolean, sections: Section[]): string {
+  const verdicts = sections.flatMap((sec) =>
+    sec.md
+      .split("\n")
+      .filter((l) => /^\*\*(Target|S2S requests|double-accepts)/.test(l))
+      .map((l) => (sec.store === "cluster" ? `(Redis Cluster) ${l}` : l)),
+  );
   // The memory figures have no target; quote them in the summary too.
   const memory = sections.flatMap((sec) =>
-    sec.split("\n").filter((l) => /^\| (queued inbox entry|stored group message)/.test(l)),
+    sec.md.split("\n").filter((l) => /^\| (client-group feed cursor|group-side feed span|stored group message)/.test(l)),
   );
   return `# Benchmarks
 
@@ -162,7 +213,7 @@ ${memory
 | memory | ${info.memory} |
 | kernel | ${info.kernel} |
 | Node.js | ${info.node} |
-| Redis | ${info.redis} (a private \`redis-server\` on 127.0.0.1, \`--save "" --appendonly no\`) |
+| Redis | ${info.redis} (a private \`redis-server\` on 127.0.0.1, \`--save "" --appendonly no\`; for the cluster sections 6 of them with \`--cluster-enabled yes\`) |
 | load average (1, 5, 15 min) | at start ${info.loadBefore}; at the end ${info.loadAfter ?? "n/a"} |
 
 ## How to read these figures
@@ -177,7 +228,7 @@ ${memory
   undici/node-redis loops) is always its own process. Latencies are per request, measured by the generator.
 - Counts and the set-up of each scenario are stated with it; bench/scenarios/*.ts is the exact procedure.
 
-${sections.join("\n")}
+${sections.map((sec) => sec.md).join("\n")}
 
 ## Slow paths found by these benchmarks and fixed
 
@@ -209,8 +260,8 @@ Measured with this bench on the same machine during the work (\`--quick\` runs, 
 - A KeyPackage validation is about half two Ed25519 verifications and a quarter ts-mls 1.6.4 decoding, of which most is an
   enum lookup in ts-mls that rebuilds a reverse map for every decoded value (quadratic in the capability lists); that is
   library code. The upload path adds JSON, the store script and one ref key per KeyPackage.
-- Inbox appends stay one script call per recipient: inboxes live in per-client hash slots (Redis Cluster), so one script
-  cannot append to many. The per-recipient cost is what "fan-out done/s" in scenario 2 shows.
+- Per-recipient delivery work (inboxes and cursors live in per-client hash slots in Redis Cluster, so one script cannot
+  touch many) is what "Redis commands per accepted message" and "delivered-to-all/s" in scenario 2 show.
 - Scenario 3 drives the ordering step with PrivateMessage-framed commits whose content is random (see there); real
   commits were used for the application messages (scenarios 1, 2) and KeyPackages (scenario 4).
 `;

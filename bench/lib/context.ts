@@ -1,7 +1,9 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HttpResult, HttpSpec, RedisResult } from "../load.js";
-import { cpuSeconds, entry, runJson, startDs, type DsProcess, type Redis } from "./proc.js";
+import { createRedisStore, type RedisStore } from "../../src/store/redis.js";
+import { cpuSeconds, entry, runJson, startDs, type DsProcess } from "./proc.js";
+import type { RedisTarget } from "./targets.js";
 
 export interface DsOptions {
   domain: string;
@@ -17,7 +19,7 @@ export class Bench {
 
   constructor(
     readonly quick: boolean,
-    readonly redis: Redis,
+    readonly redis: RedisTarget,
     readonly tmp: string,
     readonly log: (line: string) => void,
   ) {}
@@ -37,7 +39,7 @@ export class Bench {
         MLSFEDGATE_HOST: "127.0.0.1",
         MLSFEDGATE_DOMAIN: o.domain,
         MLSFEDGATE_STORE: "redis",
-        MLSFEDGATE_REDIS_URL: this.redis.url,
+        ...this.redis.dsEnv,
         MLSFEDGATE_REDIS_PREFIX: o.prefix,
         MLSFEDGATE_AUTH: "dev",
         MLSFEDGATE_SIGNING_KEY_FILE: join(this.tmp, `${o.domain}.jwk.json`),
@@ -54,6 +56,11 @@ export class Bench {
     );
   }
 
+  /** A store client on this run's Redis (single node or cluster) for set-up and checks. */
+  store(prefix: string): Promise<RedisStore> {
+    return createRedisStore({ topology: this.redis.topology, prefix });
+  }
+
   /** Writes a request pool for the load generator; returns its path. */
   pool(name: string, items: { path: string; auth: string; body: string }[]): string {
     const file = join(this.tmp, `${name}.pool.json`);
@@ -63,9 +70,14 @@ export class Bench {
 
   /** Runs the load generator (bench/load.ts) in its own process with this spec. */
   load<T>(spec: object): Promise<T> {
+    return this.child<T>("bench/load.ts", spec);
+  }
+
+  /** Runs a generator script (bench/load.ts, bench/delivery-load.ts) in its own process with this spec. */
+  child<T>(script: string, spec: object, timeoutMs?: number): Promise<T> {
     const file = join(this.tmp, `spec-${++this.specs}.json`);
     writeFileSync(file, JSON.stringify(spec));
-    return runJson<T>([...entry("bench/load.ts"), file]);
+    return runJson<T>([...entry(script), file], {}, timeoutMs);
   }
 
   http(spec: Omit<HttpSpec, "mode">): Promise<HttpResult> {
@@ -74,18 +86,29 @@ export class Bench {
 
   /** Ceiling R at a concurrency. */
   ceilingR(concurrency: number, seconds: number): Promise<RedisResult> {
-    return this.load<RedisResult>({ mode: "redis", url: this.redis.url, concurrency, seconds });
+    return this.load<RedisResult>({
+      mode: "redis",
+      url: this.redis.url,
+      keyless: this.redis.kind === "cluster",
+      concurrency,
+      seconds,
+    });
   }
 }
 
-/** CPU seconds each named process used while `fn` ran (from /proc; contention-proof, unlike rates). */
+/**
+ * CPU seconds each named process (or group of processes: a cluster's nodes) used while `fn` ran
+ * (from /proc; contention-proof, unlike rates).
+ */
 export async function withCpu<T>(
-  pids: Record<string, number | undefined>,
+  pids: Record<string, number | undefined | (number | undefined)[]>,
   fn: () => Promise<T>,
 ): Promise<{ result: T; cpu: Record<string, number> }> {
-  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const used = (p: number | undefined | (number | undefined)[]): number =>
+    Array.isArray(p) ? p.reduce<number>((a, x) => a + cpuSeconds(x), 0) : cpuSeconds(p);
+  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, used(pid)]));
   const result = await fn();
-  const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid) - before[k]!]));
+  const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, used(pid) - before[k]!]));
   return { result, cpu };
 }
 

@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { createRedisStore, type RedisStore } from "../../src/store/redis.js";
+import type { RedisStore } from "../../src/store/redis.js";
 import type { CommitResult, RedisResult } from "../load.js";
 import { cpuPer, fmt, ms, ratio, withCpu, type Bench } from "../lib/context.js";
 import { devToken } from "../lib/mls.js";
-import { commandStats, diffStats, redisClient } from "../lib/observe.js";
 import { stop } from "../lib/proc.js";
+import { mergeCalls, snapshot } from "../lib/targets.js";
 
 export interface Verification {
   groups: number;
@@ -93,14 +93,16 @@ export async function commits(b: Bench): Promise<CommitsResult> {
   const r2 = await b.ds({ domain: "a.example", prefix });
   const clients = Array.from({ length: committers }, (_, i) => `c${i}@a.example/d`);
   const tokens = await Promise.all(clients.map((c) => devToken(r1.url, c)));
-  const store = await createRedisStore({ url: b.redis.url, prefix });
+  const store = await b.store(prefix);
   const groups = await makeGroups(store, nGroups, clients);
-  const redis = await redisClient(b.redis.url);
+  // Summed over the masters: on a cluster, every node's share of the same work.
+  const commandsSince = async (snap: Awaited<ReturnType<typeof snapshot>>) =>
+    Object.fromEntries(mergeCalls((await snap.since()).map((n) => n.calls)));
   const attempts = b.n(100_000, 4000);
   b.log(`s3: ${committers} committers, ${nGroups} groups, ${attempts} attempts over HTTP on 2 replicas`);
-  const before = await commandStats(redis);
+  const before = await snapshot(b.redis);
   const { result: http, cpu: httpCpu } = await withCpu(
-    { "replica 1": r1.child.pid, "replica 2": r2.child.pid, Redis: b.redis.child.pid },
+    { "replica 1": r1.child.pid, "replica 2": r2.child.pid, Redis: b.redis.pids },
     () =>
       b.load<CommitResult>({
         mode: "commits",
@@ -111,7 +113,7 @@ export async function commits(b: Bench): Promise<CommitsResult> {
         maxSeconds: b.n(300, 60),
       }),
   );
-  const commands = diffStats(before, await commandStats(redis));
+  const commands = await commandsSince(before);
   b.log("s3: verifying commit logs");
   const httpVerify = await verify(store, groups, http.acceptedEpochs);
   await stop(r1.child);
@@ -119,13 +121,14 @@ export async function commits(b: Bench): Promise<CommitsResult> {
 
   b.log("s3: ordering step alone (RedisStore.submit)");
   const prefix2 = "s3s";
-  const store2 = await createRedisStore({ url: b.redis.url, prefix: prefix2 });
+  const store2 = await b.store(prefix2);
   const groups2 = await makeGroups(store2, nGroups, clients);
-  const before2 = await commandStats(redis);
-  const { result: direct, cpu: directCpu } = await withCpu({ Redis: b.redis.child.pid }, () =>
+  const before2 = await snapshot(b.redis);
+  const { result: direct, cpu: directCpu } = await withCpu({ Redis: b.redis.pids }, () =>
     b.load<CommitResult>({
       mode: "store-commits",
       urls: [b.redis.url],
+      topology: b.redis.topology,
       redisPrefix: prefix2,
       committers: clients.map((client) => ({ client })),
       groups: groups2,
@@ -133,13 +136,12 @@ export async function commits(b: Bench): Promise<CommitsResult> {
       maxSeconds: b.n(60, 15),
     }),
   );
-  const storeCommands = diffStats(before2, await commandStats(redis));
+  const storeCommands = await commandsSince(before2);
   const storeVerify = await verify(store2, groups2, direct.acceptedEpochs);
   b.log("s3: ceiling R");
   const r = await b.ceilingR(committers, b.n(5, 2));
   await store.close();
   await store2.close();
-  await redis.close();
   // The raw accepted-epoch lists are large and checked above; keep counts only.
   return {
     targetAttempts: attempts,

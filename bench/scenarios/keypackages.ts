@@ -1,4 +1,3 @@
-import { createRedisStore } from "../../src/store/redis.js";
 import type { HttpResult, ValidateResult } from "../load.js";
 import { cpuPer, fmt, ms, ratio, withCpu, type Bench } from "../lib/context.js";
 import { devToken, keyPackagePool } from "../lib/mls.js";
@@ -82,7 +81,7 @@ export async function keyPackages(b: Bench): Promise<KeyPackagesResult> {
       maxSeconds: 30,
     });
     b.log(`s4: upload, mlsCrypto=${provider}`);
-    const { result: run, cpu } = await withCpu({ DS: ds.child.pid, Redis: b.redis.child.pid }, () =>
+    const { result: run, cpu } = await withCpu({ DS: ds.child.pid, Redis: b.redis.pids }, () =>
       b.http({
         url: ds.url,
         method: "POST",
@@ -97,7 +96,7 @@ export async function keyPackages(b: Bench): Promise<KeyPackagesResult> {
 
     if (provider === "node") {
       expected = count * perUpload;
-      const store = await createRedisStore({ url: b.redis.url, prefix: `${prefix}-${provider}` });
+      const store = await b.store(`${prefix}-${provider}`);
       found = (await Promise.all(clients.map((c) => store.listKeyPackages(c)))).reduce((a, l) => a + l.length, 0);
       // Claims: requesters r<i> claim the uploaders' users, one KeyPackage per request, never more than stocked.
       const requesters = Array.from({ length: 16 }, (_, i) => `r${i}@a.example/d`);
@@ -109,7 +108,7 @@ export async function keyPackages(b: Bench): Promise<KeyPackagesResult> {
         body: JSON.stringify({ user: clients[i % clientsN]!.replace("/d", ""), cipherSuites: [1] }),
       }));
       b.log("s4: claims");
-      const { result: crun, cpu: ccpu } = await withCpu({ DS: ds.child.pid, Redis: b.redis.child.pid }, () =>
+      const { result: crun, cpu: ccpu } = await withCpu({ DS: ds.child.pid, Redis: b.redis.pids }, () =>
         b.http({
           url: ds.url,
           method: "POST",

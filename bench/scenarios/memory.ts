@@ -6,7 +6,16 @@ import { localPair, messagePool } from "../lib/mls.js";
 import { startRedis, stopRedis } from "../lib/proc.js";
 
 export interface MemoryResult {
-  inbox: { entries: number; clients: number; bytes: number; seconds: number; itemJsonBytes: number };
+  cursors: {
+    entries: number;
+    clients: number;
+    groupsPerClient: number;
+    bytes: number;
+    seconds: number;
+    encoding: string;
+    valueBytes: number;
+  };
+  spans: { entries: number; groups: number; bytes: number; encoding: string };
   log: { entries: number; groups: number; members: number; messageBytes: number; bytes: number; seconds: number };
 }
 
@@ -21,9 +30,12 @@ async function pool(n: number, concurrency: number, task: (i: number) => Promise
 }
 
 /**
- * Scenario 5: Redis memory per queued inbox entry and per stored group message, each measured on
- * a fresh redis-server (INFO memory used_memory before/after) filled through the store itself
- * (RedisStore.appendInboxMany and RedisStore.submit, many calls in flight so node-redis pipelines them).
+ * Scenario 5: Redis memory per client-group feed cursor and per stored group message, each measured
+ * on a fresh redis-server (INFO memory used_memory before/after). Feed cursors are written directly
+ * with node-redis in the layout of lazily filled inboxes: one HASH per client,
+ * \`<prefix>:{c:<client>}:feeds\`, field = groupId, value = "read:until:next" seqs, and the group side's
+ * HASH of member → spans. Group messages go
+ * through the store itself (RedisStore.submit, many calls in flight so node-redis pipelines them).
  */
 export async function memory(b: Bench): Promise<MemoryResult> {
   // The size of a real application message in a group of 10 (what scenario 1 sends).
@@ -34,31 +46,48 @@ export async function memory(b: Bench): Promise<MemoryResult> {
   try {
     const store = await createRedisStore({ url: redis.url, prefix: "mlsfg" });
     const info = await redisClient(redis.url);
-    // Inboxes: entries referencing (group, seq), as fan-out writes them; 100 per client.
-    const inboxEntries = b.n(1_000_000, 100_000);
-    const perClient = 100;
-    const clients = inboxEntries / perClient;
-    const groupIds = Array.from({ length: 50 }, () => randomBytes(16).toString("base64url"));
-    b.log(`s5: ${fmt(inboxEntries)} inbox entries (${fmt(clients)} clients × ${perClient})`);
+    const cursorEntries = b.n(1_000_000, 100_000);
+    const groupsPerClient = 10;
+    const clients = cursorEntries / groupsPerClient;
+    const groupIds = Array.from({ length: 1000 }, () => randomBytes(16).toString("base64url"));
+    b.log(`s5: ${fmt(cursorEntries)} feed cursors (${fmt(clients)} clients × ${groupsPerClient} groups)`);
     const m0 = await usedMemory(info);
     let t = performance.now();
-    const batch = 20;
-    await pool(clients / batch, 16, (i) =>
-      store.appendInboxMany(
-        Array.from({ length: batch }, (_, j) => ({
-          client: `user${i * batch + j}@a.example/phone`,
-          items: Array.from({ length: perClient }, (_, k) => ({
-            kind: "ref" as const,
-            groupId: groupIds[(i + k) % groupIds.length]!,
-            seq: 1000 + k,
-          })),
-        })),
-      ),
-    );
-    const inboxSeconds = (performance.now() - t) / 1000;
+    await pool(clients, 64, (i) => {
+      const fields: Record<string, string> = {};
+      for (let k = 0; k < groupsPerClient; k++) {
+        // Seqs of a busy group: read ≤ until < next, in the tens of thousands.
+        const read = 10_000 + ((i * 7919 + k * 104_729) % 90_000);
+        fields[groupIds[(i + k * 97) % groupIds.length]!] = `${read}:${read + 3}:${read + 4}`;
+      }
+      return info.hSet(`mlsfg:{c:user${i}@a.example/phone}:feeds`, fields);
+    });
+    const cursorSeconds = (performance.now() - t) / 1000;
     const m1 = await usedMemory(info);
-    const depth = await store.inboxDepth("user0@a.example/phone");
-    if (depth !== perClient) throw new Error(`inbox depth ${depth}, expected ${perClient}`);
+    const first = "mlsfg:{c:user0@a.example/phone}:feeds";
+    if ((await info.hLen(first)) !== groupsPerClient) throw new Error(`${first} does not hold ${groupsPerClient} cursors`);
+    const encoding = String(await info.sendCommand(["OBJECT", "ENCODING", first]));
+    const valueBytes = Object.values(await info.hGetAll(first))[0]!.length;
+
+    // The group side of the same memberships: each group's HASH of member → feed spans "start:end,…"
+    // (\`<prefix>:{g:<groupId>}:spans\`), 1000 groups of cursorEntries / 1000 members, one open span each.
+    const spanGroups = groupIds.length;
+    const spanMembers = cursorEntries / spanGroups;
+    t = performance.now();
+    const s0 = await usedMemory(info);
+    await pool(spanGroups * (spanMembers / 100), 64, (i) => {
+      const g = Math.floor(i / (spanMembers / 100));
+      const fields: Record<string, string> = {};
+      for (let k = 0; k < 100; k++) fields[`user${(i % (spanMembers / 100)) * 100 + k}@a.example/phone`] = `${1000 + k}:`;
+      return info.hSet(`mlsfg:{g:${groupIds[g]!}}:spans`, fields);
+    });
+    const s1 = await usedMemory(info);
+    const spanKey = `mlsfg:{g:${groupIds[0]!}}:spans`;
+    if ((await info.hLen(spanKey)) !== spanMembers) throw new Error(`${spanKey} does not hold ${spanMembers} spans`);
+    const spanEncoding = String(await info.sendCommand(["OBJECT", "ENCODING", spanKey]));
+    b.log(
+      `s5: ${fmt(cursorEntries)} feed spans (${spanGroups} groups × ${fmt(spanMembers)}) in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
 
     // Group logs: application messages of realistic size in groups of 10, 1000 per group.
     const logEntries = b.n(1_000_000, 100_000);
@@ -103,13 +132,16 @@ export async function memory(b: Bench): Promise<MemoryResult> {
     await info.close();
     await store.close();
     return {
-      inbox: {
-        entries: inboxEntries,
+      cursors: {
+        entries: cursorEntries,
         clients,
-        bytes: (m1 - m0) / inboxEntries,
-        seconds: inboxSeconds,
-        itemJsonBytes: JSON.stringify({ kind: "ref", groupId: groupIds[0], seq: 1000 }).length,
+        groupsPerClient,
+        bytes: (m1 - m0) / cursorEntries,
+        seconds: cursorSeconds,
+        encoding,
+        valueBytes,
       },
+      spans: { entries: cursorEntries, groups: spanGroups, bytes: (s1 - s0) / cursorEntries, encoding: spanEncoding },
       log: {
         entries: logEntries,
         groups,
@@ -127,18 +159,21 @@ export async function memory(b: Bench): Promise<MemoryResult> {
 export function memoryReport(r: MemoryResult): { md: string } {
   const md = `
 Each measured on a fresh \`redis-server\` (same version and settings) as the difference of INFO \`used_memory\` before and
-after filling it through the store's own methods (node-redis pipelining many calls in flight):
+after filling it (node-redis pipelining many calls in flight):
 
 | | entries | bytes per entry | fill time |
 | --- | ---: | ---: | ---: |
-| queued inbox entry (${fmt(r.inbox.clients)} clients × ${fmt(r.inbox.entries / r.inbox.clients)}; item JSON ${r.inbox.itemJsonBytes} bytes) | ${fmt(r.inbox.entries)} | **${fmt(r.inbox.bytes)}** | ${r.inbox.seconds.toFixed(1)} s |
-| stored group message (${fmt(r.log.groups)} groups of ${r.log.members}; ${r.log.messageBytes}-byte PrivateMessage, as in scenario 1) | ${fmt(r.log.entries)} | **${fmt(r.log.bytes)}** | ${r.log.seconds.toFixed(1)} s |
+| client-group feed cursor (${fmt(r.cursors.clients)} clients × ${r.cursors.groupsPerClient} groups; one HASH per client, field = 22-character group id, value ${r.cursors.valueBytes} bytes "read:until:next"; encoding ${r.cursors.encoding}) | ${fmt(r.cursors.entries)} | **${fmt(r.cursors.bytes)}** | ${r.cursors.seconds.toFixed(1)} s |
+| group-side feed span (${fmt(r.spans.groups)} groups × ${fmt(r.spans.entries / r.spans.groups)} members; HASH per group, field = client id, value one open span "start:"; encoding ${r.spans.encoding}) | ${fmt(r.spans.entries)} | **${fmt(r.spans.bytes)}** | |
+| stored group message (${fmt(r.log.groups)} groups of ${r.log.members}; ${r.log.messageBytes}-byte PrivateMessage, as in scenario 1; through RedisStore.submit) | ${fmt(r.log.entries)} | **${fmt(r.log.bytes)}** | ${r.log.seconds.toFixed(1)} s |
 
-An inbox entry is a cursor in a ZSET, the item JSON in a HASH and a dedupe id in a \`seen\` ZSET (kept 7 days after the
-ack, so a retried fan-out never redelivers); it never holds the payload. A group message is its log entry (payload as
-base64url text, SHA-256, sender and recipient list) in a HASH, its seq in a ZSET and its idempotency answer in a HASH; it is
-stored once however many members receive it. So 1M queued references to 10-member-group messages cost about
-${fmt((r.inbox.bytes * 1e6) / 2 ** 20)} MiB of inboxes plus ${fmt((r.log.bytes * 1e6) / 9 / 2 ** 20)} MiB of logs (each message referenced 9 times).
+A feed cursor is what a member costs per group when inboxes are filled lazily from the group log: the cursor bytes include
+each client's key and HASH overhead spread over its ${r.cursors.groupsPerClient} groups (a client in more groups pays less per cursor; a
+client-group pair in a big group costs the same as in a small one). A group message is its log entry (payload as base64url
+text, SHA-256, sender) with its seq index and idempotency answer; it is stored once however many members read it. So a
+million client-group memberships cost about ${fmt((r.cursors.bytes * 1e6) / 2 ** 20)} MiB of client-side cursors plus
+${fmt((r.spans.bytes * 1e6) / 2 ** 20)} MiB of group-side spans (where the design keeps both), and a million stored messages
+${fmt((r.log.bytes * 1e6) / 2 ** 20)} MiB of logs until trimmed.
 `;
   return { md };
 }
