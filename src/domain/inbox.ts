@@ -43,7 +43,8 @@ export class Inbox {
     const resolved = new Map<string, WireInboxEntry>();
     await Promise.all(
       [...byGroup].map(async ([groupId, seqs]) => {
-        const entries = await this.store.readEntries(groupId, seqs);
+        // Bodies only: the recipient lists grow with the group and an inbox read never needs them.
+        const entries = await this.store.readEntryBodies(groupId, seqs);
         entries.forEach((e) => {
           if (e)
             resolved.set(`${groupId}:${e.seq}`, {

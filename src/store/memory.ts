@@ -15,6 +15,7 @@ import {
   type InboxItem,
   type KeyPackageMeta,
   type LeaseOutcome,
+  type EntryBody,
   type LogEntry,
   type OutboxItem,
   type PersistenceReport,
@@ -437,6 +438,16 @@ export class MemoryStore implements Store {
     return seqs.map((s) => {
       const h = g?.log.get(s);
       return h ? structuredClone(h.entry) : undefined;
+    });
+  }
+
+  async readEntryBodies(groupId: string, seqs: number[]): Promise<(EntryBody | undefined)[]> {
+    const g = this.groups.get(groupId);
+    return seqs.map((s) => {
+      const h = g?.log.get(s);
+      if (!h) return undefined;
+      const { recipients: _dropped, ...body } = h.entry;
+      return { ...body };
     });
   }
 

@@ -90,6 +90,9 @@ export interface GroupRecord {
 
 export type LogKind = "commit" | "proposal" | "application" | "welcome";
 
+/** A log entry without its recipient list. */
+export type EntryBody = Omit<LogEntry, "recipients">;
+
 export interface LogEntry {
   seq: number;
   kind: LogKind;
@@ -170,6 +173,11 @@ export interface GroupStore {
   submit(groupId: string, submission: Submission, nowMs: number): Promise<SubmitOutcome>;
   readLog(groupId: string, afterSeq: number, limit: number): Promise<LogEntry[]>;
   readEntries(groupId: string, seqs: number[]): Promise<(LogEntry | undefined)[]>;
+  /**
+   * readEntries without the recipient lists (which grow with the group): what an inbox read needs.
+   * The Redis store then reads only the entries' bodies.
+   */
+  readEntryBodies(groupId: string, seqs: number[]): Promise<(EntryBody | undefined)[]>;
   getGroupInfo(groupId: string): Promise<StoredGroupInfo | undefined>;
   commitLog(groupId: string, afterEpoch: number): Promise<CommitLogEntry[]>;
   acquireLease(groupId: string, holder: string, ttlMs: number, token: string, nowMs: number): Promise<LeaseOutcome>;

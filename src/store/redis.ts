@@ -39,6 +39,7 @@ import {
   type InboxItem,
   type KeyPackageMeta,
   type LeaseOutcome,
+  type EntryBody,
   type LogEntry,
   type OutboxItem,
   type PersistenceReport,
@@ -359,8 +360,24 @@ export class RedisStore implements Store {
 
   async readEntries(groupId: string, seqs: number[]): Promise<(LogEntry | undefined)[]> {
     if (seqs.length === 0) return [];
+    // A hub entry keeps its recipients beside it ('r<seq>', see SUBMIT); a replica's holds them inline.
+    const rows = await this.client.hmGet(
+      this.keys.group(groupId).log,
+      seqs.flatMap((s) => [String(s), `r${s}`]),
+    );
+    return seqs.map((_, i) => {
+      const body = rows[2 * i];
+      if (body == null) return undefined;
+      const entry = JSON.parse(String(body)) as LogEntry;
+      const recipients = rows[2 * i + 1];
+      return recipients == null ? entry : { ...entry, recipients: JSON.parse(String(recipients)) as string[] };
+    });
+  }
+
+  async readEntryBodies(groupId: string, seqs: number[]): Promise<(EntryBody | undefined)[]> {
+    if (seqs.length === 0) return [];
     const rows = await this.client.hmGet(this.keys.group(groupId).log, seqs.map(String));
-    return rows.map((r) => (r == null ? undefined : (JSON.parse(String(r)) as LogEntry)));
+    return rows.map((r) => (r == null ? undefined : withoutRecipients(JSON.parse(String(r)) as EntryBody)));
   }
 
   async getGroupInfo(groupId: string): Promise<StoredGroupInfo | undefined> {
@@ -647,4 +664,10 @@ export class RedisStore implements Store {
     const value = await this.client.get(this.userBase(client) + USER_KEYS.revoked + client);
     return value === null ? undefined : Number(value);
   }
+}
+
+/** An entry without its recipient list (a replica's entries hold it inline). */
+function withoutRecipients(e: EntryBody & { recipients?: unknown }): EntryBody {
+  const { recipients: _dropped, ...body } = e;
+  return body;
 }

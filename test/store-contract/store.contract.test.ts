@@ -281,6 +281,21 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
   });
 
   describe("group feeds (domain/feeds.ts)", () => {
+    it("serves an entry with its recipients, or its body alone (what an inbox read needs), on a hub and on a replica", async () => {
+      const g = group({ members: ["a/1", "b/1", "c/1"] });
+      await store.createGroup(g);
+      await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 0, sha256: "e1", message: "x" }, 1);
+      const body = { seq: 1, kind: "application", epoch: 0, sender: "a/1", message: "x", sha256: "e1" };
+      expect(await store.readEntries(g.groupId, [1, 2])).toEqual([{ ...body, recipients: ["b/1", "c/1"] }, undefined]);
+      expect(await store.readEntryBodies(g.groupId, [1, 2])).toEqual([body, undefined]);
+      expect(await store.readLog(g.groupId, 0, 10)).toEqual([{ ...body, recipients: ["b/1", "c/1"] }]);
+      const replica = group({ hub: "b.example", members: ["a/1", "b@b.example/1"] });
+      const entry = { ...body, sender: "b@b.example/1", recipients: ["a/1"] };
+      await store.putReplicaEntries(replica, [entry]);
+      expect(await store.readEntries(replica.groupId, [1])).toEqual([entry]);
+      expect(await store.readEntryBodies(replica.groupId, [1])).toEqual([{ ...body, sender: "b@b.example/1" }]);
+    });
+
     const feed = (groupId: string, through: number, seqs: number[], ended = false) => ({
       key: groupId,
       groupId,

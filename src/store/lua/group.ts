@@ -266,10 +266,20 @@ else
 end
 local out = {}
 -- HMGET in chunks: unpack() of a long list would overflow the Lua stack.
-for i = 1, #fields, 500 do
-  local rows = redis.call('HMGET', KEYS[3], unpack(fields, i, math.min(i + 499, #fields)))
-  for j = 1, #rows do
-    if rows[j] then out[#out + 1] = rows[j] end
+for i = 1, #fields, 250 do
+  local want = {}
+  for j = i, math.min(i + 249, #fields) do
+    want[#want + 1] = fields[j]
+    want[#want + 1] = 'r' .. fields[j]
+  end
+  local rows = redis.call('HMGET', KEYS[3], unpack(want))
+  for j = 1, #rows, 2 do
+    -- A hub entry keeps its recipients beside it ('r<seq>'); a replica's holds them inline.
+    if rows[j] and rows[j + 1] then
+      out[#out + 1] = string.sub(rows[j], 1, -2) .. ',"recipients":' .. rows[j + 1] .. '}'
+    elseif rows[j] then
+      out[#out + 1] = rows[j]
+    end
   end
 end
 return out
@@ -296,7 +306,7 @@ while n < max and start <= dispatched do
   local meta = redis.call('HGET', KEYS[2], 'm' .. istr(start))
   local at = meta and tonumber(string.match(meta, '^[^|]*|(%d+)|'))
   if not at or at >= before then break end
-  redis.call('HDEL', KEYS[2], istr(start), 'm' .. istr(start))
+  redis.call('HDEL', KEYS[2], istr(start), 'r' .. istr(start), 'm' .. istr(start))
   start = start + 1
   n = n + 1
 end

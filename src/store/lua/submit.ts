@@ -124,14 +124,15 @@ local function ensureFeeds()
 end
 
 local function storeEntry(seq, entryKind, entryEpoch, entryMessage, entrySha, recipients)
-  local json = '{"seq":' .. istr(seq) .. ',"kind":' .. jstr(entryKind) .. ',"epoch":' .. istr(entryEpoch) ..
-    ',"sender":' .. jstr(sender) .. ',"message":' .. jstr(entryMessage) .. ',"sha256":' .. jstr(entrySha) ..
-    ',"recipients":' .. jarr(recipients) .. '}'
-  -- 'm<seq>' beside the entry: "kind|acceptedAtMs|sender", all a feed read and the retention trim
-  -- need (one HSET for both). No 'seqs' member: a hub's log is dense, read by seq (READ_LOG);
-  -- 'seqs' serves replicas' gaps.
-  redis.call('HSET', logK, istr(seq), json, 'm' .. istr(seq), entryKind .. '|' .. istr(now) .. '|' .. sender)
-  return json
+  local body = '{"seq":' .. istr(seq) .. ',"kind":' .. jstr(entryKind) .. ',"epoch":' .. istr(entryEpoch) ..
+    ',"sender":' .. jstr(sender) .. ',"message":' .. jstr(entryMessage) .. ',"sha256":' .. jstr(entrySha) .. '}'
+  local list = jarr(recipients)
+  -- Beside the body (one HSET): 'r<seq>' its recipients, read only where they are needed (outbox,
+  -- federation pulls, catch-up), never when a member reads its inbox (they grow with the group);
+  -- 'm<seq>' = "kind|acceptedAtMs|sender", all a feed read and the retention trim need. No 'seqs'
+  -- member: a hub's log is dense, read by seq (READ_LOG); 'seqs' serves replicas' gaps.
+  redis.call('HSET', logK, istr(seq), body, 'r' .. istr(seq), list, 'm' .. istr(seq), entryKind .. '|' .. istr(now) .. '|' .. sender)
+  return string.sub(body, 1, -2) .. ',"recipients":' .. list .. '}'
 end
 local function answer(seq, answerEpoch)
   local a = '{"seq":' .. istr(seq) .. ',"epoch":' .. istr(answerEpoch) .. '}'
