@@ -104,11 +104,22 @@ elseif not isMember then
   return '{"ok":false,"code":"not_a_member"}'
 end
 -- The dedupe answer comes only after the sender check (senderRefusal in ordering.ts): a
--- non-member re-posting a member's exact bytes is refused, not answered.
-local previous = redis.call('HGET', ansK, sha)
-if previous then return '{"ok":true,"duplicate":true,"answer":' .. previous .. '}' end
+-- non-member re-posting a member's exact bytes is refused, not answered. It is looked up only when
+-- it can matter: before any other refusal, and (HSETNX, claim) when the submission would be
+-- accepted — one command on the common path instead of a lookup and a write.
+local function duplicate()
+  local previous = redis.call('HGET', ansK, sha)
+  if previous then return '{"ok":true,"duplicate":true,"answer":' .. previous .. '}' end
+  return nil
+end
+local function refuse(json) return duplicate() or json end
+local function claim(seq, answerEpoch)
+  local a = '{"seq":' .. istr(seq) .. ',"epoch":' .. istr(answerEpoch) .. '}'
+  if redis.call('HSETNX', ansK, sha, a) == 0 then return nil end
+  return a
+end
 if mode == 'send-group' and kind ~= 'proposal' and sender ~= owner then
-  return '{"ok":false,"code":"not_designated_sender"}'
+  return refuse('{"ok":false,"code":"not_designated_sender"}')
 end
 
 local others = {}
@@ -133,11 +144,6 @@ local function storeEntry(seq, entryKind, entryEpoch, entryMessage, entrySha, re
   -- member: a hub's log is dense, read by seq (READ_LOG); 'seqs' serves replicas' gaps.
   redis.call('HSET', logK, istr(seq), body, 'r' .. istr(seq), list, 'm' .. istr(seq), entryKind .. '|' .. istr(now) .. '|' .. sender)
   return string.sub(body, 1, -2) .. ',"recipients":' .. list .. '}'
-end
-local function answer(seq, answerEpoch)
-  local a = '{"seq":' .. istr(seq) .. ',"epoch":' .. istr(answerEpoch) .. '}'
-  redis.call('HSET', ansK, sha, a)
-  return a
 end
 -- settlesInAccept (domain/feeds.ts): nothing to fan out — every entry member-wide, every member
 -- (before and after) a client of this hub, nothing earlier waiting for its fan-out.
@@ -166,13 +172,14 @@ end
 
 if kind ~= 'commit' then
   if subEpoch > epoch then
-    return '{"ok":false,"code":"stale_epoch","expectedEpoch":' .. istr(epoch) .. '}'
+    return refuse('{"ok":false,"code":"stale_epoch","expectedEpoch":' .. istr(epoch) .. '}')
   end
+  local a = claim(nextSeq, epoch)
+  if not a then return duplicate() end
   local recipients = others
   if mode == 'send-group' and kind == 'proposal' then recipients = { owner } end
   ensureFeeds()
   local meta = storeEntry(nextSeq, kind, subEpoch, message, sha, recipients)
-  local a = answer(nextSeq, epoch)
   local settled = settles({ kind }, members)
   advance(nextSeq + 1, settled)
   redis.call(ARGV[3], ARGV[2], '1')
@@ -186,11 +193,11 @@ if subEpoch ~= epoch then
     local winner = cjson.decode(w[1]).sha256
     if winner ~= '' then out = out .. ',"winner":' .. jstr(winner) end
   end
-  return out .. '}'
+  return refuse(out .. '}')
 end
 local leaseActive = leaseExpiresAt ~= nil and leaseExpiresAt > now
 if mode == 'ordered' and leaseActive and s.leaseToken ~= leaseToken then
-  return '{"ok":false,"code":"group_locked","leaseExpiresAt":' .. istr(leaseExpiresAt) .. '}'
+  return refuse('{"ok":false,"code":"group_locked","leaseExpiresAt":' .. istr(leaseExpiresAt) .. '}')
 end
 
 local newEpoch = epoch + 1
@@ -214,12 +221,13 @@ for i = 1, #joining do
   end
 end
 
+local a = claim(nextSeq, newEpoch)
+if not a then return duplicate() end
 ensureFeeds()
 local metas = { storeEntry(nextSeq, 'commit', epoch, message, sha, others) }
 if type(s.welcome) == 'table' then
   metas[2] = storeEntry(nextSeq + 1, 'welcome', newEpoch, s.welcome.message, s.welcome.sha256, added)
 end
-local a = answer(nextSeq, newEpoch)
 if type(s.groupInfo) == 'string' then
   redis.call('HSET', giK, 'epoch', istr(newEpoch), 'info', s.groupInfo)
   -- the tree beside a GroupInfo that does not embed it; a GroupInfo with its own tree drops the old one
