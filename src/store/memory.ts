@@ -2,12 +2,12 @@ import type { StoredGroupInfo } from "../mls/group-info.js";
 import { EventEmitter } from "node:events";
 import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../domain/ordering.js";
 import { systemClock, type Clock } from "../domain/types.js";
-import { OWN_REF_GRACE_SECONDS, QUEUE_DEDUPE_TTL_MS } from "./lua/keys.js";
-import { MemoryQueue } from "./memory-queue.js";
+import { QUEUE_DEDUPE_TTL_MS } from "./lua/keys.js";
 import { MemoryFeeds } from "./memory-feeds.js";
+import { MemoryKeyDirectory } from "./memory-keydir.js";
+import { MemoryQueues } from "./memory-queues.js";
 import { readFeedWith, settlesInAccept, type FeedRead } from "../domain/feeds.js";
 import {
-  userOf,
   type ClaimOutcome,
   type CommitLogEntry,
   type DeviceList,
@@ -28,11 +28,6 @@ import {
   type Submission,
   type SubmitOutcome,
 } from "./port.js";
-
-interface ClientKeys {
-  pool: StoredKeyPackage[];
-  lastResort: Map<number, StoredKeyPackage>;
-}
 
 /** A log entry and what decides when it may go (see MemoryStore.trim). */
 interface HeldEntry {
@@ -79,16 +74,8 @@ export interface MemoryStoreOptions {
   trimHubLogs?: boolean;
 }
 
-/** Expired revocations are swept once this many are held. */
-const REVOKED_PRUNE_AT = 10_000;
 /** Delivered log entries stay readable this long by default (a member's catch-up after stale_epoch). */
 export const DELIVERED_GRACE_MS = 10 * 60 * 1000;
-/** Expired remembered refs and replay ids are swept when a map has doubled since the last sweep. */
-const SWEEP_MIN = 1024;
-
-function itemId(item: InboxItem): string {
-  return item.kind === "ref" ? `${item.groupId}:${item.seq}` : `n:${item.id}`;
-}
 
 /**
  * The embedded store: everything in process memory, every decision synchronous (hence atomic).
@@ -103,20 +90,13 @@ function itemId(item: InboxItem): string {
  */
 export class MemoryStore implements Store {
   readonly kind = "memory" as const;
-  private keys = new Map<string, ClientKeys>();
-  private refs = new Map<string, { client: string; expiresAt: number }>();
-  private devices = new Map<string, { version: number; clients: Set<string> }>();
   private groups = new Map<string, GroupState>();
   private memberships = new Map<string, Set<string>>();
   private feeds = new MemoryFeeds();
-  private inboxes = new Map<string, MemoryQueue<InboxItem>>();
-  private outboxes = new Map<string, MemoryQueue<OutboxItem>>();
-  private seen = new Map<string, number>();
-  /** client → {deleted at, forget at} (ms). */
-  private revoked = new Map<string, { atMs: number; expiresAtMs: number }>();
   private events = new EventEmitter();
   private integrity: { marker?: StoreMarker; reset?: StoreResetFlag } = {};
-  private sweepAt = { refs: SWEEP_MIN, seen: SWEEP_MIN };
+  private readonly keydir: MemoryKeyDirectory;
+  private readonly queues: MemoryQueues;
   private readonly clock: Clock;
   private readonly retentionMs: number;
   private readonly deliveredGraceMs: number;
@@ -128,6 +108,8 @@ export class MemoryStore implements Store {
     this.retentionMs = opts.retentionMs ?? QUEUE_DEDUPE_TTL_MS;
     this.deliveredGraceMs = opts.deliveredGraceMs ?? DELIVERED_GRACE_MS;
     this.events.setMaxListeners(0);
+    this.keydir = new MemoryKeyDirectory(this.clock);
+    this.queues = new MemoryQueues(this.clock, this.retentionMs, this.events, (item, delta) => this.reference(item, delta));
   }
 
   async ping(): Promise<void> {}
@@ -150,18 +132,13 @@ export class MemoryStore implements Store {
       logEntries: 0,
       answers: 0,
       commitLog: 0,
-      dedupeIds: 0,
-      queued: 0,
-      refs: this.refs.size,
+      ...this.queues.sizes(),
+      refs: this.keydir.refCount(),
     };
     for (const g of this.groups.values()) {
       out.logEntries += g.log.size;
       out.answers += g.answers.size;
       out.commitLog += g.commitLog.length;
-    }
-    for (const q of [...this.inboxes.values(), ...this.outboxes.values()]) {
-      out.dedupeIds += q.seen.size;
-      out.queued += q.entries.length;
     }
     return out;
   }
@@ -186,166 +163,39 @@ export class MemoryStore implements Store {
   }
   onReconnect(): void {}
 
-  // ---- key directory ----
-  private clientKeys(client: string): ClientKeys {
-    let k = this.keys.get(client);
-    if (!k) {
-      k = { pool: [], lastResort: new Map() };
-      this.keys.set(client, k);
-    }
-    return k;
+  // ---- key directory (memory-keydir.ts) ----
+  putKeyPackages(client: string, items: StoredKeyPackage[], maxPerClient: number): Promise<PutKeyPackagesResult> {
+    return this.keydir.putKeyPackages(client, items, maxPerClient);
   }
-
-  async putKeyPackages(client: string, items: StoredKeyPackage[], maxPerClient: number): Promise<PutKeyPackagesResult> {
-    const result: PutKeyPackagesResult = { stored: [], overLimit: [] };
-    if (items.length === 0) return result;
-    const k = this.clientKeys(client);
-    for (const item of items) {
-      if (item.lastResort) {
-        const previous = k.lastResort.get(item.cipherSuite);
-        if (previous) this.refs.delete(previous.ref);
-        k.lastResort.set(item.cipherSuite, item);
-      } else if (k.pool.some((p) => p.ref === item.ref)) {
-        // Same bytes again: already stored, nothing to add.
-      } else if (k.pool.length >= maxPerClient) {
-        result.overLimit.push(item.ref);
-        continue;
-      } else {
-        k.pool.push(item);
-      }
-      // Resolvable a while after the package's notAfter (a late Welcome still routes), as on Redis.
-      this.refs.set(item.ref, { client, expiresAt: (item.notAfter + OWN_REF_GRACE_SECONDS) * 1000 });
-      result.stored.push(item.ref);
-    }
-    this.sweepRefs();
-    return result;
+  listKeyPackages(client: string): Promise<KeyPackageMeta[]> {
+    return this.keydir.listKeyPackages(client);
   }
-
-  async listKeyPackages(client: string): Promise<KeyPackageMeta[]> {
-    const k = this.keys.get(client);
-    if (!k) return [];
-    return [...k.pool, ...k.lastResort.values()].map(({ ref, cipherSuite, notAfter, lastResort }) => ({
-      ref,
-      cipherSuite,
-      notAfter,
-      lastResort,
-    }));
+  deleteKeyPackage(client: string, ref: string): Promise<boolean> {
+    return this.keydir.deleteKeyPackage(client, ref);
   }
-
-  async deleteKeyPackage(client: string, ref: string): Promise<boolean> {
-    const k = this.keys.get(client);
-    if (!k) return false;
-    const index = k.pool.findIndex((p) => p.ref === ref);
-    if (index >= 0) {
-      k.pool.splice(index, 1);
-      return true;
-    }
-    for (const [suite, lr] of k.lastResort) {
-      if (lr.ref === ref) {
-        k.lastResort.delete(suite);
-        return true;
-      }
-    }
-    return false;
+  claim(user: string, suites: number[], nowSeconds: number): Promise<ClaimOutcome> {
+    return this.keydir.claim(user, suites, nowSeconds);
   }
-
-  async claim(user: string, suites: number[], nowSeconds: number): Promise<ClaimOutcome> {
-    const entry = this.devices.get(user);
-    if (!entry || entry.clients.size === 0) return { kind: "unknown_user" };
-    // Single-client mode: a registered virtual client (user/*) stands for all the user's devices.
-    const virtual = `${user}/*`;
-    const clients = entry.clients.has(virtual) ? [virtual] : [...entry.clients].sort();
-    const usable = (kp: StoredKeyPackage) => kp.notAfter >= nowSeconds;
-    for (const c of clients) {
-      const k = this.keys.get(c);
-      if (k) k.pool = k.pool.filter(usable);
-    }
-    const serves = (c: string, suite: number) => {
-      const k = this.keys.get(c);
-      if (!k) return false;
-      const lr = k.lastResort.get(suite);
-      return k.pool.some((p) => p.cipherSuite === suite) || (lr !== undefined && usable(lr));
-    };
-    const chosen = suites.find((s) => clients.some((c) => serves(c, s)));
-    if (chosen === undefined) {
-      const available = new Set<number>();
-      for (const c of clients) {
-        const k = this.keys.get(c);
-        k?.pool.forEach((p) => available.add(p.cipherSuite));
-        k?.lastResort.forEach((lr, s) => usable(lr) && available.add(s));
-      }
-      if (available.size === 0) return { kind: "no_key_package" };
-      return { kind: "no_common_suite", available: [...available].sort((a, b) => a - b) };
-    }
-    const bundles: StoredKeyPackage[] = [];
-    const missing: { client: string; reason: "exhausted" | "no_compatible_suite" }[] = [];
-    for (const c of clients) {
-      const k = this.keys.get(c);
-      const index = k ? k.pool.findIndex((p) => p.cipherSuite === chosen) : -1;
-      if (k && index >= 0) {
-        bundles.push(k.pool.splice(index, 1)[0]!);
-        continue;
-      }
-      const lr = k?.lastResort.get(chosen);
-      if (lr && usable(lr)) {
-        bundles.push(lr);
-        continue;
-      }
-      const hasAny = k !== undefined && (k.pool.length > 0 || k.lastResort.size > 0);
-      missing.push({ client: c, reason: hasAny ? "no_compatible_suite" : "exhausted" });
-    }
-    return { kind: "ok", cipherSuite: chosen, bundles, missing };
+  resolveRef(ref: string): Promise<string | undefined> {
+    return this.keydir.resolveRef(ref);
   }
-
-  async resolveRef(ref: string): Promise<string | undefined> {
-    const r = this.refs.get(ref);
-    if (!r || r.expiresAt < this.clock.nowMs()) return undefined;
-    return r.client;
+  rememberRefs(entries: { ref: string; client: string }[], ttlSeconds: number): Promise<void> {
+    return this.keydir.rememberRefs(entries, ttlSeconds);
   }
-
-  async rememberRefs(entries: { ref: string; client: string }[], ttlSeconds: number): Promise<void> {
-    const expiresAt = this.clock.nowMs() + ttlSeconds * 1000;
-    for (const e of entries) if (!this.refs.has(e.ref)) this.refs.set(e.ref, { client: e.client, expiresAt });
-    this.sweepRefs();
+  registerDevice(client: string): Promise<{ version: number; added: boolean }> {
+    return this.keydir.registerDevice(client);
   }
-
-  private sweepRefs(): void {
-    if (this.refs.size < this.sweepAt.refs) return;
-    const now = this.clock.nowMs();
-    for (const [ref, r] of this.refs) if (r.expiresAt < now) this.refs.delete(ref);
-    this.sweepAt.refs = Math.max(SWEEP_MIN, 2 * this.refs.size);
+  removeDevice(client: string): Promise<{ version: number; removed: boolean }> {
+    return this.keydir.removeDevice(client);
   }
-
-  async registerDevice(client: string): Promise<{ version: number; added: boolean }> {
-    const user = userOf(client);
-    let entry = this.devices.get(user);
-    if (!entry) {
-      entry = { version: 0, clients: new Set() };
-      this.devices.set(user, entry);
-    }
-    if (entry.clients.has(client)) return { version: entry.version, added: false };
-    entry.clients.add(client);
-    entry.version += 1;
-    return { version: entry.version, added: true };
+  listDevices(user: string): Promise<DeviceList> {
+    return this.keydir.listDevices(user);
   }
-
-  async removeDevice(client: string): Promise<{ version: number; removed: boolean }> {
-    const entry = this.devices.get(userOf(client));
-    if (!entry || !entry.clients.has(client)) return { version: entry?.version ?? 0, removed: false };
-    entry.clients.delete(client);
-    entry.version += 1;
-    this.keys.delete(client);
-    return { version: entry.version, removed: true };
+  revokeDevice(client: string, atMs: number, ttlMs: number): Promise<void> {
+    return this.keydir.revokeDevice(client, atMs, ttlMs);
   }
-
-  async listDevices(user: string): Promise<DeviceList> {
-    const entry = this.devices.get(user);
-    const devices = [...(entry?.clients ?? [])].sort().map((client) => {
-      const k = this.keys.get(client);
-      const suites = new Set<number>([...(k?.pool.map((p) => p.cipherSuite) ?? []), ...(k?.lastResort.keys() ?? [])]);
-      return { client, cipherSuites: [...suites].sort((a, b) => a - b) };
-    });
-    return { user, version: entry?.version ?? 0, devices };
+  deviceRevokedAt(client: string): Promise<number | undefined> {
+    return this.keydir.deviceRevokedAt(client);
   }
 
   // ---- groups ----
@@ -657,7 +507,7 @@ export class MemoryStore implements Store {
   ): Promise<number> {
     const previous = this.feeds.advance(client, feed.key, feed.through);
     const fresh = feed.seqs.filter((seq) => seq > previous);
-    const added = this.appendCounted(
+    const added = this.queues.appendCounted(
       client,
       fresh.map((seq) => ({ kind: "ref", groupId: feed.groupId, seq })),
     );
@@ -667,139 +517,42 @@ export class MemoryStore implements Store {
     return added;
   }
 
-  // ---- inboxes and outboxes ----
-  private queue<T>(map: Map<string, MemoryQueue<T>>, key: string): MemoryQueue<T> {
-    let q = map.get(key);
-    if (!q) {
-      q = new MemoryQueue<T>(this.retentionMs);
-      map.set(key, q);
-    }
-    return q;
-  }
-
+  // ---- inboxes, outboxes and the replay cache (memory-queues.ts) ----
   async appendInbox(client: string, items: InboxItem[]): Promise<void> {
-    this.appendCounted(client, items);
+    this.queues.appendCounted(client, items);
   }
-
-  private appendCounted(client: string, items: InboxItem[]): number {
-    const q = this.queue(this.inboxes, client);
-    const now = this.clock.nowMs();
-    let added = 0;
-    for (const item of items) {
-      if (!q.append(itemId(item), structuredClone(item), now)) continue;
-      if (item.kind === "ref") this.reference(item, 1);
-      added += 1;
-    }
-    if (added > 0) this.events.emit(`inbox:${client}`);
-    return added;
-  }
-
   async appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void> {
     for (const d of deliveries) await this.appendInbox(d.client, d.items);
   }
-
-  async readInbox(client: string, afterCursor: number, limit: number) {
-    const q = this.inboxes.get(client);
-    if (!q) return [];
-    return q.entries
-      .filter((e) => e.cursor > afterCursor)
-      .slice(0, limit)
-      .map((e) => ({ cursor: e.cursor, item: structuredClone(e.item) }));
+  readInbox(client: string, afterCursor: number, limit: number): Promise<{ cursor: number; item: InboxItem }[]> {
+    return this.queues.readInbox(client, afterCursor, limit);
   }
-
-  async ackInbox(client: string, upToCursor: number): Promise<number> {
-    const q = this.inboxes.get(client);
-    if (!q) return 0;
-    // The dedupe ids are kept (for the retention period): an acknowledged item redelivered by a retry must not reappear.
-    const gone = q.ack(upToCursor);
-    for (const e of gone) if (e.item.kind === "ref") this.reference(e.item, -1);
-    return gone.length;
+  ackInbox(client: string, upToCursor: number): Promise<number> {
+    return this.queues.ackInbox(client, upToCursor);
   }
-
-  async inboxDepth(client: string): Promise<number> {
-    return this.inboxes.get(client)?.entries.length ?? 0;
+  inboxDepth(client: string): Promise<number> {
+    return this.queues.inboxDepth(client);
   }
-
-  async waitInbox(
-    client: string,
-    afterCursor: number,
-    waitMs: number,
-    signal?: AbortSignal,
-    watch?: { groups: string[]; settle: () => Promise<void> },
-  ): Promise<void> {
-    const events = [`inbox:${client}`, ...(watch?.groups ?? []).map((g) => `group:${g}`)];
-    let done!: () => void;
-    const woken = new Promise<void>((resolve) => {
-      done = () => {
-        clearTimeout(timer);
-        for (const e of events) this.events.off(e, done);
-        signal?.removeEventListener("abort", done);
-        resolve();
-      };
-    });
-    const timer = setTimeout(done, waitMs);
-    for (const e of events) this.events.on(e, done);
-    signal?.addEventListener("abort", done);
-    // Listening before the check: an accept between the check and the wait still wakes us.
-    await watch?.settle();
-    const q = this.inboxes.get(client);
-    if (q && q.entries.some((e) => e.cursor > afterCursor)) done();
-    await woken;
+  waitInbox(...args: Parameters<Store["waitInbox"]>): Promise<void> {
+    return this.queues.waitInbox(...args);
   }
-
-  async enqueueOutbox(peer: string, items: OutboxItem[]): Promise<void> {
-    const q = this.queue(this.outboxes, peer);
-    const now = this.clock.nowMs();
-    for (const item of items) if (q.append(item.id, { ...item }, now)) this.reference(item, 1);
+  enqueueOutbox(peer: string, items: OutboxItem[]): Promise<void> {
+    return this.queues.enqueueOutbox(peer, items);
   }
-
-  async peekOutbox(peer: string, limit: number) {
-    return (this.outboxes.get(peer)?.entries ?? []).slice(0, limit).map((e) => ({ cursor: e.cursor, item: { ...e.item } }));
+  peekOutbox(peer: string, limit: number): Promise<{ cursor: number; item: OutboxItem }[]> {
+    return this.queues.peekOutbox(peer, limit);
   }
-
-  async ackOutbox(peer: string, upToCursor: number): Promise<void> {
-    const q = this.outboxes.get(peer);
-    if (q) for (const e of q.ack(upToCursor)) this.reference(e.item, -1);
+  ackOutbox(peer: string, upToCursor: number): Promise<void> {
+    return this.queues.ackOutbox(peer, upToCursor);
   }
-
-  async outboxStats(peer: string): Promise<{ depth: number; oldestMs?: number }> {
-    const entries = this.outboxes.get(peer)?.entries ?? [];
-    return { depth: entries.length, ...(entries[0] ? { oldestMs: entries[0].at } : {}) };
+  outboxStats(peer: string): Promise<{ depth: number; oldestMs?: number }> {
+    return this.queues.outboxStats(peer);
   }
-
-  async peersWithOutbox(): Promise<string[]> {
-    return [...this.outboxes].filter(([, q]) => q.entries.length > 0).map(([peer]) => peer);
+  peersWithOutbox(): Promise<string[]> {
+    return this.queues.peersWithOutbox();
   }
-
-  async rememberOnce(key: string, expiresAtMs: number): Promise<boolean> {
-    const now = this.clock.nowMs();
-    if (this.seen.size >= this.sweepAt.seen) {
-      for (const [k, exp] of this.seen) if (exp < now) this.seen.delete(k);
-      this.sweepAt.seen = Math.max(SWEEP_MIN, 2 * this.seen.size);
-    }
-    const exp = this.seen.get(key);
-    if (exp !== undefined && exp >= now) return false;
-    this.seen.set(key, expiresAtMs);
-    return true;
-  }
-
-  // ---- device revocations ----
-  async revokeDevice(client: string, atMs: number, ttlMs: number): Promise<void> {
-    const now = this.clock.nowMs();
-    if (this.revoked.size >= REVOKED_PRUNE_AT)
-      for (const [c, r] of this.revoked) if (r.expiresAtMs <= now) this.revoked.delete(c);
-    this.revoked.delete(client);
-    this.revoked.set(client, { atMs, expiresAtMs: now + ttlMs });
-  }
-
-  async deviceRevokedAt(client: string): Promise<number | undefined> {
-    const r = this.revoked.get(client);
-    if (!r) return undefined;
-    if (r.expiresAtMs <= this.clock.nowMs()) {
-      this.revoked.delete(client);
-      return undefined;
-    }
-    return r.atMs;
+  rememberOnce(key: string, expiresAtMs: number): Promise<boolean> {
+    return this.queues.rememberOnce(key, expiresAtMs);
   }
 }
 
