@@ -285,7 +285,7 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       const g = group({ members: ["a/1", "b/1", "c/1"] });
       await store.createGroup(g);
       await store.submit(g.groupId, { kind: "application", sender: "a/1", epoch: 0, sha256: "e1", message: "x" }, 1);
-      const body = { seq: 1, kind: "application", epoch: 0, sender: "a/1", message: "x", sha256: "e1" };
+      const body = { seq: 1, kind: "application" as const, epoch: 0, sender: "a/1", message: "x", sha256: "e1" };
       expect(await store.readEntries(g.groupId, [1, 2])).toEqual([{ ...body, recipients: ["b/1", "c/1"] }, undefined]);
       expect(await store.readEntryBodies(g.groupId, [1, 2])).toEqual([body, undefined]);
       expect(await store.readLog(g.groupId, 0, 10)).toEqual([{ ...body, recipients: ["b/1", "c/1"] }]);
