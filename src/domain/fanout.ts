@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { domainOf, userOf, type GroupMode, type InboxItem, type LogEntry, type Store } from "../store/port.js";
-import { isMemberWide } from "./feeds.js";
+import { isAddressed } from "./feeds.js";
 
 export interface DeliveredMessage {
   groupId: string;
@@ -108,7 +108,7 @@ export class Dispatcher implements LocalInboxes {
     let local = 0;
     for (const e of entries) {
       // Member-wide entries are read from the group feed (domain/feeds.ts): no inbox write here.
-      if (mode && isMemberWide(mode, e.kind)) continue;
+      if (mode && !isAddressed(mode, e.kind)) continue;
       local = Math.max(
         local,
         e.recipients.reduce((n, c) => (domainOf(c) === this.domain ? n + 1 : n), 0),
@@ -151,12 +151,12 @@ export class Dispatcher implements LocalInboxes {
         else toPeer.set(peer, [...part.entries]);
       }
     }
-    // Entries for every member are read from the group feed; only those addressed to a few
-    // (Welcomes, a send-group's proposals) are written to inboxes here.
+    // Local members read entries from the group feed (Welcomes included); only a send-group's
+    // proposals (addressed to its owner) are written to an inbox here.
     const groupMode = mode ?? (await this.store.getGroup(groupId))?.mode ?? "ordered";
     await this.inboxEntries(
       groupId,
-      entries.filter((e) => !isMemberWide(groupMode, e.kind)),
+      entries.filter((e) => isAddressed(groupMode, e.kind)),
     );
     for (const [peer, list] of toPeer) {
       await this.store.enqueueOutbox(

@@ -63,6 +63,14 @@ export function feedEnded(spans: Span[], read: number): boolean {
   return spans.every((s) => s.end !== undefined && s.end <= read);
 }
 
+/**
+ * What the hub's fan-out still writes into local inboxes itself: a send-group's proposals (to its
+ * owner). Everything else reaches local members through their feeds, Welcomes included.
+ */
+export function isAddressed(mode: GroupMode, kind: LogEntry["kind"]): boolean {
+  return mode === "send-group" && kind === "proposal";
+}
+
 /** Entries the feed carries (member-wide); the rest go to their few recipients' inboxes directly. */
 export function isMemberWide(mode: GroupMode, kind: LogEntry["kind"]): boolean {
   if (kind === "welcome") return false;

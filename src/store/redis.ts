@@ -553,7 +553,19 @@ export class RedisStore implements Store {
 
   async readInbox(client: string, afterCursor: number, limit: number): Promise<{ cursor: number; item: InboxItem }[]> {
     const rows = await this.read(this.keys.inbox(client), `(${afterCursor}`, limit);
-    return rows.map((r) => ({ cursor: r.cursor, item: JSON.parse(r.json) as InboxItem }));
+    const out: { cursor: number; item: InboxItem }[] = [];
+    for (const r of rows) {
+      const item = JSON.parse(r.json) as InboxItem | FeedRefs;
+      if (item.kind !== "refs") out.push({ cursor: r.cursor, item });
+      // A feed page (ADVANCE_FEED): one reference per seq, on consecutive cursors from `first`.
+      else
+        item.seqs.forEach((seq, i) => {
+          if (item.first + i > afterCursor)
+            out.push({ cursor: item.first + i, item: { kind: "ref", groupId: item.groupId, seq } });
+        });
+      if (out.length >= limit) break;
+    }
+    return out.slice(0, limit);
   }
 
   async ackInbox(client: string, upToCursor: number): Promise<number> {
@@ -670,4 +682,12 @@ export class RedisStore implements Store {
 function withoutRecipients(e: EntryBody & { recipients?: unknown }): EntryBody {
   const { recipients: _dropped, ...body } = e;
   return body;
+}
+
+/** A feed page in a Redis inbox (lua/feed.ts ADVANCE_FEED): references on consecutive cursors. */
+interface FeedRefs {
+  kind: "refs";
+  groupId: string;
+  first: number;
+  seqs: number[];
 }

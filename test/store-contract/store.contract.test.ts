@@ -325,6 +325,16 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect((await store.readInbox("b/1", 0, 10)).map((r) => r.item)).toEqual(
         [1, 3, 5].map((seq) => ({ kind: "ref", groupId: g.groupId, seq })),
       );
+      // One reference per seq on consecutive cursors, paged by limit and acknowledged one by one.
+      const page = await store.readInbox("b/1", 0, 2);
+      expect(page.map((r) => r.item)).toEqual([1, 3].map((seq) => ({ kind: "ref", groupId: g.groupId, seq })));
+      expect(page[1]!.cursor).toBe(page[0]!.cursor + 1);
+      await store.ackInbox("b/1", page[0]!.cursor);
+      const rest = await store.readInbox("b/1", page[0]!.cursor, 10);
+      expect(rest.map((r) => [r.cursor, r.item])).toEqual([
+        [page[1]!.cursor, { kind: "ref", groupId: g.groupId, seq: 3 }],
+        [page[1]!.cursor + 1, { kind: "ref", groupId: g.groupId, seq: 5 }],
+      ]);
       // Nothing new: the page is empty and the mark stays.
       expect(await store.readFeed(g.groupId, "b/1", 5, 3)).toEqual({ kind: "page", seqs: [], through: 5, ended: false });
     });

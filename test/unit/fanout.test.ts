@@ -27,11 +27,11 @@ class GatedStore extends MemoryStore {
 const members = (n: number) => Array.from({ length: n }, (_, i) => `u${i}@a.example/d`);
 
 /**
- * Entries addressed to their recipients (Welcomes): what the hub's fan-out still writes to inboxes.
- * Member-wide entries are read from the group feed instead (the last test).
+ * Entries addressed to their recipients (a send-group's proposals, to its owner): what the hub's
+ * fan-out still writes to inboxes. Everything else is read from the group feed (the last test).
  */
 function entry(seq: number, recipients: string[], sender = "s@a.example/d"): LogEntry {
-  return { seq, kind: "welcome", epoch: 0, sender, message: `m${seq}`, sha256: `h${seq}`, recipients };
+  return { seq, kind: "proposal", epoch: 0, sender, message: `m${seq}`, sha256: `h${seq}`, recipients };
 }
 
 function dispatcher(store: MemoryStore): Dispatcher {
@@ -51,7 +51,7 @@ describe("the fan-out dispatcher", () => {
     const store = new GatedStore();
     const group = members(10);
     store.hold();
-    const done = dispatcher(store).dispatch("g", [entry(1, group)], [...group, "s@a.example/d"]);
+    const done = dispatcher(store).dispatch("g", [entry(1, group)], [...group, "s@a.example/d"], "send-group");
     expect(await settled(done)).toBe(false);
     store.release();
     await done;
@@ -64,11 +64,14 @@ describe("the fan-out dispatcher", () => {
     const group = members(SYNC_FANOUT_MAX_RECIPIENTS + 1);
     const d = dispatcher(store);
     store.hold();
-    const first = d.dispatch("g", [entry(1, group)], group);
+    const first = d.dispatch("g", [entry(1, group)], group, "send-group");
     expect(await settled(first)).toBe(true);
     expect(await store.inboxDepth(group[0]!)).toBe(0);
     // Entries accepted meanwhile wait for the running fan-out and then go out together, sorted by seq.
-    const later = [d.dispatch("g", [entry(3, group)], group), d.dispatch("g", [entry(2, group)], group)];
+    const later = [
+      d.dispatch("g", [entry(3, group)], group, "send-group"),
+      d.dispatch("g", [entry(2, group)], group, "send-group"),
+    ];
     expect(await settled(Promise.all(later))).toBe(true);
     expect(store.calls).toHaveLength(1);
     store.release();
@@ -87,9 +90,12 @@ describe("the fan-out dispatcher", () => {
     const group = members(3);
     const d = dispatcher(store);
     store.hold();
-    const first = d.dispatch("g", [entry(1, group)], group);
+    const first = d.dispatch("g", [entry(1, group)], group, "send-group");
     expect(await settled(first)).toBe(false); // its fan-out is running (held)
-    const more = [d.dispatch("g", [entry(3, group)], group), d.dispatch("g", [entry(2, group)], group)];
+    const more = [
+      d.dispatch("g", [entry(3, group)], group, "send-group"),
+      d.dispatch("g", [entry(2, group)], group, "send-group"),
+    ];
     expect(await settled(Promise.all(more))).toBe(false);
     store.release();
     await Promise.all([first, ...more]);

@@ -128,35 +128,36 @@ export interface AdvanceFeedInput {
 /**
  * KEYS: inbox counter, queue, items, seen, marks, memberships. ARGV: nowMs, dedupeTtlMs, channel,
  * publish command, feed key, groupId, through, ended ("1"/"0"), dropIndex ("1"/"0"), then seqs.
- * The inbox append is QUEUE_APPEND's (same ids, same dedupe); returns how many refs were added.
+ * The seqs after the mark go into the inbox as ONE item (`kind: "refs"`) holding them and the
+ * first of the consecutive cursors they take (INCRBY): a member's read costs a few commands
+ * however many entries it picks up. The item's score is its last cursor, so reads after a cursor
+ * and acks up to one work as for single items (RedisStore.readInbox expands it; an item partly
+ * acknowledged stays until its last cursor is). The mark makes it idempotent (no `seen` entry).
+ * Returns how many references were added.
  */
 export const ADVANCE_FEED = typedScript<AdvanceFeedInput, number>(
   "advanceFeed",
   `${LUA_HELPERS}
-local ctrK, qK, itemsK, seenK, marksK, groupsK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ctrK, qK, itemsK, marksK, groupsK = KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6]
 local key, groupId, through = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local previous = tonumber(redis.call('HGET', marksK, key) or '0')
 if through > previous then redis.call('HSET', marksK, key, istr(through)) end
-local added = 0
+local fresh = {}
 for i = 10, #ARGV do
   local seq = tonumber(ARGV[i])
-  local id = groupId .. ':' .. istr(seq)
-  if seq > previous and not redis.call('ZSCORE', qK, id) and not redis.call('ZSCORE', seenK, id) then
-    local cursor = redis.call('INCR', ctrK)
-    redis.call('ZADD', qK, istr(cursor), id)
-    redis.call('HSET', itemsK, id, '{"kind":"ref","groupId":' .. jstr(groupId) .. ',"seq":' .. istr(seq) .. '}')
-    redis.call('ZADD', seenK, ARGV[1], id)
-    added = added + 1
-  end
+  if seq > previous then fresh[#fresh + 1] = istr(seq) end
 end
-if added > 0 then
-  redis.call('ZREMRANGEBYSCORE', seenK, '-inf', '(' .. istr(now - ttl))
-  redis.call('PEXPIRE', seenK, ARGV[2])
+if #fresh > 0 then
+  local last = redis.call('INCRBY', ctrK, #fresh)
+  local first = last - #fresh + 1
+  local id = 'f:' .. groupId .. ':' .. fresh[1] .. ':' .. istr(first)
+  redis.call('ZADD', qK, istr(last), id)
+  redis.call('HSET', itemsK, id, '{"kind":"refs","groupId":' .. jstr(groupId) .. ',"first":' .. istr(first) ..
+    ',"seqs":[' .. table.concat(fresh, ',') .. ']}')
   redis.call(ARGV[4], ARGV[3], '1')
 end
 if ARGV[8] == '1' and ARGV[9] == '1' then redis.call('SREM', groupsK, groupId) end
-return added
+return #fresh
 `,
   (i) => ({
     keys: [i.inbox.counter, i.inbox.queue, i.inbox.items, i.inbox.seen, i.marks, i.memberships],
