@@ -250,7 +250,13 @@ Measured with this bench on the same machine during the work (\`--quick\` runs, 
    request): a verified token is now accepted again until its exp, at most 60 s (test/unit/client-auth-cache.test.ts).
 5. **Every accepted commit re-added every member to the membership index** (one SADD per member: 64 per commit in
    scenario 3); now only commits that change the roster rewrite it.
-6. **KeyPackage validation on ts-mls's WebCrypto provider**: src/mls/node-crypto.ts is a CryptoProvider on node:crypto
+6. **Group feeds (issue 10): the fan-out wrote to every member's inbox on every accept** (~10 Redis commands per
+   recipient: 26 / 1,006 / ~10,000 per message for groups of 2 / 100 / 1,000). Now an accept writes the entry once and
+   publishes one wake-up for the group; each member reads the log through its feed (spans kept with the group, a read mark
+   with the client) and takes a page of references into its inbox in one step; an accept with nothing to fan out settles in
+   the ordering script; hub log entries keep their recipient list beside the body, so an inbox read does not carry it.
+   Scenario 2 (this run) has the figures.
+7. **KeyPackage validation on ts-mls's WebCrypto provider**: src/mls/node-crypto.ts is a CryptoProvider on node:crypto
    (SHA-2, HMAC, HKDF, Ed25519/Ed448/ECDSA, AES-GCM/ChaCha20-Poly1305; HPKE stays ts-mls's), now the DS's default
    (\`mlsCrypto: "node"\`, \`"default"\` switches back); parsed private keys are cached per key array (client-side signing
    was dominated by PKCS#8 parsing).
@@ -260,8 +266,10 @@ Measured with this bench on the same machine during the work (\`--quick\` runs, 
 - A KeyPackage validation is about half two Ed25519 verifications and a quarter ts-mls 1.6.4 decoding, of which most is an
   enum lookup in ts-mls that rebuilds a reverse map for every decoded value (quadratic in the capability lists); that is
   library code. The upload path adds JSON, the store script and one ref key per KeyPackage.
-- Per-recipient delivery work (inboxes and cursors live in per-client hash slots in Redis Cluster, so one script cannot
-  touch many) is what "Redis commands per accepted message" and "delivered-to-all/s" in scenario 2 show.
+- Delivery work is per reader: each member's read is a few commands in its own slot (inboxes and read marks live in
+  per-client hash slots in Redis Cluster) plus one feed read per group in the group's slot; "delivered-to-all/s" and the
+  read-path commands in scenario 2 show what that costs. A hub log entry still stores its recipient list (beside the body;
+  federation needs it), so stored bytes per message grow with the group.
 - Scenario 3 drives the ordering step with PrivateMessage-framed commits whose content is random (see there); real
   commits were used for the application messages (scenarios 1, 2) and KeyPackages (scenario 4).
 `;

@@ -145,8 +145,8 @@ ${fmt(r.inboxDepth)} unread application messages of the group through GET /v1/in
 Why, from the CPU columns: one H request costs the machine ${(hMachine * 1000).toFixed(2)} ms of CPU (H + load generator), one DS
 request ${(dsMachine * 1000).toFixed(2)} ms (DS ${(dsOwn * 1000).toFixed(2)} + Redis ${(dsRedis * 1000).toFixed(2)} + load generator), a ratio of ${(hMachine / dsMachine).toFixed(2)}× — what the
 rates tend to when the two shared vCPUs are the limit, as they are here. The DS's own share is the auth cache lookup, the rate limiter, the group read, strict
-MLS decoding, the ordering script and the batched fan-out (one append script per recipient, 9 here), each a Redis command
-and a socket write.
+MLS decoding and the ordering script, which settles the fan-out itself (the members read the group log through their
+feeds, docs/API.md §9.5), each a Redis command and a socket write.
 `;
   return { md, targetMet: medRel >= 0.5 };
 }
