@@ -111,17 +111,36 @@ return out
   },
 );
 
-/** KEYS: queue, items. ARGV: upToCursor. Deletes entries with cursor <= upToCursor; returns how many. */
+/**
+ * KEYS: queue, items. ARGV: upToCursor. Deletes entries with cursor <= upToCursor; returns how many.
+ * A feed page (an inbox item "f:…" holding references on consecutive cursors, lua/feed.ts) that
+ * the cursor falls inside loses the references up to it: an acknowledged entry never reappears.
+ */
 export const QUEUE_ACK = typedScript<{ keys: QueueKeys; upToCursor: number }, number>(
   "queueAck",
-  `
+  `${LUA_HELPERS}
+local upTo = tonumber(ARGV[1])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 -- HDEL in chunks: unpack() of a huge list would overflow the Lua stack.
 for i = 1, #ids, 500 do
   redis.call('HDEL', KEYS[2], unpack(ids, i, math.min(i + 499, #ids)))
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-return #ids
+local removed = #ids
+-- Cursors are unique and a page's are consecutive: only the next item can straddle upTo.
+local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'LIMIT', 0, 1)
+if nxt[1] and string.sub(nxt[1], 1, 2) == 'f:' then
+  local item = cjson.decode(redis.call('HGET', KEYS[2], nxt[1]))
+  if item.first <= upTo then
+    local keep = {}
+    for i = 1, #item.seqs do
+      if item.first + i - 1 > upTo then keep[#keep + 1] = istr(item.seqs[i]) else removed = removed + 1 end
+    end
+    redis.call('HSET', KEYS[2], nxt[1], '{"kind":"refs","groupId":' .. jstr(item.groupId) .. ',"first":' ..
+      istr(upTo + 1) .. ',"seqs":[' .. table.concat(keep, ',') .. ']}')
+  end
+end
+return removed
 `,
   ({ keys, upToCursor }) => ({ keys: [keys.queue, keys.items], args: [String(upToCursor)] }),
   (removed) => Number(removed),
