@@ -237,6 +237,7 @@ export interface InboxStore {
   appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void>;
   readInbox(client: string, afterCursor: number, limit: number): Promise<{ cursor: number; item: InboxItem }[]>;
   ackInbox(client: string, upToCursor: number): Promise<number>;
+  /** Queued items (on Redis a feed page of several references counts once). */
   inboxDepth(client: string): Promise<number>;
   /**
    * Resolves when the inbox may have entries after `afterCursor`, or one of `watch.groups` has new
