@@ -106,7 +106,10 @@ export async function spawnNode(
   ready: string,
   timeoutMs = 30_000,
 ): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  // BENCH_CPU_PROF_DIR=<dir>: every spawned process writes a V8 CPU profile there on exit.
+  const prof = process.env.BENCH_CPU_PROF_DIR;
+  const argv = prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, ...args] : args;
+  const child = spawn(process.execPath, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   let output = "";
   child.stderr!.on("data", (d: Buffer) => {
