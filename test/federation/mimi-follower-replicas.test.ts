@@ -1,3 +1,4 @@
+import { jest } from "@jest/globals";
 import { request as httpsRequest } from "node:https";
 import { createApplicationMessage, getCiphersuiteFromName, getCiphersuiteImpl } from "ts-mls";
 import { MlsClient } from "../../src/client/index.js";
