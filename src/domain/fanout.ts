@@ -172,7 +172,7 @@ export class Dispatcher implements LocalInboxes {
 
   /**
    * References to `entries` (seq order) into their local recipients' inboxes: one store call for
-   * the whole batch. Used by the hub's fan-out (addressed entries only) and by a follower's
+   * the whole batch. Used by the hub's fan-out (a send-group's proposals only, isAddressed) and by a follower's
    * replica (ReplicaSync: every entry, a replica keeps no feeds).
    */
   async inboxEntries(groupId: string, entries: LogEntry[]): Promise<void> {

@@ -13,8 +13,8 @@ import { domainOf, type GroupMode, type LogEntry } from "../store/port.js";
  * - **Member-wide** entries (application messages, commits, and proposals except a send-group's)
  *   reach every member whose span holds their seq, except their sender. The Welcome right after a
  *   span's start is the joiner's (same accept), so the feed carries it first — a joiner never sees
- *   its group's messages before its Welcome. Addressed entries (Welcomes, a send-group's proposals
- *   to its owner) also go to those inboxes directly at fan-out; the inbox dedupes by (group, seq).
+ *   its group's messages before its Welcome. Only a send-group's proposals (addressed to its
+ *   owner) go to an inbox directly at fan-out (isAddressed); the owner's feed skips them.
  * - A member's **read mark** per group (kept with the client): the feed is read after it; the
  *   entries found are appended to the client's inbox as references (so `/v1/inbox` cursors and
  *   `ack` stay what docs/API.md says) and the mark moves in the same atomic step, so two readers
