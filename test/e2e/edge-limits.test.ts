@@ -193,31 +193,39 @@ describe("the edge: nothing expensive before authentication, caps on streams, ti
 
     it("refuses a client's long-poll over limits.longPollsPerClient with 429 stream_limit; an immediate read still answers", async () => {
       const erin = await tokenOf(a.url, "erin@a.example/1");
-      const polls = [0, 1].map(() => {
-        const abort = new AbortController();
-        const res = request(`${a.url}/v1/inbox?waitMs=10000`, {
-          headers: { authorization: `Bearer ${erin}` },
-          signal: abort.signal,
-        });
-        res.catch(() => {});
-        return { res, abort };
+      // Two long-pollers that poll again whenever their call ends. The probe below may overtake one
+      // of them and take its slot (the caps are taken in arrival order); that poller is then refused
+      // and tries again a moment later, so both slots end up held by waits.
+      const stop = new AbortController();
+      let pollsAnswered = 0;
+      const pollers = [0, 1].map(async () => {
+        while (!stop.signal.aborted) {
+          const res = await request(`${a.url}/v1/inbox?waitMs=10000`, {
+            headers: { authorization: `Bearer ${erin}` },
+            signal: stop.signal,
+          }).catch(() => undefined);
+          await res?.body.text().catch(() => "");
+          if (res) pollsAnswered++;
+          if (res?.statusCode === 429) await new Promise((r) => setTimeout(r, 100));
+        }
       });
-      // Both waits are registered once a third call is refused (the caps are taken in request order).
       let third: Awaited<ReturnType<typeof request>> | undefined;
-      for (let i = 0; i < 40 && third?.statusCode !== 429; i++) {
+      const deadline = Date.now() + 15_000;
+      while (third?.statusCode !== 429 && Date.now() < deadline) {
         await third?.body.text();
-        if (i) await new Promise((r) => setTimeout(r, 25));
+        if (third !== undefined) await new Promise((r) => setTimeout(r, 25));
         third = await request(`${a.url}/v1/inbox?waitMs=10000`, {
           headers: { authorization: `Bearer ${erin}` },
-          signal: AbortSignal.timeout(300),
+          signal: AbortSignal.timeout(1500),
         }).catch(() => undefined);
       }
-      expect(third?.statusCode).toBe(429);
+      expect({ status: third?.statusCode, pollsAnswered }).toMatchObject({ status: 429 });
       expect(await third!.body.json()).toMatchObject({ error: { code: "stream_limit", kind: "long_poll", limit: 2 } });
       const now = await request(`${a.url}/v1/inbox?waitMs=0`, { headers: { authorization: `Bearer ${erin}` } });
       expect(now.statusCode).toBe(200);
       await now.body.json();
-      for (const p of polls) p.abort.abort();
+      stop.abort();
+      await Promise.all(pollers);
     });
   });
 
