@@ -172,8 +172,8 @@ export class Dispatcher implements LocalInboxes {
 
   /**
    * References to `entries` (seq order) into their local recipients' inboxes: one store call for
-   * the whole batch. Used by the hub's fan-out (a send-group's proposals only, isAddressed) and by a follower's
-   * replica (ReplicaSync: every entry, a replica keeps no feeds).
+   * the whole batch. Used for a send-group's proposals only (isAddressed), by the hub's fan-out and
+   * by a follower's replica (ReplicaSync); everything else is read from the group feeds.
    */
   async inboxEntries(groupId: string, entries: LogEntry[]): Promise<void> {
     const byClient = new Map<string, InboxItem[]>();

@@ -128,7 +128,7 @@ export function feedStart(spans: Span[], read: number): number | undefined {
 
 /** What the group side of a feed read answers (store.readFeed). */
 export type FeedRead =
-  /** The group keeps no span for this member: a replica, whose entries are inboxed as they arrive. */
+  /** The group keeps no span for this member (or is a replica whose feed was never derived). */
   { kind: "none" } | { kind: "page"; seqs: number[]; through: number; ended: boolean };
 
 /** The whole group-side read, given the member's spans and a log reader (both stores use this order). */
@@ -164,4 +164,66 @@ export function settlesInAccept(
   if (!entries.every((e) => isMemberWide(group.mode, e.kind))) return false;
   const local = (m: string) => domainOf(m) === group.hub;
   return group.members.every(local) && membersAfter.every(local);
+}
+
+/** One step of a replica's span bookkeeping; steps are applied in order (openSpan / closeSpan). */
+export interface SpanStep {
+  client: string;
+  op: "open" | "close";
+  seq: number;
+}
+
+/**
+ * Feeds on a follower (a replica of a group another provider orders). The hub tells a follower
+ * each entry's recipients among its clients, not the roster history, so a replica's spans mirror
+ * those recipient lists: the clients an entry reaches — its recipients and, if local, its sender —
+ * are the ones whose span holds it. A member-wide entry (in seq order) opens a span after the
+ * previous seq for each of them without one and closes the span of every other open client at the
+ * previous seq; a Welcome opens its joiners' spans right before it (so the Welcome is the first
+ * thing they read). Within one epoch the roster cannot change, so only the first entry of each
+ * epoch is compared (O(members) per epoch, not per message); an entry with nobody to reach
+ * (recipients withheld: an unknown sender) is compared too, and so is the one after it.
+ * `open` is the set of local clients with an open span before `entries`; it is updated in place.
+ */
+export function replicaSpanSteps(
+  mode: GroupMode,
+  open: Set<string>,
+  entries: Pick<LogEntry, "seq" | "kind" | "epoch" | "sender" | "recipients">[],
+  isLocal: (client: string) => boolean,
+): SpanStep[] {
+  const steps: SpanStep[] = [];
+  const close = (client: string, seq: number) => {
+    steps.push({ client, op: "close", seq });
+    open.delete(client);
+  };
+  const start = (client: string, seq: number) => {
+    steps.push({ client, op: "open", seq });
+    open.add(client);
+  };
+  let compared: { epoch: number; reachedSomebody: boolean } | undefined;
+  for (const e of entries) {
+    if (e.kind === "welcome") {
+      // A joiner with a span still open (a lost removal) gets a fresh one, so the Welcome is its start.
+      for (const c of e.recipients) {
+        if (!isLocal(c)) continue;
+        if (open.has(c)) close(c, e.seq - 1);
+        start(c, e.seq - 1);
+      }
+      continue;
+    }
+    // A send-group's proposals go to its owner's inbox directly (isAddressed): not a roster.
+    if (!isMemberWide(mode, e.kind)) continue;
+    if (compared && compared.epoch === e.epoch && compared.reachedSomebody && e.recipients.length > 0) continue;
+    const reached = new Set(e.recipients.filter(isLocal));
+    if (isLocal(e.sender)) reached.add(e.sender);
+    for (const c of [...open]) if (!reached.has(c)) close(c, e.seq - 1);
+    for (const c of reached) if (!open.has(c)) start(c, e.seq - 1);
+    compared = { epoch: e.epoch, reachedSomebody: reached.size > 0 };
+  }
+  return steps;
+}
+
+/** Applies SpanSteps to one client's spans (the stores' shared rule; Lua has its twin). */
+export function applySpanStep(spans: Span[], step: Pick<SpanStep, "op" | "seq">): Span[] {
+  return step.op === "open" ? openSpan(spans, step.seq) : closeSpan(spans, step.seq);
 }

@@ -4,6 +4,7 @@ import { DsError, type ErrorCode } from "../errors.js";
 import { domainOf, type CommitLogEntry, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
 import type { DeliveredMessage, FanoutObserver, LocalInboxes } from "./fanout.js";
 import { systemClock, type Clock, type GroupView, type PeerGateway } from "./types.js";
+import { isAddressed, replicaSpanSteps } from "./feeds.js";
 
 /**
  * Bounds of the gap fill (a follower pulling missing entries from the hub) done for one `deliver`
@@ -286,12 +287,35 @@ export class ReplicaSync {
     }
   }
 
+  /**
+   * Entries now contiguous up to `after` reach local clients through the replica's feed: the span
+   * steps their recipient lists imply (domain/feeds.ts, replicaSpanSteps) are applied in one store
+   * step, so the follower's cost per entry does not grow with the group either. Only a send-group's
+   * proposals (addressed to its owner) go to an inbox directly. Another DS replica of this provider
+   * may derive the same range first: the step then fails and the rest is derived again.
+   */
   private async inboxRange(groupId: string, before: number, after: number): Promise<void> {
     if (after <= before) return;
-    // A skipped gap (skipReplicaGap) holds no entries: the read may run past `after`; cut it there.
-    const entries = (await this.store.readLog(groupId, before, after - before)).filter((e) => e.seq <= after);
-    await this.inboxes.inboxEntries(groupId, entries);
-    this.observer.onLocalDelivery?.(groupId, entries);
+    const mode = (await this.store.getGroup(groupId))?.mode ?? "ordered";
+    const isLocal = (c: string) => domainOf(c) === this.domain;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const feed = await this.store.replicaFeed(groupId);
+      // A replica first derived now: what lies before this delivery went to inboxes already.
+      const from = feed.through ?? before;
+      if (after <= from) return;
+      // A skipped gap (skipReplicaGap) holds no entries: the read may run past `after`; cut it there.
+      const entries = (await this.store.readLog(groupId, from, after - from)).filter((e) => e.seq <= after);
+      const steps = replicaSpanSteps(mode, new Set(feed.open), entries, isLocal);
+      await this.inboxes.inboxEntries(
+        groupId,
+        entries.filter((e) => isAddressed(mode, e.kind)),
+      );
+      if (await this.store.advanceReplicaFeed(groupId, from, after, steps)) {
+        this.observer.onLocalDelivery?.(groupId, entries);
+        return;
+      }
+    }
+    this.log.warn({ groupId, after }, "replica feed moved by other writers three times; derived on the next delivery");
   }
 
   /**

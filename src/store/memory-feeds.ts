@@ -1,5 +1,5 @@
 import { domainOf } from "./port.js";
-import { closeSpan, inSpans, openSpan, spanChange, type Span } from "../domain/feeds.js";
+import { applySpanStep, closeSpan, inSpans, openSpan, spanChange, type Span, type SpanStep } from "../domain/feeds.js";
 
 /**
  * The memory store's feed state (domain/feeds.ts): spans per hub group and member, read marks per
@@ -25,6 +25,29 @@ export class MemoryFeeds {
     const change = spanChange(before, after, commitSeq);
     for (const c of change.joined) m.set(c, openSpan(m.get(c) ?? [], change.commitSeq));
     for (const c of change.left) m.set(c, closeSpan(m.get(c) ?? [], change.commitSeq));
+  }
+
+  /** A replica's span steps (domain/feeds.ts, replicaSpanSteps), in order; returns the clients whose span opened. */
+  stepped(groupId: string, steps: SpanStep[]): string[] {
+    let m = this.spans.get(groupId);
+    if (!m) {
+      m = new Map();
+      this.spans.set(groupId, m);
+    }
+    const opened = new Set<string>();
+    for (const step of steps) {
+      m.set(step.client, applySpanStep(m.get(step.client) ?? [], step));
+      if (step.op === "open") opened.add(step.client);
+    }
+    return [...opened];
+  }
+
+  /** Members whose last span is open. */
+  openMembers(groupId: string): string[] {
+    const out: string[] = [];
+    for (const [member, spans] of this.spans.get(groupId) ?? [])
+      if (spans.at(-1)?.end === undefined && spans.length) out.push(member);
+    return out;
   }
 
   spansOf(groupId: string, member: string): Span[] | undefined {
@@ -56,12 +79,13 @@ export class MemoryFeeds {
    * holds it has read past it. A virtual member (`user/*`, read by each device with its own mark)
    * never says yes: such groups' entries go by the retention period.
    */
-  readByAll(groupId: string, hub: string, seq: number, markOf: (member: string) => number | undefined): boolean {
+  readByAll(groupId: string, hub: string | undefined, seq: number, markOf: (member: string) => number | undefined): boolean {
     const m = this.spans.get(groupId);
     if (!m) return true;
     for (const [member, spans] of m) {
       // Members of other providers get entries through the outbox (counted as references).
-      if (domainOf(member) !== hub || !inSpans(spans, seq)) continue;
+      // (A replica's spans name this provider's clients only: hub undefined.)
+      if ((hub !== undefined && domainOf(member) !== hub) || !inSpans(spans, seq)) continue;
       if (member.endsWith("/*")) return false;
       if ((markOf(member) ?? 0) < seq) return false;
     }

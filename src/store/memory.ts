@@ -6,7 +6,7 @@ import { QUEUE_DEDUPE_TTL_MS } from "./lua/keys.js";
 import { MemoryFeeds } from "./memory-feeds.js";
 import { MemoryKeyDirectory } from "./memory-keydir.js";
 import { MemoryQueues } from "./memory-queues.js";
-import { readFeedWith, settlesInAccept, type FeedRead } from "../domain/feeds.js";
+import { readFeedWith, settlesInAccept, type FeedRead, type SpanStep } from "../domain/feeds.js";
 import {
   type ClaimOutcome,
   type CommitLogEntry,
@@ -54,6 +54,8 @@ interface GroupState {
   groupInfo?: StoredGroupInfo;
   dispatched: number;
   replica: boolean;
+  /** A replica's feed is derived through this seq (advanceReplicaFeed); absent: never. */
+  feedThrough?: number;
 }
 
 export interface MemoryStoreOptions {
@@ -476,8 +478,9 @@ export class MemoryStore implements Store {
       const delivered =
         h.deliveredAt !== undefined &&
         h.deliveredAt <= now - this.deliveredGraceMs &&
-        (g.replica ||
-          this.feeds.readByAll(g.record.groupId, g.record.hub, h.entry.seq, (m) => this.feeds.markOf(m, g.record.groupId)));
+        this.feeds.readByAll(g.record.groupId, g.replica ? undefined : g.record.hub, h.entry.seq, (m) =>
+          this.feeds.markOf(m, g.record.groupId),
+        );
       if (!delivered && h.at > expired) break;
       g.log.delete(g.floor + 1);
       g.floor += 1;
@@ -491,10 +494,36 @@ export class MemoryStore implements Store {
   // ---- group feeds (domain/feeds.ts) ----
   async readFeed(groupId: string, member: string, afterSeq: number, limit: number): Promise<FeedRead> {
     const g = this.groups.get(groupId);
-    if (!g || g.replica) return { kind: "none" };
-    return readFeedWith(g.record.mode, member, this.feeds.spansOf(groupId, member), afterSeq, (after) =>
-      this.readLog(groupId, after, limit),
+    if (!g || (g.replica && g.feedThrough === undefined)) return { kind: "none" };
+    // A replica's feed is read up to where its spans are derived (contiguous, in seq order).
+    const upTo = g.replica ? g.feedThrough! : Infinity;
+    return readFeedWith(g.record.mode, member, this.feeds.spansOf(groupId, member), afterSeq, async (after) =>
+      (await this.readLog(groupId, after, limit)).filter((e) => e.seq <= upTo),
     );
+  }
+
+  async replicaFeed(groupId: string): Promise<{ open: string[]; through?: number }> {
+    const g = this.groups.get(groupId);
+    if (!g?.replica) return { open: [] };
+    return { open: this.feeds.openMembers(groupId), ...(g.feedThrough !== undefined ? { through: g.feedThrough } : {}) };
+  }
+
+  async advanceReplicaFeed(groupId: string, from: number, through: number, steps: SpanStep[]): Promise<boolean> {
+    const g = this.groups.get(groupId);
+    if (!g?.replica || (g.feedThrough !== undefined && g.feedThrough !== from)) return false;
+    const upTo = Math.min(through, contiguous(g));
+    if (upTo <= from) return false;
+    this.index(this.feeds.stepped(groupId, steps), groupId);
+    g.feedThrough = upTo;
+    // Derived entries count as fanned out (trim then waits for the readers' marks, MemoryFeeds.readByAll).
+    const now = this.clock.nowMs();
+    for (let s = Math.max(from, g.floor) + 1; s <= upTo; s++) {
+      const h = g.log.get(s);
+      if (h && h.refs === 0) h.deliveredAt ??= now;
+    }
+    this.events.emit(`group:${groupId}`);
+    this.trim(g);
+    return true;
   }
 
   async feedMarks(client: string): Promise<Map<string, number>> {

@@ -1,4 +1,4 @@
-import type { FeedRead } from "../domain/feeds.js";
+import type { FeedRead, SpanStep } from "../domain/feeds.js";
 import type { StoredGroupInfo } from "../mls/group-info.js";
 /**
  * The Store port: every piece of state a DS replica shares with its siblings. Two adapters
@@ -273,6 +273,19 @@ export interface FeedStore {
     client: string,
     feed: { key: string; groupId: string; through: number; seqs: number[]; ended: boolean; dropIndex: boolean },
   ): Promise<number>;
+  /**
+   * Follower side: a replica's feed (domain/feeds.ts, replicaSpanSteps) — the local clients with an
+   * open span, and the seq its spans are derived through (absent: never; the replica's entries up
+   * to then went into inboxes one reference per recipient, as before feeds).
+   */
+  replicaFeed(groupId: string): Promise<{ open: string[]; through?: number }>;
+  /**
+   * Follower side, one atomic step on the group: if the replica's feed is derived through `from`
+   * (or never was), applies `steps` in order, derives it through `through` (never past the
+   * contiguous seq) and wakes the group's readers; then the clients whose span opened enter the
+   * membership index. False, with nothing written, when another writer moved the feed first.
+   */
+  advanceReplicaFeed(groupId: string, from: number, through: number, steps: SpanStep[]): Promise<boolean>;
 }
 
 export interface OutboxItem {

@@ -27,8 +27,8 @@ import {
 import { INBOX_APPEND, QUEUE_ACK, QUEUE_APPEND, QUEUE_READ, QUEUE_STATS } from "./lua/queue.js";
 import { callScript, type EvalCapable, type TypedScript } from "./lua/script.js";
 import { SUBMIT, type PendingIndex } from "./lua/submit.js";
-import { ADVANCE_FEED, READ_FEED } from "./lua/feed.js";
-import type { FeedRead } from "../domain/feeds.js";
+import { ADVANCE_FEED, ADVANCE_REPLICA_FEED, READ_FEED } from "./lua/feed.js";
+import type { FeedRead, SpanStep } from "../domain/feeds.js";
 import { connectRedis, type MasterNode, type RedisCommands, type RedisConnection } from "./redis-connection.js";
 import {
   userOf,
@@ -122,6 +122,8 @@ export class RedisStore implements Store {
   readonly kind = "redis" as const;
   private readonly waiters = new Set<() => void>();
   private closed = false;
+  /** groupId → the replica epoch whose members this process last indexed (putReplicaEntries). */
+  private readonly indexedReplicaEpochs = new Map<string, number>();
   /** Commands routed by key (node-redis follows MOVED/ASK and failovers). */
   private readonly client: RedisCommands;
 
@@ -404,7 +406,12 @@ export class RedisStore implements Store {
     const written = await this.call(PUT_REPLICA, { keys: k, record, entries, numberHere });
     if (!written.ok) return written;
     await this.replicated(k.record);
-    await this.index(record.groupId, record.members);
+    // The view's members change only with the epoch: index them once per epoch seen, not per delivery.
+    if (this.indexedReplicaEpochs.get(record.groupId) !== record.epoch) {
+      await this.index(record.groupId, record.members);
+      if (this.indexedReplicaEpochs.size >= 10_000) this.indexedReplicaEpochs.clear();
+      this.indexedReplicaEpochs.set(record.groupId, record.epoch);
+    }
     return written;
   }
 
@@ -478,6 +485,38 @@ export class RedisStore implements Store {
   // ---- group feeds (domain/feeds.ts, lua/feed.ts) ----
   readFeed(groupId: string, member: string, afterSeq: number, limit: number): Promise<FeedRead> {
     return this.call(READ_FEED, { keys: this.keys.group(groupId), member, afterSeq, limit });
+  }
+
+  async replicaFeed(groupId: string): Promise<{ open: string[]; through?: number }> {
+    const k = this.keys.group(groupId);
+    const [[replica, through], spans] = await Promise.all([
+      this.client.hmGet(k.record, ["replica", "feedThrough"]),
+      this.client.hGetAll(k.spans),
+    ]);
+    if (replica !== "1") return { open: [] };
+    const open = Object.entries(spans as Record<string, string>)
+      .filter(([, text]) => text.endsWith(":"))
+      .map(([member]) => member);
+    return { open, ...(through != null ? { through: Number(through) } : {}) };
+  }
+
+  async advanceReplicaFeed(groupId: string, from: number, through: number, steps: SpanStep[]): Promise<boolean> {
+    const keys = this.keys.group(groupId);
+    const ok = await this.call(ADVANCE_REPLICA_FEED, {
+      keys,
+      from,
+      through,
+      steps,
+      channel: this.keys.groupChannel(groupId),
+      publish: this.connection.publishCommand,
+    });
+    if (!ok) return false;
+    await this.replicated(keys.record);
+    // The index sets live in the clients' slots: written after, as for an accept (a lost write is
+    // repaired by the next putReplicaEntries, which indexes the view's members).
+    const opened = [...new Set(steps.filter((s) => s.op === "open").map((s) => s.client))];
+    await Promise.all(opened.map((c) => this.client.sAdd(this.keys.memberships(c), groupId)));
+    return true;
   }
 
   async feedMarks(client: string): Promise<Map<string, number>> {

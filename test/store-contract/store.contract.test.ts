@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { MemoryStore } from "../../src/store/memory.js";
 import { createRedisStore } from "../../src/store/redis.js";
 import { REDIS_KINDS, testTopology } from "../helpers/providers.js";
-import type { GroupRecord, Store, StoredKeyPackage, Submission } from "../../src/store/port.js";
+import type { GroupRecord, LogEntry, Store, StoredKeyPackage, Submission } from "../../src/store/port.js";
+import { replicaSpanSteps } from "../../src/domain/feeds.js";
 
 /**
  * One contract, two adapters: the memory store, and the Redis store on each real deployment the
@@ -385,6 +386,50 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       };
       await store.putReplicaEntries(replica, [entry]);
       expect(await store.readFeed(replica.groupId, "a/1", 0, 10)).toEqual({ kind: "none" });
+    });
+
+    it("derives a replica's feed from its entries' recipients, in one step that another writer cannot repeat", async () => {
+      const replica = group({ hub: "b.example", members: ["a/1", "b@b.example/1"] });
+      const remote = "b@b.example/1";
+      const e = (seq: number, kind: LogEntry["kind"], epoch: number, recipients: string[], sender = remote): LogEntry => ({
+        seq,
+        kind,
+        epoch,
+        sender,
+        message: `m${seq}`,
+        sha256: `s${seq}`,
+        recipients,
+      });
+      // a/1 reads epochs 0 and 1; the commit at 5 removes it; c/1 joins with the commit at 2 (Welcome at 3).
+      const entries = [
+        e(1, "application", 0, ["a/1"]),
+        e(2, "commit", 0, ["a/1"]),
+        e(3, "welcome", 0, ["c/1"]),
+        e(4, "application", 1, ["a/1", "c/1"]),
+        e(5, "commit", 1, ["a/1", "c/1"]),
+        e(6, "application", 2, ["c/1"]),
+        e(8, "application", 2, ["c/1"]),
+      ];
+      await store.putReplicaEntries(replica, entries);
+      expect(await store.replicaFeed(replica.groupId)).toEqual({ open: [] });
+      const steps = replicaSpanSteps("ordered", new Set(), entries.slice(0, 6), (c) => !c.includes("@b.example"));
+      // Never past the contiguous seq (7 is missing), and only from where the feed stands.
+      expect(await store.advanceReplicaFeed(replica.groupId, 0, 8, steps)).toBe(true);
+      expect(await store.advanceReplicaFeed(replica.groupId, 0, 8, steps)).toBe(false);
+      expect(await store.replicaFeed(replica.groupId)).toEqual({ open: ["c/1"], through: 6 });
+      expect(await store.readFeed(replica.groupId, "a/1", 0, 100)).toEqual({
+        kind: "page",
+        seqs: [1, 2, 4, 5],
+        through: 6,
+        ended: true,
+      });
+      expect(await store.readFeed(replica.groupId, "c/1", 0, 100)).toEqual({
+        kind: "page",
+        seqs: [3, 4, 5, 6],
+        through: 6,
+        ended: false,
+      });
+      expect(await store.groupsOf("c/1")).toContain(replica.groupId);
     });
 
     it("blocks other committers while a lease is held and lets the holder commit with its token", async () => {

@@ -1,5 +1,6 @@
 import { pino } from "pino";
 import { Dispatcher, type DeliveredMessage } from "../../src/domain/fanout.js";
+import { FeedReader } from "../../src/domain/feed-reader.js";
 import { FollowerSide } from "../../src/domain/follower-side.js";
 import { ReplicaSync } from "../../src/domain/replica.js";
 import type { GroupView, PeerGateway } from "../../src/domain/types.js";
@@ -42,6 +43,8 @@ describe("a follower's replica", () => {
     const refused = await replica.deliver("a.example", "Zw", view, [entry(1, alice), entry(2, "x@d.example/1"), entry(3, alice)]);
     expect(refused).toEqual([{ groupId: "Zw", seq: 2, code: "not_a_member", message: "x@d.example/1 is not a member of Zw" }]);
     expect(await store.contiguousSeq("Zw")).toBe(3);
+    // The replica's entries reach bob through its feed (domain/feeds.ts, replicaSpanSteps).
+    await new FeedReader(store).pull(bob);
     const inbox = await store.readInbox(bob, 0, 10);
     expect(inbox.map(({ item }) => (item.kind === "ref" ? item.seq : -1))).toEqual([1, 3]);
   });
@@ -90,7 +93,7 @@ describe("a follower's catch-up read", () => {
       group: await store.getGroup("Zw"),
       contiguous: await store.contiguousSeq("Zw"),
       log: await store.readLog("Zw", 0, 10),
-      inbox: await store.readInbox(bob, 0, 10),
+      feed: await store.readFeed("Zw", bob, 0, 10),
     });
     return { store, follower, pulls, state };
   }
@@ -112,7 +115,7 @@ describe("a follower's catch-up read", () => {
     expect(g.members).toEqual([bob, alice]);
     const after = await state();
     expect(after.contiguous).toBe(2);
-    expect(after.inbox.map(({ item }) => (item.kind === "ref" ? item.seq : -1))).toEqual([1, 2]);
+    expect(after.feed).toEqual({ kind: "page", seqs: [1, 2], through: 2, ended: false });
   });
 
   it("judges the reader by the member list the replica keeps: an answer at an older epoch does not replace it", async () => {

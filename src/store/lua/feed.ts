@@ -1,4 +1,4 @@
-import type { FeedRead } from "../../domain/feeds.js";
+import type { FeedRead, SpanStep } from "../../domain/feeds.js";
 import type { GroupKeys, QueueKeys } from "./keys.js";
 import { LUA_HELPERS, typedScript } from "./script.js";
 
@@ -46,13 +46,18 @@ end
 
 /**
  * KEYS: record, log (whose 'm<seq>' fields hold "kind|acceptedAtMs|sender"), spans. ARGV: member, afterSeq, limit.
+ * A hub's log is read up to nextSeq - 1, a replica's up to its 'feedThrough' (ADVANCE_REPLICA_FEED).
  * Returns the FeedRead as JSON.
  */
 export const READ_FEED = typedScript<{ keys: GroupKeys; member: string; afterSeq: number; limit: number }, FeedRead>(
   "readFeed",
   `${LUA_HELPERS}${SPAN_HELPERS}
-local f = redis.call('HMGET', KEYS[1], 'replica', 'mode', 'nextSeq')
-if f[1] ~= '0' then return '{"kind":"none"}' end
+local f = redis.call('HMGET', KEYS[1], 'replica', 'mode', 'nextSeq', 'feedThrough')
+-- A hub log is dense up to nextSeq - 1; a replica's feed is read up to where its spans are derived.
+local last
+if f[1] == '0' then last = tonumber(f[3]) - 1
+elseif f[1] == '1' and f[4] then last = tonumber(f[4])
+else return '{"kind":"none"}' end
 local member, read, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local spans = parseSpans(redis.call('HGET', KEYS[3], member))
 if #spans == 0 then return '{"kind":"none"}' end
@@ -64,9 +69,8 @@ for i = 1, #spans do
   end
 end
 if not from then return '{"kind":"page","seqs":[],"through":' .. istr(read) .. ',"ended":true}' end
--- Feeds exist for groups ordered here only, whose log is dense: seqs from+1 … nextSeq-1.
 local seqs = {}
-for seq = from + 1, math.min(from + limit, tonumber(f[3]) - 1) do seqs[#seqs + 1] = istr(seq) end
+for seq = from + 1, math.min(from + limit, last) do seqs[#seqs + 1] = istr(seq) end
 local out, through = {}, from
 if #seqs > 0 then
   local fields = {}
@@ -81,6 +85,14 @@ if #seqs > 0 then
     local seq = tonumber(seqs[i])
     through = seq
     local meta = metas[i]
+    if not meta and f[1] == '1' then
+      -- A replica entry stored before feeds (no m<seq>): its JSON says the same.
+      local raw = redis.call('HGET', KEYS[2], seqs[i])
+      if raw then
+        local e = cjson.decode(raw)
+        meta = e.kind .. '||' .. e.sender
+      end
+    end
     if meta then
       local kind, sender = string.match(meta, '^([^|]*)|[^|]*|(.*)$')
       -- reaches() of domain/feeds.ts
@@ -175,4 +187,37 @@ return #fresh
     ],
   }),
   (added) => Number(added),
+);
+
+/**
+ * A follower's replica feed (domain/feeds.ts, replicaSpanSteps). KEYS: record, spans. ARGV: from,
+ * through, channel, publish command, then (client, "open"|"close", seq) per step. Applies the steps
+ * if the feed is derived through `from` (or never was) and moves 'feedThrough' to
+ * min(through, contig); publishes the group's wake-up. Returns 1, or 0 with nothing written.
+ */
+export const ADVANCE_REPLICA_FEED = typedScript<
+  { keys: GroupKeys; from: number; through: number; steps: SpanStep[]; channel: string; publish: "PUBLISH" | "SPUBLISH" },
+  boolean
+>(
+  "advanceReplicaFeed",
+  `${LUA_HELPERS}${SPAN_HELPERS}
+local f = redis.call('HMGET', KEYS[1], 'replica', 'feedThrough', 'contig')
+if f[1] ~= '1' then return 0 end
+local from = tonumber(ARGV[1])
+if f[2] and tonumber(f[2]) ~= from then return 0 end
+local upTo = math.min(tonumber(ARGV[2]), tonumber(f[3]) or 0)
+if upTo <= from then return 0 end
+for i = 5, #ARGV, 3 do
+  if ARGV[i + 1] == 'open' then openSpanIn(KEYS[2], ARGV[i], tonumber(ARGV[i + 2]))
+  else closeSpanIn(KEYS[2], ARGV[i], tonumber(ARGV[i + 2])) end
+end
+redis.call('HSET', KEYS[1], 'feedThrough', istr(upTo))
+redis.call(ARGV[4], ARGV[3], '1')
+return 1
+`,
+  ({ keys, from, through, steps, channel, publish }) => ({
+    keys: [keys.record, keys.spans],
+    args: [String(from), String(through), channel, publish, ...steps.flatMap((s) => [s.client, s.op, String(s.seq)])],
+  }),
+  (ok) => Number(ok) === 1,
 );

@@ -110,9 +110,9 @@ return 0
 /**
  * Follower copy of a remote hub's log. KEYS: record, log, seqs, commitLog.
  * ARGV: 1 the record's epoch, 2 its hub, 3 number of record field/value pairs n, 4..2n+3 the pairs
- * (the whole record replaces the previous one unless it is older, as in the memory store), then 4
+ * (the whole record replaces the previous one unless it is older, as in the memory store), then 5
  * per entry, in seq order: seq (or "auto": numbered here from nextSeq, the JSONs carrying the
- * placeholder "seq":-1), isCommit, entry JSON, commit-log JSON.
+ * placeholder "seq":-1), isCommit, entry JSON, commit-log JSON, feed meta "kind||sender".
  * Returns {-1} when the group is ordered here (not a replica), {-2, recorded hub} when the record
  * names another hub than the one recorded at first sight (nothing written), else {1, fresh indices…}
  * ("index:seq" for an entry numbered here).
@@ -150,7 +150,7 @@ if replace then
 end
 local out = { 1 }
 local index = 0
-for i = 4 + 2 * n, #ARGV, 4 do
+for i = 4 + 2 * n, #ARGV, 5 do
   index = index + 1
   local seqS, entry, clog = ARGV[i], ARGV[i + 2], ARGV[i + 3]
   local auto = seqS == 'auto'
@@ -163,6 +163,9 @@ for i = 4 + 2 * n, #ARGV, 4 do
   -- Up to 'contig' every seq is held or was skipped (skipReplicaGap): never stored later.
   if tonumber(seqS) > contig and redis.call('HSETNX', logK, seqS, entry) == 1 then
     redis.call('ZADD', seqsK, seqS, seqS)
+    -- What a feed read needs of the entry (lua/feed.ts READ_FEED): "kind||sender" (no time: replica
+    -- logs are not trimmed by age).
+    redis.call('HSET', logK, 'm' .. seqS, ARGV[i + 4])
     if ARGV[i + 1] == '1' then
       local e = cjson.decode(clog)
       redis.call('ZADD', clogK, istr(e.epoch), clog)
@@ -182,7 +185,7 @@ return out
     for (const e of encodedEntries(entries, numberHere)) {
       const commit = e.kind === "commit";
       const clog = commit ? JSON.stringify({ epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 }) : "";
-      args.push(numberHere ? "auto" : String(e.seq), commit ? "1" : "0", JSON.stringify(e), clog);
+      args.push(numberHere ? "auto" : String(e.seq), commit ? "1" : "0", JSON.stringify(e), clog, `${e.kind}||${e.sender}`);
     }
     return { keys: [keys.record, keys.log, keys.seqs, keys.commitLog], args };
   },
