@@ -260,6 +260,8 @@ export class MemoryStore implements Store {
     const settled = settlesInAccept(before, g.record.members, decision.entries, g.dispatched);
     if (settled) this.dispatchedThrough(g, decision.entries.at(-1)!.seq);
     this.events.emit(`group:${groupId}`);
+    // Joiners do not watch the group yet: their own event wakes a waiting read.
+    for (const e of decision.entries) if (e.kind === "welcome") for (const c of e.recipients) this.events.emit(`inbox:${c}`);
     return {
       ok: true,
       ...decision.answer,
@@ -513,7 +515,8 @@ export class MemoryStore implements Store {
     if (!g?.replica || (g.feedThrough !== undefined && g.feedThrough !== from)) return false;
     const upTo = Math.min(through, contiguous(g));
     if (upTo <= from) return false;
-    this.index(this.feeds.stepped(groupId, steps), groupId);
+    const opened = this.feeds.stepped(groupId, steps);
+    this.index(opened, groupId);
     g.feedThrough = upTo;
     // Derived entries count as fanned out (trim then waits for the readers' marks, MemoryFeeds.readByAll).
     const now = this.clock.nowMs();
@@ -522,6 +525,7 @@ export class MemoryStore implements Store {
       if (h && h.refs === 0) h.deliveredAt ??= now;
     }
     this.events.emit(`group:${groupId}`);
+    for (const c of opened) this.events.emit(`inbox:${c}`);
     this.trim(g);
     return true;
   }

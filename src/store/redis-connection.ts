@@ -27,6 +27,8 @@ export type RedisCommands = Pick<
   | "set"
   | "del"
   | "ping"
+  | "publish"
+  | "sPublish"
 >;
 
 /** One master's connection, as the keyspace walk (SCAN) needs it. */

@@ -352,7 +352,21 @@ export class RedisStore implements Store {
     // Only when the roster changed (re-adding every member on every commit cost one SADD per
     // member per commit); rewritten in full, which also repairs it.
     if (index) await this.applyIndex(groupId, index);
+    // Joiners do not watch the group's wake-up yet: their own channels tell a waiting read.
+    const welcome = outcome.duplicate ? undefined : outcome.entries.find((e) => e.kind === "welcome");
+    if (welcome) await this.wakeInboxes(welcome.recipients);
     return outcome;
+  }
+
+  /** Wakes the clients' waiting reads (their inbox channels) from outside a script. */
+  private async wakeInboxes(clients: string[]): Promise<void> {
+    const sharded = this.connection.publishCommand === "SPUBLISH";
+    await Promise.all(
+      clients.map((c) => {
+        const channel = this.keys.inboxChannel(c);
+        return sharded ? this.client.sPublish(channel, "1") : this.client.publish(channel, "1");
+      }),
+    );
   }
 
   async readLog(groupId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
@@ -516,6 +530,7 @@ export class RedisStore implements Store {
     // repaired by the next putReplicaEntries, which indexes the view's members).
     const opened = [...new Set(steps.filter((s) => s.op === "open").map((s) => s.client))];
     await Promise.all(opened.map((c) => this.client.sAdd(this.keys.memberships(c), groupId)));
+    await this.wakeInboxes(opened);
     return true;
   }
 
