@@ -300,7 +300,8 @@ export class ReplicaSync {
     const isLocal = (c: string) => domainOf(c) === this.domain;
     for (let attempt = 0; attempt < 3; attempt++) {
       const feed = await this.store.replicaFeed(groupId);
-      // A replica first derived now: what lies before this delivery went to inboxes already.
+      // A replica stored before feeds existed (no mark at all): what lies before this delivery
+      // went to inboxes already. A replica created since starts at 0.
       const from = feed.through ?? before;
       if (after <= from) return;
       // A skipped gap (skipReplicaGap) holds no entries: the read may run past `after`; cut it there.

@@ -344,6 +344,7 @@ export class MemoryStore implements Store {
         commitLog: [],
         dispatched: 0,
         replica: true,
+        feedThrough: 0,
       };
       this.groups.set(record.groupId, g);
     }

@@ -411,8 +411,11 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
         e(8, "application", 2, ["c/1"]),
       ];
       await store.putReplicaEntries(replica, entries);
-      expect(await store.replicaFeed(replica.groupId)).toEqual({ open: [] });
+      expect(await store.replicaFeed(replica.groupId)).toEqual({ open: [], through: 0 });
       const steps = replicaSpanSteps("ordered", new Set(), entries.slice(0, 6), (c) => !c.includes("@b.example"));
+      // A new replica's feed stands at 0: a writer that saw a later start derives nothing
+      // (two DS replicas delivering concurrently cannot skip the first entries).
+      expect(await store.advanceReplicaFeed(replica.groupId, 2, 6, [])).toBe(false);
       // Never past the contiguous seq (7 is missing), and only from where the feed stands.
       expect(await store.advanceReplicaFeed(replica.groupId, 0, 8, steps)).toBe(true);
       expect(await store.advanceReplicaFeed(replica.groupId, 0, 8, steps)).toBe(false);

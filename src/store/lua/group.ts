@@ -141,7 +141,8 @@ if replica then
   -- A late delivery may carry an older view of the group: never move the replica backwards.
   replace = tonumber(ARGV[1]) >= tonumber(f[3])
 else
-  redis.call('HSET', recK, 'replica', '1', 'dispatched', '0')
+  -- A new replica's feed starts at 0 (one without the field predates feeds: see ADVANCE_REPLICA_FEED).
+  redis.call('HSET', recK, 'replica', '1', 'dispatched', '0', 'feedThrough', '0')
 end
 local n = tonumber(ARGV[3])
 if replace then
