@@ -1,3 +1,7 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { MlsClient, type MlsEvent } from "../../src/client/index.js";
 import { startMixedFederation, type MimiProvider } from "../helpers/mimi.js";
 import { stopAll } from "../helpers/providers.js";
@@ -126,25 +130,48 @@ describe("two providers federated over the MIMI binding (draft-ietf-mimi-protoco
 });
 
 describe("the conformance suite with --protocol mimi", () => {
+  let providers: MimiProvider[];
+  let pki: TestPki;
+  let a: MimiProvider, b: MimiProvider;
+  beforeAll(async () => {
+    ({ providers, pki } = await startMixedFederation(["a.example", "b.example"], () => "mimi"));
+    [a, b] = providers as [MimiProvider, MimiProvider];
+  });
+  afterAll(async () => {
+    await stopAll(providers);
+    pki.dispose();
+  });
+
   it("passes against two DSs federated over MIMI", async () => {
     const { runConformance, printTable } = await import("../../src/client/conformance.js");
-    const { providers, pki } = await startMixedFederation(["a.example", "b.example"], () => "mimi");
-    try {
-      const [a, b] = providers as [MimiProvider, MimiProvider];
-      const results = await runConformance({
-        a: a.url,
-        b: b.url,
-        protocol: "mimi",
-        mimiA: a.mimiUrl,
-        mimiB: b.mimiUrl,
-        mimiCa: a.ca.cert,
-      });
-      const failed = results.filter((r) => !r.ok);
-      if (failed.length > 0) throw new Error(printTable(results));
-      expect(results.map((r) => r.name)).toContain("a MIMI request without a client certificate is refused");
-    } finally {
-      await stopAll(providers);
-      pki.dispose();
-    }
+    const results = await runConformance({
+      a: a.url,
+      b: b.url,
+      protocol: "mimi",
+      mimiA: a.mimiUrl,
+      mimiB: b.mimiUrl,
+      mimiCa: a.ca.cert,
+    });
+    const failed = results.filter((r) => !r.ok);
+    if (failed.length > 0) throw new Error(printTable(results));
+    expect(results.map((r) => r.name)).toContain("a MIMI request without a client certificate is refused");
+  }, 60_000);
+
+  it("passes through the CLI, as docs/MIMI.md tells an implementer (`mls-fedgate conformance --protocol mimi`)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mlsfg-mimi-ca-"));
+    const caFile = join(dir, "ca.pem");
+    writeFileSync(caFile, a.ca.cert);
+    const args = ["conformance", "--a", a.url, "--b", b.url, "--protocol", "mimi"];
+    args.push("--mimi-a", a.mimiUrl, "--mimi-b", b.mimiUrl, "--mimi-ca", caFile);
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 55_000);
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    clearTimeout(timer);
+    expect({ code, tail: out.slice(-600) }).toMatchObject({ code: 0 });
+    expect(out).toMatch(/PASS {2}a MIMI request without a client certificate is refused/);
+    expect(out).toMatch(/ 0 failed/);
   }, 60_000);
 });
