@@ -292,13 +292,14 @@ export class ReplicaSync {
    * steps their recipient lists imply (domain/feeds.ts, replicaSpanSteps) are applied in one store
    * step, so the follower's cost per entry does not grow with the group either. Only a send-group's
    * proposals (addressed to its owner) go to an inbox directly. Another DS replica of this provider
-   * may derive the same range first: the step then fails and the rest is derived again.
+   * may derive the same range first: the step then fails and what is left is derived again.
    */
   private async inboxRange(groupId: string, before: number, after: number): Promise<void> {
     if (after <= before) return;
     const mode = (await this.store.getGroup(groupId))?.mode ?? "ordered";
     const isLocal = (c: string) => domainOf(c) === this.domain;
-    for (let attempt = 0; attempt < 3; attempt++) {
+    // A failed step means another writer moved the feed: each retry starts where it stopped.
+    for (let attempt = 0; attempt < 10; attempt++) {
       const feed = await this.store.replicaFeed(groupId);
       // A replica stored before feeds existed (no mark at all): what lies before this delivery
       // went to inboxes already. A replica created since starts at 0.
@@ -316,7 +317,7 @@ export class ReplicaSync {
         return;
       }
     }
-    this.log.warn({ groupId, after }, "replica feed moved by other writers three times; derived on the next delivery");
+    this.log.warn({ groupId, after }, "replica feed moved by other writers ten times; derived on the next delivery");
   }
 
   /**
