@@ -13,8 +13,10 @@ import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../../src/domain/ordering.js";
 import {
+  applySpanStep,
   closeSpan,
   openSpan,
+  replicaSpanSteps,
   readFeedWith,
   settlesInAccept,
   spanChange,
@@ -25,6 +27,7 @@ import { createRedisStore, type RedisStore } from "../../src/store/redis.js";
 import type { StoredGroupInfo } from "../../src/mls/group-info.js";
 import type { CommitLogEntry, GroupRecord, LeaseOutcome, LogEntry, Submission, SubmitOutcome } from "../../src/store/port.js";
 import { testTopology } from "../helpers/providers.js";
+import { hubLog, hubOpArb } from "../helpers/replica-logs.js";
 
 const CLIENTS = ["ann@a.example/1", "ann@a.example/2", "bob@a.example/1", "cy@b.example/1"];
 const TOKENS = ["t1", "t2", "t3"];
@@ -191,6 +194,72 @@ describe("the Lua scripts of the Redis store decide as the TypeScript specificat
           ],
         ],
       },
+    );
+  });
+});
+
+describe("a follower's replica feed on Redis decides as the TypeScript specification", () => {
+  let store: RedisStore;
+  beforeAll(async () => {
+    store = await createRedisStore({ topology: testTopology("single"), prefix: `t${randomBytes(6).toString("hex")}` });
+  });
+  afterAll(() => store?.close());
+
+  const LOCAL = ["l1@f.example/1", "l2@f.example/1", "l3@f.example/1", "l4@f.example/1"];
+  const REMOTE = ["r1@h.example/1", "r2@h.example/1"];
+  const isLocal = (c: string) => c.endsWith("@f.example/1");
+
+  it("PUT_REPLICA, ADVANCE_REPLICA_FEED and READ_FEED give what replicaSpanSteps and readFeedWith give, in any delivery order", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(hubOpArb, { minLength: 1, maxLength: 30 }),
+        fc.array(fc.nat(40), { maxLength: 4 }),
+        fc.boolean(),
+        fc.nat(40),
+        async (ops, cuts, reversed, readAfter) => {
+          const log = hubLog(ops, LOCAL, REMOTE);
+          const record: Omit<GroupRecord, "nextSeq"> = {
+            groupId: `r${randomBytes(6).toString("hex")}`,
+            hub: "h.example",
+            mode: "ordered",
+            cipherSuite: 1,
+            epoch: 0,
+            members: [...LOCAL, ...REMOTE],
+            owner: REMOTE[0]!,
+            createdAt: 0,
+          };
+          const bounds = [...new Set([0, ...cuts.map((c) => c % (log.length + 1)), log.length])].sort((a, b) => a - b);
+          const batches = bounds.slice(1).map((b, i) => log.slice(bounds[i], b));
+          if (reversed) batches.reverse();
+          // As ReplicaSync does after each delivery: derive from where the feed stands to the contiguous seq.
+          for (const batch of batches) {
+            if (batch.length === 0) continue;
+            expect((await store.putReplicaEntries(record, batch)).ok).toBe(true);
+            const feed = await store.replicaFeed(record.groupId);
+            const from = feed.through ?? 0;
+            const to = await store.contiguousSeq(record.groupId);
+            if (to <= from) continue;
+            const entries = await store.readLog(record.groupId, from, to - from);
+            const steps = replicaSpanSteps("ordered", new Set(feed.open), entries, isLocal);
+            expect(await store.advanceReplicaFeed(record.groupId, from, to, steps)).toBe(true);
+          }
+          // The specification: the same steps over the whole log, applied in TypeScript.
+          const open = new Set<string>();
+          const spans = new Map<string, Span[]>();
+          for (const step of replicaSpanSteps("ordered", open, log, isLocal))
+            spans.set(step.client, applySpanStep(spans.get(step.client) ?? [], step));
+          const feed = await store.replicaFeed(record.groupId);
+          expect({ open: [...feed.open].sort(), through: feed.through }).toEqual({ open: [...open].sort(), through: log.length });
+          const after = readAfter % (log.length + 1);
+          for (const c of LOCAL) {
+            const want = await readFeedWith("ordered", c, spans.get(c), after, async (a) =>
+              log.filter((e) => e.seq > a).slice(0, 50),
+            );
+            expect([c, await store.readFeed(record.groupId, c, after, 50)]).toEqual([c, want]);
+          }
+        },
+      ),
+      { numRuns: Number(process.env.MLSFEDGATE_PROPERTY_RUNS ?? 100) },
     );
   });
 });
