@@ -376,7 +376,8 @@ export class RedisStore implements Store {
 
   async readEntries(groupId: string, seqs: number[]): Promise<(LogEntry | undefined)[]> {
     if (seqs.length === 0) return [];
-    // A hub entry keeps its recipients beside it ('r<seq>', see SUBMIT); a replica's holds them inline.
+    // An entry keeps its recipients beside it ('r<seq>', see SUBMIT and PUT_REPLICA); a replica entry
+    // stored by an earlier version holds them inline.
     const rows = await this.client.hmGet(
       this.keys.group(groupId).log,
       seqs.flatMap((s) => [String(s), `r${s}`]),
@@ -732,7 +733,7 @@ export class RedisStore implements Store {
   }
 }
 
-/** An entry without its recipient list (a replica's entries hold it inline). */
+/** An entry without its recipient list (an entry a replica stored before 'r<seq>' holds it inline). */
 function withoutRecipients(e: EntryBody & { recipients?: unknown }): EntryBody {
   const { recipients: _dropped, ...body } = e;
   return body;

@@ -110,9 +110,10 @@ return 0
 /**
  * Follower copy of a remote hub's log. KEYS: record, log, seqs, commitLog.
  * ARGV: 1 the record's epoch, 2 its hub, 3 number of record field/value pairs n, 4..2n+3 the pairs
- * (the whole record replaces the previous one unless it is older, as in the memory store), then 5
+ * (the whole record replaces the previous one unless it is older, as in the memory store), then 6
  * per entry, in seq order: seq (or "auto": numbered here from nextSeq, the JSONs carrying the
- * placeholder "seq":-1), isCommit, entry JSON, commit-log JSON, feed meta "kind||sender".
+ * placeholder "seq":-1), isCommit, entry JSON without its recipients, commit-log JSON, feed meta
+ * "kind||sender", recipients JSON (stored as 'r<seq>').
  * Returns {-1} when the group is ordered here (not a replica), {-2, recorded hub} when the record
  * names another hub than the one recorded at first sight (nothing written), else {1, fresh indices…}
  * ("index:seq" for an entry numbered here).
@@ -151,7 +152,7 @@ if replace then
 end
 local out = { 1 }
 local index = 0
-for i = 4 + 2 * n, #ARGV, 5 do
+for i = 4 + 2 * n, #ARGV, 6 do
   index = index + 1
   local seqS, entry, clog = ARGV[i], ARGV[i + 2], ARGV[i + 3]
   local auto = seqS == 'auto'
@@ -166,7 +167,9 @@ for i = 4 + 2 * n, #ARGV, 5 do
     redis.call('ZADD', seqsK, seqS, seqS)
     -- What a feed read needs of the entry (lua/feed.ts READ_FEED): "kind||sender" (no time: replica
     -- logs are not trimmed by age).
-    redis.call('HSET', logK, 'm' .. seqS, ARGV[i + 4])
+    -- The recipient list beside the body, as on a hub ('r<seq>'): a member's read fetches the body
+    -- alone (readEntryBodies), not a list that grows with the group.
+    redis.call('HSET', logK, 'm' .. seqS, ARGV[i + 4], 'r' .. seqS, ARGV[i + 5])
     if ARGV[i + 1] == '1' then
       local e = cjson.decode(clog)
       redis.call('ZADD', clogK, istr(e.epoch), clog)
@@ -186,7 +189,15 @@ return out
     for (const e of encodedEntries(entries, numberHere)) {
       const commit = e.kind === "commit";
       const clog = commit ? JSON.stringify({ epoch: e.epoch, seq: e.seq, sender: e.sender, sha256: e.sha256 }) : "";
-      args.push(numberHere ? "auto" : String(e.seq), commit ? "1" : "0", JSON.stringify(e), clog, `${e.kind}||${e.sender}`);
+      const { recipients, ...body } = e;
+      args.push(
+        numberHere ? "auto" : String(e.seq),
+        commit ? "1" : "0",
+        JSON.stringify(body),
+        clog,
+        `${e.kind}||${e.sender}`,
+        JSON.stringify(recipients),
+      );
     }
     return { keys: [keys.record, keys.log, keys.seqs, keys.commitLog], args };
   },
@@ -278,7 +289,8 @@ for i = 1, #fields, 250 do
   end
   local rows = redis.call('HMGET', KEYS[3], unpack(want))
   for j = 1, #rows, 2 do
-    -- A hub entry keeps its recipients beside it ('r<seq>'); a replica's holds them inline.
+    -- An entry keeps its recipients beside it ('r<seq>'); a replica entry stored by an earlier
+    -- version holds them inline.
     if rows[j] and rows[j + 1] then
       out[#out + 1] = string.sub(rows[j], 1, -2) .. ',"recipients":' .. rows[j + 1] .. '}'
     elseif rows[j] then
