@@ -1,7 +1,15 @@
 import type { Logger } from "pino";
 import { sha256Hex } from "../encoding.js";
 import { DsError, type ErrorCode } from "../errors.js";
-import { domainOf, type CommitLogEntry, type GroupRecord, type InboxItem, type LogEntry, type Store } from "../store/port.js";
+import {
+  domainOf,
+  type CommitLogEntry,
+  type GroupMode,
+  type GroupRecord,
+  type InboxItem,
+  type LogEntry,
+  type Store,
+} from "../store/port.js";
 import type { DeliveredMessage, FanoutObserver, LocalInboxes } from "./fanout.js";
 import { systemClock, type Clock, type GroupView, type PeerGateway } from "./types.js";
 import { isAddressed, replicaSpanSteps } from "./feeds.js";
@@ -178,7 +186,7 @@ export class ReplicaSync {
       if (!write.ok) return refuseAll("forbidden", `${groupId} is not a replica of ${hub} here`);
       let after = await this.store.contiguousSeq(groupId);
       if (!numberHere && highestSeq(taken) > after) after = await this.fillGap(hub, groupId, budget);
-      await this.inboxRange(groupId, before, after);
+      await this.inboxRange(groupId, before, after, view.mode);
       const commitEpochs = taken.filter((m) => m.kind === "commit").map((m) => m.epoch);
       if (commitEpochs.length > 0 && budget.canGossip()) await this.gossip(hub, groupId, lowest(commitEpochs) - 1);
       return refused;
@@ -294,9 +302,9 @@ export class ReplicaSync {
    * proposals (addressed to its owner) go to an inbox directly. Another DS replica of this provider
    * may derive the same range first: the step then fails and what is left is derived again.
    */
-  private async inboxRange(groupId: string, before: number, after: number): Promise<void> {
+  private async inboxRange(groupId: string, before: number, after: number, knownMode?: GroupMode): Promise<void> {
     if (after <= before) return;
-    const mode = (await this.store.getGroup(groupId))?.mode ?? "ordered";
+    const mode = knownMode ?? (await this.store.getGroup(groupId))?.mode ?? "ordered";
     const isLocal = (c: string) => domainOf(c) === this.domain;
     // A failed step means another writer moved the feed: each retry starts where it stopped.
     for (let attempt = 0; attempt < 10; attempt++) {

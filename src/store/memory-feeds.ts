@@ -6,7 +6,7 @@ import { applySpanStep, closeSpan, inSpans, openSpan, spanChange, type Span, typ
  * client. Kept apart from MemoryStore so the store file stays about storage, not this bookkeeping.
  */
 export class MemoryFeeds {
-  /** groupId → member → spans (groups ordered here only). */
+  /** groupId → member → spans (groups ordered here; a replica's, from replicaSpanSteps). */
   private spans = new Map<string, Map<string, Span[]>>();
   /** client → feed key → read mark. */
   private marks = new Map<string, Map<string, number>>();
@@ -45,8 +45,10 @@ export class MemoryFeeds {
   /** Members whose last span is open. */
   openMembers(groupId: string): string[] {
     const out: string[] = [];
-    for (const [member, spans] of this.spans.get(groupId) ?? [])
-      if (spans.at(-1)?.end === undefined && spans.length) out.push(member);
+    for (const [member, spans] of this.spans.get(groupId) ?? []) {
+      const last = spans.at(-1);
+      if (last && last.end === undefined) out.push(member);
+    }
     return out;
   }
 

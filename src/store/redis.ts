@@ -527,10 +527,10 @@ export class RedisStore implements Store {
     });
     if (!ok) return false;
     await this.replicated(keys.record);
-    // The index sets live in the clients' slots: written after, as for an accept (a lost write is
-    // repaired by the next putReplicaEntries, which indexes the view's members).
+    // The index sets live in the clients' slots: written after, as for an accept (a write lost to a
+    // crash is redone by the restarted process's first putReplicaEntries, which indexes the view).
     const opened = [...new Set(steps.filter((s) => s.op === "open").map((s) => s.client))];
-    await Promise.all(opened.map((c) => this.client.sAdd(this.keys.memberships(c), groupId)));
+    await this.index(groupId, opened);
     await this.wakeInboxes(opened);
     return true;
   }
