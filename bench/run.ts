@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --quick] [-- --only s1,s3] [-- --store single|cluster|both | --cluster] [-- --s2-pass-ms 250]
+ * npm run bench [-- --quick] [-- --only s1,s3] [-- --store single|cluster|both | --cluster] [-- --s2-pass-ms 250] [-- --s2-sizes 2,1000,split]
  *   [-- --out docs/BENCHMARKS.md] [-- --no-write]
  *
  * One recorded run of every scenario of issues #5 and #10 on this machine: a private redis-server, DS
@@ -109,7 +109,11 @@ async function main(): Promise<void> {
   const only = arg("--only")?.split(",");
   const { kinds, chosen } = stores(quick);
   // A --quick smoke run never replaces the recorded full run unless an --out file is named; nor does a partial run.
-  const write = !process.argv.includes("--no-write") && (!quick || arg("--out") !== undefined) && !chosen;
+  const write =
+    !process.argv.includes("--no-write") &&
+    !process.argv.includes("--s2-sizes") &&
+    (!quick || arg("--out") !== undefined) &&
+    !chosen;
   const out = arg("--out") ?? join(ROOT, "docs", "BENCHMARKS.md");
   const started = new Date();
   const t0 = performance.now();

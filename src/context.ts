@@ -157,6 +157,7 @@ export class AppContext {
             prefix: config.store.prefix,
             waitReplicas: config.store.waitReplicas,
             waitTimeoutMs: config.store.waitTimeoutMs,
+            entryCacheBytes: config.store.entryCacheBytes,
             clock,
           })
         : new MemoryStore({ clock, trimHubLogs: config.store.trimHubLogs, retentionMs: config.store.logRetentionMs }));

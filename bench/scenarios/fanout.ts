@@ -122,8 +122,13 @@ export async function fanout(b: Bench): Promise<FanoutResult> {
   const deliverCount = () => counter(urlA, "mlsfg_s2s_requests_total", { peer: "b.example", path: "/federation/v1/deliver" });
   try {
     // --quick keeps the three sizes of the targets; the split group (S2S batching) only runs in full.
+    // --s2-sizes 2,1000,split runs some sizes only (a partial run that prints, for profiling one size).
+    const only = process.argv.includes("--s2-sizes")
+      ? process.argv[process.argv.indexOf("--s2-sizes") + 1]!.split(",")
+      : undefined;
     for (const [k, size] of SIZES.entries()) {
       if (b.quick && size.onB > 0) continue;
+      if (only && !only.includes(size.onB > 0 ? "split" : size.name)) continue;
       const tag = `s${k}`;
       const members = [
         ...Array.from({ length: size.onA - 1 }, (_, i) => `${tag}u${i}@a.example/d`),

@@ -21,6 +21,7 @@ export const defaultConfig: Config = {
     waitTimeoutMs: 1000,
     trimHubLogs: true,
     logRetentionMs: 7 * 24 * 3600 * 1000,
+    entryCacheBytes: 64 * 1024 * 1024,
   },
   auth: {
     mode: "dev",

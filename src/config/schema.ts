@@ -69,6 +69,12 @@ export const configSchema = z.strictObject({
     trimHubLogs: z.boolean(),
     /** A log entry of a group ordered here is dropped this long after its accept (with trimHubLogs). */
     logRetentionMs: z.number().int().min(60_000),
+    /** Redis store: bytes of log entry bodies each process keeps for members' inbox reads (0 = none). */
+    entryCacheBytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 40),
   }),
   auth: z.strictObject({
     mode: z.enum(["dev", "jwt"]),

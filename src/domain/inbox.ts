@@ -1,8 +1,35 @@
-import type { Store } from "../store/port.js";
+import type { EntryBody, Store } from "../store/port.js";
 import { FeedReader } from "./feed-reader.js";
 import type { InboxEntry as WireInboxEntry } from "../wire/client-api.js";
 
 export type { WireInboxEntry };
+
+/**
+ * One inbox message as read: a log entry (the store's body object, shared by every member that
+ * reads it, so its serialization can be shared too: http/inbox-json.ts) or a notice.
+ */
+export type InboxRow =
+  { cursor: number; groupId: string; body: EntryBody; notice?: undefined } | { cursor: number; notice: WireInboxEntry };
+
+export interface ResolvedPage {
+  rows: InboxRow[];
+  next: number;
+}
+
+/** The wire form of a log entry row (docs/API.md §9): the cursor first, then the entry. */
+export function wireEntry(row: InboxRow): WireInboxEntry {
+  if (row.notice) return row.notice;
+  const { body, groupId } = row;
+  return {
+    cursor: row.cursor,
+    kind: body.kind,
+    groupId,
+    seq: body.seq,
+    epoch: body.epoch,
+    sender: body.sender,
+    message: body.message,
+  };
+}
 
 /**
  * Inbox reads: the client's group feeds pulled in first (domain/feed-reader.ts), then references
@@ -26,6 +53,12 @@ export class Inbox {
     waitMs = 0,
     signal?: AbortSignal,
   ): Promise<{ messages: WireInboxEntry[]; next: number }> {
+    const { rows, next } = await this.readRows(client, after, limit, waitMs, signal);
+    return { messages: rows.map(wireEntry), next };
+  }
+
+  /** read() before the wire form: what the HTTP layer serializes without copying each entry. */
+  async readRows(client: string, after: number, limit: number, waitMs = 0, signal?: AbortSignal): Promise<ResolvedPage> {
     const page = Math.min(Math.max(1, limit), this.maxPage);
     const groups = await this.feeds.pull(client);
     let raw = await this.store.readInbox(client, after, page);
@@ -38,37 +71,30 @@ export class Inbox {
     }
     const byGroup = new Map<string, number[]>();
     for (const { item } of raw) {
-      if (item.kind === "ref") byGroup.set(item.groupId, [...(byGroup.get(item.groupId) ?? []), item.seq]);
+      if (item.kind !== "ref") continue;
+      const seqs = byGroup.get(item.groupId);
+      if (seqs) seqs.push(item.seq);
+      else byGroup.set(item.groupId, [item.seq]);
     }
-    const resolved = new Map<string, WireInboxEntry>();
+    const resolved = new Map<string, Map<number, EntryBody>>();
     await Promise.all(
       [...byGroup].map(async ([groupId, seqs]) => {
         // Bodies only: the recipient lists grow with the group and an inbox read never needs them.
-        const entries = await this.store.readEntryBodies(groupId, seqs);
-        entries.forEach((e) => {
-          if (e)
-            resolved.set(`${groupId}:${e.seq}`, {
-              cursor: 0,
-              kind: e.kind,
-              groupId,
-              seq: e.seq,
-              epoch: e.epoch,
-              sender: e.sender,
-              message: e.message,
-            });
-        });
+        const bodies = new Map<number, EntryBody>();
+        for (const e of await this.store.readEntryBodies(groupId, seqs)) if (e) bodies.set(e.seq, e);
+        resolved.set(groupId, bodies);
       }),
     );
-    const messages: WireInboxEntry[] = [];
+    const rows: InboxRow[] = [];
     for (const { cursor, item } of raw) {
       if (item.kind === "notice") {
-        messages.push({ ...item.body, cursor, kind: item.type });
+        rows.push({ cursor, notice: { ...item.body, cursor, kind: item.type } });
         continue;
       }
-      const entry = resolved.get(`${item.groupId}:${item.seq}`);
-      if (entry) messages.push({ ...entry, cursor });
+      const body = resolved.get(item.groupId)?.get(item.seq);
+      if (body) rows.push({ cursor, groupId: item.groupId, body });
     }
-    return { messages, next: raw.length ? raw[raw.length - 1]!.cursor : after };
+    return { rows, next: raw.length ? raw[raw.length - 1]!.cursor : after };
   }
 
   ack(client: string, upTo: number): Promise<number> {

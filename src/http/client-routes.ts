@@ -4,6 +4,7 @@ import { issuedBefore } from "../domain/revocations.js";
 import { DsError } from "../errors.js";
 import { jsonBody, PRE_AUTH_BODY_BYTES, readRawBody } from "./body.js";
 import { StreamCap } from "./stream-caps.js";
+import { encodeInboxEvent, encodeInboxPage } from "./inbox-json.js";
 import { currentRequest } from "../request-context.js";
 import { clientAuth, consume, locals } from "./middleware.js";
 import { intParam, parse } from "./schemas.js";
@@ -194,7 +195,9 @@ export function clientRoutes(ctx: AppContext): Router {
     if (waitMs > 0 && limits.maxWaitMs > 0) longPolls.hold(me(res), res);
     const abort = new AbortController();
     res.on("close", () => abort.abort());
-    res.json(await ctx.inbox.read(me(res), after, limit, waitMs, abort.signal));
+    const page = await ctx.inbox.readRows(me(res), after, limit, waitMs, abort.signal);
+    res.setHeader("content-type", "application/json; charset=utf-8");
+    res.send(encodeInboxPage(page));
   });
 
   r.post("/inbox/ack", async (req, res) => {
@@ -216,15 +219,15 @@ export function clientRoutes(ctx: AppContext): Router {
       while (!abort.signal.aborted) {
         // A stream opened before its device was deleted ends with the deletion (within revocationCacheMs + one wait).
         if (issuedBefore(locals(res).issuedAt ?? 0, await ctx.revocations.revokedAt(client))) break;
-        const { messages, next } = await ctx.inbox.read(
+        const { rows, next } = await ctx.inbox.readRows(
           client,
           after,
           ctx.config.limits.inboxPageSize,
           SSE_WAIT_MS,
           abort.signal,
         );
-        for (const m of messages) res.write(`id: ${m.cursor}\nevent: ${m.kind}\ndata: ${JSON.stringify(m)}\n\n`);
-        if (messages.length === 0 && !abort.signal.aborted) {
+        for (const row of rows) res.write(encodeInboxEvent(row));
+        if (rows.length === 0 && !abort.signal.aborted) {
           res.write(": keep-alive\n\n");
           // maxWaitMs may be 0: never spin.
           if (ctx.config.limits.maxWaitMs < SSE_WAIT_MS)

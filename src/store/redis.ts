@@ -1,5 +1,6 @@
 import type { RedisTopology } from "../config/redis-topology.js";
 import type { StoredGroupInfo } from "../mls/group-info.js";
+import { EntryCache } from "./entry-cache.js";
 import { systemClock, type Clock } from "../clock.js";
 import { StoreUnavailableError, transientRedisReply } from "./errors.js";
 import { KeySchema, OWN_REF_GRACE_SECONDS, QUEUE_DEDUPE_TTL_MS, SCAN_COUNT, USER_KEYS, type QueueKeys } from "./lua/keys.js";
@@ -68,7 +69,12 @@ export interface RedisStoreOptions {
   /** WAIT for this many replicas before an accepted commit or message is acknowledged (0: no WAIT). */
   waitReplicas?: number;
   waitTimeoutMs?: number;
+  /** Bytes of log entry bodies kept in process for members' inbox reads (store/entry-cache.ts); 0: none. */
+  entryCacheBytes?: number;
 }
+
+/** store.entryCacheBytes by default: room for about 100k entries of a few hundred bytes. */
+export const DEFAULT_ENTRY_CACHE_BYTES = 64 << 20;
 
 /** One fan-out's inbox appends must all be answered within this (the per-command default of node-redis). */
 const FANOUT_TIMEOUT_MS = 5000;
@@ -89,6 +95,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<RedisSt
       timeoutMs: opts.waitTimeoutMs ?? 1000,
     },
     opts.clock ?? systemClock,
+    new EntryCache(opts.entryCacheBytes ?? DEFAULT_ENTRY_CACHE_BYTES),
   );
 }
 
@@ -132,8 +139,11 @@ export class RedisStore implements Store {
     private readonly keys: KeySchema,
     private readonly durability: { replicas: number; timeoutMs: number },
     private readonly clock: Clock = systemClock,
+    private readonly bodies = new EntryCache(DEFAULT_ENTRY_CACHE_BYTES),
   ) {
     this.client = connection.commands;
+    // A reconnect may be to a Redis that lost writes (restarted empty, failed over): a seq may name other bytes there.
+    connection.onReady(() => this.bodies.clear());
   }
 
   /** The connection the rate limiter shares. */
@@ -355,6 +365,8 @@ export class RedisStore implements Store {
     // Joiners do not watch the group's wake-up yet: their own channels tell a waiting read.
     const welcome = outcome.duplicate ? undefined : outcome.entries.find((e) => e.kind === "welcome");
     if (welcome) await this.wakeInboxes(welcome.recipients);
+    // The members read what was just accepted: their inbox reads find it here (same fields as stored).
+    if (!outcome.duplicate) for (const e of outcome.entries) this.bodies.set(groupId, withoutRecipients(e));
     return outcome;
   }
 
@@ -391,10 +403,20 @@ export class RedisStore implements Store {
     });
   }
 
+  /** From the entry cache where it holds them (every member reads the same entries), the rest in one HMGET. */
   async readEntryBodies(groupId: string, seqs: number[]): Promise<(EntryBody | undefined)[]> {
-    if (seqs.length === 0) return [];
-    const rows = await this.client.hmGet(this.keys.group(groupId).log, seqs.map(String));
-    return rows.map((r) => (r == null ? undefined : withoutRecipients(JSON.parse(String(r)) as EntryBody)));
+    const out = seqs.map((seq) => this.bodies.get(groupId, seq));
+    const missing = seqs.filter((_, i) => out[i] === undefined);
+    if (missing.length === 0) return out;
+    const rows = await this.client.hmGet(this.keys.group(groupId).log, missing.map(String));
+    const read = new Map<number, EntryBody>();
+    rows.forEach((r, i) => {
+      if (r == null) return;
+      const body = withoutRecipients(JSON.parse(String(r)) as EntryBody);
+      read.set(missing[i]!, body);
+      this.bodies.set(groupId, body);
+    });
+    return seqs.map((seq, i) => out[i] ?? read.get(seq));
   }
 
   async getGroupInfo(groupId: string): Promise<StoredGroupInfo | undefined> {
