@@ -26,7 +26,7 @@ import {
   REMOVE_DEVICE,
 } from "./lua/keydir.js";
 import { INBOX_APPEND, QUEUE_ACK, QUEUE_APPEND, QUEUE_READ, QUEUE_STATS } from "./lua/queue.js";
-import { callScript, type EvalCapable, type TypedScript } from "./lua/script.js";
+import { callScript, storedRecipients, type EvalCapable, type TypedScript } from "./lua/script.js";
 import { SUBMIT, type PendingIndex } from "./lua/submit.js";
 import { ADVANCE_FEED, ADVANCE_REPLICA_FEED, READ_FEED } from "./lua/feed.js";
 import type { FeedRead, SpanStep } from "../domain/feeds.js";
@@ -399,7 +399,7 @@ export class RedisStore implements Store {
       if (body == null) return undefined;
       const entry = JSON.parse(String(body)) as LogEntry;
       const recipients = rows[2 * i + 1];
-      return recipients == null ? entry : { ...entry, recipients: JSON.parse(String(recipients)) as string[] };
+      return recipients == null ? entry : { ...entry, recipients: storedRecipients(String(recipients), entry.sender) };
     });
   }
 

@@ -1,7 +1,7 @@
 import type { GroupRecord, LeaseOutcome, LogEntry, ReplicaWrite } from "../port.js";
 import type { GroupKeys } from "./keys.js";
 import { formatSpans, openSpan } from "../../domain/feeds.js";
-import { LUA_HELPERS, typedScript } from "./script.js";
+import { decodeRecipients, LUA_HELPERS, typedScript } from "./script.js";
 
 /**
  * The other group scripts, each with its typed encoder and decoder; all over keys of one group
@@ -292,7 +292,7 @@ for i = 1, #fields, 250 do
     -- An entry keeps its recipients beside it ('r<seq>'); a replica entry stored by an earlier
     -- version holds them inline.
     if rows[j] and rows[j + 1] then
-      out[#out + 1] = string.sub(rows[j], 1, -2) .. ',"recipients":' .. rows[j + 1] .. '}'
+      out[#out + 1] = withRecipients(rows[j], rows[j + 1])
     elseif rows[j] then
       out[#out + 1] = rows[j]
     end
@@ -301,7 +301,7 @@ end
 return out
 `,
   ({ keys, afterSeq, limit }) => ({ keys: [keys.record, keys.seqs, keys.log], args: [String(afterSeq), String(limit)] }),
-  (rows) => (rows as string[]).map((r) => JSON.parse(r) as LogEntry),
+  (rows) => (rows as string[]).map((r) => decodeRecipients(JSON.parse(r) as LogEntry)),
 );
 
 /**

@@ -78,4 +78,28 @@ local function contains(t, v)
   for i = 1, #t do if t[i] == v then return true end end
   return false
 end
+-- An entry's JSON with its stored recipients ('r<seq>'): a JSON list, or '~' then the roster at the
+-- accept, which readers take minus the entry's sender ("exceptSender", decodeRecipients).
+local function withRecipients(body, list)
+  if string.sub(list, 1, 1) == '~' then
+    return string.sub(body, 1, -2) .. ',"recipients":' .. string.sub(list, 2) .. ',"exceptSender":true}'
+  end
+  return string.sub(body, 1, -2) .. ',"recipients":' .. list .. '}'
+end
 `;
+
+/**
+ * A log entry as a script returned it (withRecipients): an entry stored for every member reads
+ * back as the roster at its accept minus its sender, so the accept did no per-member work.
+ */
+export function decodeRecipients<E extends { sender: string; recipients: string[] }>(entry: E & { exceptSender?: boolean }): E {
+  if (!entry.exceptSender) return entry;
+  const { exceptSender: _flag, ...rest } = entry;
+  return { ...rest, recipients: rest.recipients.filter((c) => c !== rest.sender) } as unknown as E;
+}
+
+/** A stored 'r<seq>' value (readEntries reads it beside the body) as the recipients of `sender`'s entry. */
+export function storedRecipients(value: string, sender: string): string[] {
+  if (value.startsWith("~")) return (JSON.parse(value.slice(1)) as string[]).filter((c) => c !== sender);
+  return JSON.parse(value) as string[];
+}

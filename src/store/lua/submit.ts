@@ -1,7 +1,7 @@
 import type { LogEntry, Submission, SubmitOutcome } from "../port.js";
 import type { GroupKeys } from "./keys.js";
 import { SPAN_HELPERS } from "./feed.js";
-import { LUA_HELPERS, typedScript } from "./script.js";
+import { decodeRecipients, LUA_HELPERS, typedScript } from "./script.js";
 
 export interface SubmitInput {
   keys: GroupKeys;
@@ -83,7 +83,8 @@ local f = redis.call('HMGET', recK, 'replica', 'epoch', 'nextSeq', 'members', 'o
 -- A replica of a remote hub's group is not ordered here.
 if f[1] ~= '0' then return '{"ok":false,"code":"unknown_group"}' end
 local epoch, nextSeq = tonumber(f[2]), tonumber(f[3])
-local members = cjson.decode(f[4])
+local membersRaw = f[4]
+local members = cjson.decode(membersRaw)
 local owner, mode = f[5], f[6]
 local leaseToken = f[7]
 local leaseExpiresAt = nil
@@ -122,8 +123,12 @@ if mode == 'send-group' and kind ~= 'proposal' and sender ~= owner then
   return refuse('{"ok":false,"code":"not_designated_sender"}')
 end
 
-local others = {}
-for i = 1, #members do if members[i] ~= sender then others[#others + 1] = members[i] end end
+-- Everybody but the sender (a commit's recipients; built only for commits, it grows with the group).
+local function othersOf()
+  local others = {}
+  for i = 1, #members do if members[i] ~= sender then others[#others + 1] = members[i] end end
+  return others
+end
 
 -- A group stored before feeds existed: its members' inboxes got every entry so far; from here on
 -- they read the log (spans open after the last seq). Once per group, atomically with this accept.
@@ -134,23 +139,31 @@ local function ensureFeeds()
   hasFeeds = true
 end
 
+-- recipients: a list, or MEMBERS_BUT_SENDER (the roster as stored, read back minus the sender:
+-- '~' then the members' JSON, see decodeRecipients) — no per-member work in the accept.
+local MEMBERS_BUT_SENDER = {}
 local function storeEntry(seq, entryKind, entryEpoch, entryMessage, entrySha, recipients)
   local body = '{"seq":' .. istr(seq) .. ',"kind":' .. jstr(entryKind) .. ',"epoch":' .. istr(entryEpoch) ..
     ',"sender":' .. jstr(sender) .. ',"message":' .. jstr(entryMessage) .. ',"sha256":' .. jstr(entrySha) .. '}'
-  local list = jarr(recipients)
+  local list
+  if recipients == MEMBERS_BUT_SENDER then list = '~' .. membersRaw else list = jarr(recipients) end
   -- Beside the body (one HSET): 'r<seq>' its recipients, read only where they are needed (outbox,
   -- federation pulls, catch-up), never when a member reads its inbox (they grow with the group);
   -- 'm<seq>' = "kind|acceptedAtMs|sender", all a feed read and the retention trim need. No 'seqs'
   -- member: a hub's log is dense, read by seq (READ_LOG); 'seqs' serves replicas' gaps.
   redis.call('HSET', logK, istr(seq), body, 'r' .. istr(seq), list, 'm' .. istr(seq), entryKind .. '|' .. istr(now) .. '|' .. sender)
-  return string.sub(body, 1, -2) .. ',"recipients":' .. list .. '}'
+  return withRecipients(body, list)
 end
 -- settlesInAccept (domain/feeds.ts): nothing to fan out — every entry member-wide, every member
 -- (before and after) a client of this hub, nothing earlier waiting for its fan-out.
+-- user@domain/device: the user holds no '@', the domain no '/' (CLIENT_ID); an id of another shape
+-- counts as remote, which only costs a fan-out.
+local hubTail = '@' .. (hub or '') .. '/'
 local function allLocal(list)
   for i = 1, #list do
-    local u = userOf(list[i])
-    if string.sub(u, (string.find(u, '@', 1, true) or 0) + 1) ~= hub then return false end
+    local m = list[i]
+    local at = string.find(m, '@', 1, true)
+    if not at or string.sub(m, at, at + #hubTail - 1) ~= hubTail then return false end
   end
   return true
 end
@@ -159,7 +172,7 @@ local function settles(kinds, after)
   for i = 1, #kinds do
     if kinds[i] == 'welcome' or (mode == 'send-group' and kinds[i] == 'proposal') then return false end
   end
-  return allLocal(members) and allLocal(after)
+  return allLocal(members) and (after == members or allLocal(after))
 end
 -- contig (highest seq held contiguously from 1) only advances if the log had no gap before; with
 -- settled, the dispatch mark moves in the same HSET.
@@ -176,7 +189,7 @@ if kind ~= 'commit' then
   end
   local a = claim(nextSeq, epoch)
   if not a then return duplicate() end
-  local recipients = others
+  local recipients = MEMBERS_BUT_SENDER
   if mode == 'send-group' and kind == 'proposal' then recipients = { owner } end
   ensureFeeds()
   local meta = storeEntry(nextSeq, kind, subEpoch, message, sha, recipients)
@@ -224,7 +237,7 @@ end
 local a = claim(nextSeq, newEpoch)
 if not a then return duplicate() end
 ensureFeeds()
-local metas = { storeEntry(nextSeq, 'commit', epoch, message, sha, others) }
+local metas = { storeEntry(nextSeq, 'commit', epoch, message, sha, othersOf()) }
 if type(s.welcome) == 'table' then
   metas[2] = storeEntry(nextSeq + 1, 'welcome', newEpoch, s.welcome.message, s.welcome.sha256, added)
 end
@@ -290,7 +303,8 @@ return '{"ok":true,"duplicate":false,"answer":' .. a .. ',"entries":[' .. table.
     const reply = JSON.parse(String(raw)) as SubmitReply;
     if (!reply.ok) return reply;
     if (reply.duplicate) return { ok: true, ...reply.answer, duplicate: true, entries: [] };
-    const { answer, entries, index, settled } = reply;
+    const { answer, index, settled } = reply;
+    const entries = reply.entries.map(decodeRecipients);
     return { ok: true, ...answer, duplicate: false, entries, ...(index ? { index } : {}), ...(settled ? { settled } : {}) };
   },
 );
