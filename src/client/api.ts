@@ -176,8 +176,14 @@ export class FedgateApi {
       `/v1/groups/${groupId}/commit-log${afterEpoch === undefined ? "" : `?after=${afterEpoch}`}`,
     );
   }
-  inbox(after = 0, opts: { limit?: number; waitMs?: number } = {}) {
-    const q = [`after=${after}`, opts.limit ? `limit=${opts.limit}` : "", opts.waitMs ? `waitMs=${opts.waitMs}` : ""]
+  /** `ack`: drop entries up to this cursor first (what ack() does), in the same round trip. */
+  inbox(after = 0, opts: { limit?: number; waitMs?: number; ack?: number } = {}) {
+    const q = [
+      `after=${after}`,
+      opts.limit ? `limit=${opts.limit}` : "",
+      opts.waitMs ? `waitMs=${opts.waitMs}` : "",
+      opts.ack !== undefined ? `ack=${opts.ack}` : "",
+    ]
       .filter(Boolean)
       .join("&");
     return this.request<InboxPage>("GET", `/v1/inbox?${q}`);

@@ -192,6 +192,8 @@ export function clientRoutes(ctx: AppContext): Router {
     const after = intParam(req.query.after, "after", 0);
     const limit = intParam(req.query.limit, "limit", ctx.config.limits.inboxPageSize);
     const waitMs = intParam(req.query.waitMs, "waitMs", 0);
+    // ack=<cursor>: what POST /inbox/ack does, in the read's round trip (a polling reader's usual pair).
+    const ack = req.query.ack === undefined ? undefined : intParam(req.query.ack, "ack", 0);
     let signal: AbortSignal | undefined;
     if (waitMs > 0) {
       if (limits.maxWaitMs > 0) longPolls.hold(me(res), res);
@@ -200,6 +202,8 @@ export function clientRoutes(ctx: AppContext): Router {
       res.on("close", () => abort.abort());
       signal = abort.signal;
     }
+    // Only once nothing can refuse the request any more (parameters, the long-poll cap).
+    if (ack !== undefined) await ctx.inbox.ack(me(res), ack);
     const page = await ctx.inbox.readRows(me(res), after, limit, waitMs, signal);
     res.setHeader("content-type", "application/json; charset=utf-8");
     res.send(encodeInboxPage(page));

@@ -198,6 +198,7 @@ export const clientOperations: readonly ClientOperation[] = [
       after("cursor to read after"),
       limit,
       { name: "waitMs", schema: nonNegative, description: "long-poll up to this long (capped by limits.maxWaitMs)" },
+      { name: "ack", schema: nonNegative, description: "first drop entries up to this cursor, as POST /inbox/ack does" },
     ],
     responses: { 200: inboxPage },
   },
