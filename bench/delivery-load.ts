@@ -77,7 +77,7 @@ async function run(spec: DeliverySpec): Promise<DeliveryResult> {
   const readAgent = new Agent({ connections: spec.loops + 2, keepAliveTimeout: 60_000 });
   const sendAgent = new Agent({ connections: (spec.send?.connections ?? 0) + 1, keepAliveTimeout: 60_000 });
   const seen = new Map<number, Seen>();
-  const perReader = spec.readers.map(() => ({ cursor: 0, acked: 0, lastSeq: 0, count: 0 }));
+  const perReader = spec.readers.map(() => ({ cursor: 0, lastSeq: 0, count: 0 }));
   const r = { reads: 0, emptyReads: 0, acks: 0, entriesRead: 0, duplicates: 0, outOfOrder: 0 };
   const readErrors: Record<string, number> = {};
   const byStatus: Record<string, number> = {};
@@ -100,10 +100,7 @@ async function run(spec: DeliverySpec): Promise<DeliveryResult> {
     const p = perReader[i]!;
     const auth = { authorization: `Bearer ${reader.token}` };
     const t = performance.now();
-    // What the previous page brought is acknowledged with this read (GET /v1/inbox?ack=, one request per read).
-    const ack = p.cursor > p.acked ? p.cursor : undefined;
-    const query = `after=${p.cursor}&limit=${PAGE}&waitMs=${waitMs}${ack === undefined ? "" : `&ack=${ack}`}`;
-    const res = await request(`${reader.url}/v1/inbox?${query}`, {
+    const res = await request(`${reader.url}/v1/inbox?after=${p.cursor}&limit=${PAGE}&waitMs=${waitMs}`, {
       dispatcher: readAgent,
       headers: auth,
     });
@@ -114,10 +111,6 @@ async function run(spec: DeliverySpec): Promise<DeliveryResult> {
       await res.body.text();
       await sleep(10);
       return false;
-    }
-    if (ack !== undefined) {
-      p.acked = ack;
-      r.acks++;
     }
     const page = (await res.body.json()) as { messages: { kind: string; groupId?: string; seq?: number }[]; next: number };
     const now = performance.now();
@@ -144,6 +137,15 @@ async function run(spec: DeliverySpec): Promise<DeliveryResult> {
       }
     }
     p.cursor = page.next;
+    const ack = await request(`${reader.url}/v1/inbox/ack`, {
+      method: "POST",
+      dispatcher: readAgent,
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ upTo: page.next }),
+    });
+    await ack.body.text();
+    r.acks++;
+    if (ack.statusCode !== 204) readErrors[`ack ${ack.statusCode}`] = (readErrors[`ack ${ack.statusCode}`] ?? 0) + 1;
     return true;
   };
 

@@ -44,8 +44,8 @@ export function fanoutReport(r: FanoutResult): { md: string; targetMet: boolean 
     .map((x) => {
       const d = x.read.result;
       const delivered = x.read.messages * x.read.readers;
-      const requests = d.reads;
-      return `| ${x.name} | ${fmt(x.read.readers)} | ${fmt(d.reads)} (${fmt(d.acks)}) | **${(x.read.commands.total / delivered).toFixed(2)}** | ${(x.read.commands.total / Math.max(1, requests)).toFixed(1)} | ${top(x.read.commands, delivered)} |`;
+      const requests = d.reads + d.acks;
+      return `| ${x.name} | ${fmt(x.read.readers)} | ${fmt(d.reads)} + ${fmt(d.acks)} | **${(x.read.commands.total / delivered).toFixed(2)}** | ${(x.read.commands.total / Math.max(1, requests)).toFixed(1)} | ${top(x.read.commands, delivered)} |`;
     })
     .join("\n");
   const load = r.rows
@@ -70,7 +70,7 @@ export function fanoutReport(r: FanoutResult): { md: string; targetMet: boolean 
 Store: ${r.store}. Every group is real MLS made through the DS's commit path: each other member uploads one KeyPackage
 (its own identity key) to its provider, the creator (alice@a.example) claims them through her DS (remote users through
 federation) and adds them all in one commit, Welcome and ratchet tree through the DS. Members then only read their inbox
-over HTTP (GET /v1/inbox, acknowledging the previous page with \`ack=\` on the next read, docs/API.md §9.1; they never decrypt), which measures delivery whatever its design.
+over HTTP (GET /v1/inbox + POST /v1/inbox/ack; they never decrypt), which measures delivery whatever its design.
 Every submission is a distinct real PrivateMessage from alice's state. The size limits are raised for this scenario only
 (\`limits.messageBytes\`, \`groupInfoBytes\`, \`bodyBytes\`): a 1000-leaf tree does not fit the defaults.
 
@@ -83,9 +83,9 @@ Lua scripts issue included, summed over ${base.accept.commands.perMaster.length 
 ${accept}
 
 **Read path** — then every member reads those ${base.read.messages} messages (reader loops, each polling its share of the
-members with GET /v1/inbox?after=&limit=500, acking what it read with its next read); commands divided by messages × readers:
+members with GET /v1/inbox?after=&limit=500 and acking what it read); commands divided by messages × readers:
 
-| members | readers | GET requests (of which with \`ack=\`) | Redis commands per delivered message per member | commands per request | top commands per delivered message |
+| members | readers | GET + ack requests | Redis commands per delivered message per member | commands per request | top commands per delivered message |
 | --- | ---: | ---: | ---: | ---: | --- |
 ${read}
 

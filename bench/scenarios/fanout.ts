@@ -31,7 +31,7 @@ export interface FanoutRow {
   remoteProviders: number;
   /** Sequential, nobody reading: what accepting a message costs. */
   accept: { messages: number; submit: Latency; commands: Commands };
-  /** Every reader then reads those messages (GET /v1/inbox, acks carried by the next read): what delivering them costs. */
+  /** Every reader then reads those messages (GET /v1/inbox + ack): what delivering them costs. */
   read: { messages: number; readers: number; result: DeliveryResult; commands: Commands };
   /** Sending and reading at once. */
   load: {
