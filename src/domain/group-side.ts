@@ -1,6 +1,7 @@
 import type { StoredGroupInfo } from "../mls/group-info.js";
 import type { MLSMessage } from "ts-mls/message.js";
 import { DsError } from "../errors.js";
+import { resolveActor } from "./ordering.js";
 import { decodeMlsField } from "../mls/codec.js";
 import { readFraming, type Framing } from "../mls/framing.js";
 import type { GroupMode, GroupRecord, LogEntry } from "../store/port.js";
@@ -99,9 +100,7 @@ export function wireEntry(e: LogEntry): WireLogEntry {
  * client `user@domain/*` when that is the member (seed 003).
  */
 export function actorIn(g: GroupRecord, client: string): string {
-  if (g.members.includes(client)) return client;
-  const virtual = `${client.slice(0, client.indexOf("/"))}/*`;
-  return g.members.includes(virtual) ? virtual : client;
+  return resolveActor(g.members, client);
 }
 
 export function requireMember(g: GroupRecord, actor: string): void {

@@ -32,6 +32,9 @@ export interface GroupHooks {
   tamperDelivery?: (peer: string, messages: DeliveredMessage[]) => DeliveredMessage[];
 }
 
+/** Bound on Groups.orderedHere (cleared when full: it only saves a read). */
+const ORDERED_HERE_MAX = 100_000;
+
 /**
  * Groups for this DS's clients: the client-facing checks, then one call to the group's side —
  * HubSide when this DS orders the group (it decides), FollowerSide when another provider does
@@ -41,6 +44,8 @@ export class Groups {
   /** The side that decides for groups this DS created; the federation routes use it for peers. */
   readonly hub: HubSide;
   private readonly follower: FollowerSide;
+  /** Groups this DS orders, as seen in their records: their messages skip the record read. */
+  private readonly orderedHere = new Set<string>();
 
   constructor(
     private readonly domain: string,
@@ -152,9 +157,26 @@ export class Groups {
     }
   }
 
+  /**
+   * A group ordered here takes its messages without a read of the group first (HubSide
+   * submitMessageAsDevice): which side orders a group never changes once it exists (its hub is
+   * fixed at first sight), and the store checks everything else in the accept.
+   */
   async submitMessage(client: string, groupId: string, text: string): Promise<{ seq: number }> {
+    this.checkGroupId(groupId);
+    if (this.orderedHere.has(groupId)) {
+      const accepted = await this.hub.submitMessageAsDevice(client, groupId, text);
+      if (accepted) return accepted;
+      this.orderedHere.delete(groupId);
+    }
     const g = await this.requireKnown(groupId);
+    if (this.sideOf(g) === this.hub) this.rememberOrderedHere(groupId);
     return this.sideOf(g).submitMessage(actorIn(g, client), g, text);
+  }
+
+  private rememberOrderedHere(groupId: string): void {
+    if (this.orderedHere.size >= ORDERED_HERE_MAX) this.orderedHere.clear();
+    this.orderedHere.add(groupId);
   }
 
   async acquireLease(client: string, groupId: string, ttlMs: number) {

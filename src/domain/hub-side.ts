@@ -15,6 +15,7 @@ import {
   type SubmitOutcome,
 } from "../store/port.js";
 import type { Dispatcher } from "./fanout.js";
+import { resolveActor } from "./ordering.js";
 import {
   decodeBundle,
   requireMember,
@@ -181,17 +182,53 @@ export class HubSide implements GroupSide {
   }
 
   private async acceptMessage(sender: string, g: GroupRecord, text: string): Promise<Accepted> {
+    return this.applySubmission(g.groupId, this.messageSubmission(sender, g.groupId, text), g.members, g.mode);
+  }
+
+  private messageSubmission(sender: string, groupId: string, text: string): Submission & { kind: "application" | "proposal" } {
     const { bytes, message } = decodeMlsField(text, "message", this.limits.messageBytes);
     const framing = readFraming(message);
-    if (framing.groupId !== g.groupId) throw new DsError("bad_request", "the message belongs to another group");
+    if (framing.groupId !== groupId) throw new DsError("bad_request", "the message belongs to another group");
     if (framing.contentType === "commit") throw new DsError("bad_request", "commits go to /commits as a bundle");
-    const sub: Submission = { kind: framing.contentType, sender, epoch: framing.epoch, sha256: sha256Hex(bytes), message: text };
-    return this.applySubmission(g.groupId, sub, g.members, g.mode);
+    return { kind: framing.contentType, sender, epoch: framing.epoch, sha256: sha256Hex(bytes), message: text };
+  }
+
+  /**
+   * A client's message to a group known to be ordered here, without reading the group first: the
+   * store resolves the device to the member it acts as and checks everything (resolveActor). Only
+   * what needs the roster reads it, after the accept: a fan-out to peers, a retry's re-dispatch.
+   * `undefined`: the store does not order this group (any more): the caller takes the usual path.
+   */
+  async submitMessageAsDevice(client: string, groupId: string, text: string): Promise<{ seq: number } | undefined> {
+    const sub = { ...this.messageSubmission(client, groupId, text), resolveActor: true as const };
+    const outcome = await this.store.submit(groupId, sub, this.clock.nowMs());
+    if (!outcome.ok) {
+      if (outcome.code === "unknown_group") return undefined;
+      throw outcomeError(outcome);
+    }
+    if (outcome.settled) {
+      this.dispatcher.settled(groupId, outcome.entries);
+      return { seq: outcome.seq };
+    }
+    const g = await this.store.getGroup(groupId);
+    if (!g) throw new DsError("unavailable", "the group vanished while its message was accepted");
+    const { seq } = await this.afterSubmit(groupId, { ...sub, sender: resolveActor(g.members, client) }, outcome, g);
+    return { seq };
   }
 
   private async applySubmission(groupId: string, sub: Submission, members: string[], mode: GroupMode): Promise<Accepted> {
     const outcome = await this.store.submit(groupId, sub, this.clock.nowMs());
     if (!outcome.ok) throw outcomeError(outcome);
+    return this.afterSubmit(groupId, sub, outcome, { members, mode });
+  }
+
+  /** Fans an accepted submission out; nothing to do when it settled in the accept (members read it from their feeds). */
+  private async afterSubmit(
+    groupId: string,
+    sub: Submission,
+    outcome: Extract<SubmitOutcome, { ok: true }>,
+    { members, mode }: { members: string[]; mode: GroupMode },
+  ): Promise<Accepted> {
     if (outcome.settled) {
       // Nothing to fan out: the members read it from the group feed (domain/feeds.ts).
       this.dispatcher.settled(groupId, outcome.entries);

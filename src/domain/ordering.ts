@@ -27,6 +27,23 @@ export type SubmitDecision =
     };
 
 /**
+ * Whom a device acts as in a group: itself when it is a member, else its user's virtual client
+ * `user/*` when that is a member (single-client mode, docs/DEVICES-AND-SEND-GROUPS.md), else itself.
+ */
+export function resolveActor(members: readonly string[], client: string): string {
+  if (members.includes(client)) return client;
+  const virtual = `${userOf(client)}/*`;
+  return members.includes(virtual) ? virtual : client;
+}
+
+/** A submission with `resolveActor` set, as the member (or virtual client) it is from. */
+export function asActor(group: GroupRecord, sub: Submission): Submission {
+  if (sub.kind === "commit" || !sub.resolveActor) return sub;
+  const { resolveActor: _flag, ...rest } = sub;
+  return { ...rest, sender: resolveActor(group.members, sub.sender) };
+}
+
+/**
  * Who may submit at all. Checked before anything else — also before a retry is answered from the
  * dedupe record, so a non-member re-posting a member's exact bytes learns nothing and causes nothing.
  */

@@ -1,6 +1,6 @@
 import type { StoredGroupInfo } from "../mls/group-info.js";
 import { EventEmitter } from "node:events";
-import { decideLease, decideRelease, decideSubmit, senderRefusal } from "../domain/ordering.js";
+import { asActor, decideLease, decideRelease, decideSubmit, senderRefusal } from "../domain/ordering.js";
 import { systemClock, type Clock } from "../domain/types.js";
 import { QUEUE_DEDUPE_TTL_MS } from "./lua/keys.js";
 import { MemoryFeeds } from "./memory-feeds.js";
@@ -237,6 +237,7 @@ export class MemoryStore implements Store {
   async submit(groupId: string, sub: Submission, nowMs: number): Promise<SubmitOutcome> {
     const g = this.groups.get(groupId);
     if (!g || g.replica) return { ok: false, code: "unknown_group" };
+    sub = asActor(g.record, sub);
     const refusal = senderRefusal(g.record, sub);
     if (refusal) return refusal;
     this.trim(g);

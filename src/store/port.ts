@@ -128,6 +128,12 @@ export type Submission =
       epoch: number;
       sha256: string;
       message: string;
+      /**
+       * `sender` is a device as authenticated: when it is not a member itself but its user's
+       * virtual client `user/*` is, the submission is the virtual client's (resolveActor). Lets
+       * the hub submit without reading the roster first.
+       */
+      resolveActor?: true;
     };
 
 export type SubmitOutcome =

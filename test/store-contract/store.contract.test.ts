@@ -225,6 +225,30 @@ describe.each(adapters)("store contract on %s", (_name, make) => {
       expect(await store.submit("nope", commit("a/1", 0), 1)).toEqual({ ok: false, code: "unknown_group" });
     });
 
+    it("resolves a device to the member it acts as when asked (resolveActor), and refuses strangers still", async () => {
+      const g = group({ members: ["alice@a.example/1", "bob@a.example/*"] });
+      await store.createGroup(g);
+      const from = (sender: string, n: number, resolveActor?: true) =>
+        store.submit(
+          g.groupId,
+          { kind: "application", sender, epoch: 0, sha256: `r${n}`, message: `m${n}`, ...(resolveActor ? { resolveActor } : {}) },
+          1,
+        );
+      // Bob's phone is not a member itself: only as bob's virtual client.
+      expect(await from("bob@a.example/phone", 1)).toEqual({ ok: false, code: "not_a_member" });
+      const asBob = await from("bob@a.example/phone", 2, true);
+      expect(asBob).toMatchObject({ ok: true, seq: 1 });
+      if (asBob.ok)
+        expect(asBob.entries.map((e) => [e.sender, e.recipients])).toEqual([["bob@a.example/*", ["alice@a.example/1"]]]);
+      // A member device stays itself; a stranger stays a stranger.
+      const asAlice = await from("alice@a.example/1", 3, true);
+      if (asAlice.ok) expect(asAlice.entries[0]!.sender).toBe("alice@a.example/1");
+      else throw new Error("alice's message refused");
+      expect(await from("eve@a.example/1", 4, true)).toEqual({ ok: false, code: "not_a_member" });
+      expect(await from("alice@a.example/2", 5, true)).toEqual({ ok: false, code: "not_a_member" });
+      expect((await store.readLog(g.groupId, 0, 10)).map((e) => e.sender)).toEqual(["bob@a.example/*", "alice@a.example/1"]);
+    });
+
     it("applies removals and stops delivering to removed members", async () => {
       const g = group({ members: ["a/1", "b/1", "c/1"] });
       await store.createGroup(g);

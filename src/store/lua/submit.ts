@@ -36,6 +36,7 @@ function encodeSubmission(sub: Submission, nowMs: number): string {
     sha256: sub.sha256,
     message: sub.message,
     external: c?.external === true,
+    resolveActor: sub.kind !== "commit" && sub.resolveActor === true,
     added: c?.added ?? [],
     removed: c?.removed ?? [],
     ...(c?.leaseToken !== undefined ? { leaseToken: c.leaseToken } : {}),
@@ -93,6 +94,11 @@ local contig = tonumber(f[9]) or 0
 local hasFeeds = f[10] == '1'
 local hub, dispatched = f[11], tonumber(f[12]) or 0
 
+-- resolveActor (domain/ordering.ts): a device that is not a member acts as its user's virtual client if that is one.
+if s.resolveActor == true and not contains(members, sender) then
+  local virtual = userOf(sender) .. '/*'
+  if contains(members, virtual) then sender = virtual end
+end
 local isMember = contains(members, sender)
 local external = kind == 'commit' and s.external == true
 if external then
