@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from "express";
 import { RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import type { AppContext } from "../context.js";
@@ -38,7 +39,15 @@ export function requestContext(ctx: AppContext): RequestHandler {
       end({ method: req.method, route: `${locals(res).mount ?? req.baseUrl}${route}`, status: String(res.statusCode) });
     });
     // Everything the request calls (domain, peer client) sees its id without it being passed along.
-    runInRequest({ requestId, log: ctx.log.child({ requestId }) }, next);
+    // The child logger is made on first use: most requests log nothing.
+    let log: Logger | undefined;
+    const scope = {
+      requestId,
+      get log(): Logger {
+        return (log ??= ctx.log.child({ requestId }));
+      },
+    };
+    runInRequest(scope, next);
   };
 }
 
