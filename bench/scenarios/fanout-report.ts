@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { cpuPer, fmt, ms, ratio } from "../lib/context.js";
 import type { Commands, FanoutResult, FanoutRow } from "./fanout.js";
 
@@ -105,6 +106,25 @@ ${spread(r.rows)}
 **Target Redis commands per accepted message ≤ ${COMMANDS_TARGET} at every size: ${commandsOk ? "met" : "not met"} (${perAccept.map((x) => `${x.name}: ${x.n.toFixed(1)}`).join("; ")}).**
 **Target p50 submit(1000) ≤ 3 × p50 submit(2), sequential: ${subRel <= 3 ? "met" : "not met"} (${subRel.toFixed(2)}×).**
 ${s2sLine}
+
+${whyNotMet(base, big)}
 `;
   return { md, targetMet: accRatio >= 0.5 && delRatio >= 0.5 && complete && commandsOk };
+}
+
+/**
+ * Where the CPU of one accepted message went under load, and what 0.5 × accepted/s(2) would leave
+ * for it on this machine's cores: the reader loops (the load generator) parse every member's copy.
+ */
+export function whyNotMet(base: FanoutRow, big: FanoutRow, cores = availableParallelism()): string {
+  const split = (x: FanoutRow) => {
+    const per = (k: string) => ((x.load.cpu[k] ?? 0) * 1000) / Math.max(1, x.load.result.accepted);
+    const total = Object.keys(x.load.cpu).reduce((n, k) => n + per(k), 0);
+    return { total, ds: per("DS a") + per("DS b"), redis: per("Redis"), readers: per("load generator") };
+  };
+  const [b, g] = [split(base), split(big)];
+  const readers = Math.max(1, big.read.readers);
+  const budget = (cores * 1000) / (0.5 * base.load.result.acceptedPerSecond);
+  const f = (n: number) => `${n.toFixed(2)} ms`;
+  return `Why, from the CPU columns: at ${big.name} members one accepted message cost the machine ${f(g.total)} of CPU — the DS ${f(g.ds)} (${((1000 * g.ds) / readers).toFixed(1)} µs per member that read it), Redis ${f(g.redis)} (${((1000 * g.redis) / readers).toFixed(1)} µs per member), and the load generator ${f(g.readers)} (its reader loops make and parse ${fmt(readers)} HTTP reads of it) — against ${f(b.total)} at ${base.name} members. Accepting 0.5 × accepted/s(${base.name}) = ${fmt(0.5 * base.load.result.acceptedPerSecond)} messages/s on ${cores} shared cores leaves ${f(budget)} of CPU per message for all of it: ${g.readers >= budget ? "less than the reader loops alone need, so on this machine the target cannot be reached while every member reads over HTTP beside the DS, whatever the DS costs" : "more than the reader loops alone need"}.`;
 }

@@ -4,7 +4,7 @@ import { clientOperations, type ClientOperation } from "./client-routes.js";
 import * as shapes from "./shapes.js";
 
 /** Version of the client API contract (the `/v1` in its paths); bump the minor on compatible additions. */
-export const CLIENT_API_VERSION = "1.0.0";
+export const CLIENT_API_VERSION = "1.1.0";
 
 /** Every schema the document names; bodies and answers of `clientOperations` must be among them. */
 const components: Record<string, z.ZodType> = {
