@@ -264,23 +264,28 @@ Measured with this bench on the same machine during the work (\`--quick\` runs, 
    (SHA-2, HMAC, HKDF, Ed25519/Ed448/ECDSA, AES-GCM/ChaCha20-Poly1305; HPKE stays ts-mls's), now the DS's default
    (\`mlsCrypto: "node"\`, \`"default"\` switches back); parsed private keys are cached per key array (client-side signing
    was dominated by PKCS#8 parsing).
-8. **Every member's inbox read serialized every entry again** (JSON.stringify of the page, then its UTF-8 copy: about a
+8. **A follower wrote every replica entry into each local member's inbox** (a 1000-member group split 500/500 over two
+   providers: 3,360.8 Redis commands per accepted message, DS b 21.0 ms of CPU per message, 999 readers short under
+   load). Followers now read their replicas through feeds as hubs do, and replica entries keep their recipients beside the
+   body: 40.8 commands per message, DS b 5.6 ms, every member of both providers read every message
+   (\`--only s2 --store single\`, one run of scenario 2 alone).
+9. **Every member's inbox read serialized every entry again** (JSON.stringify of the page, then its UTF-8 copy: about a
    third of the DS's CPU in scenario 2 at 1,000 members, from a CPU profile; each member also read each body from Redis).
    Now the Redis store keeps entry bodies in process (\`store.entryCacheBytes\`, emptied on reconnect) and GET /v1/inbox is
    built from one encoding per entry shared by every member, byte for byte the same answer (src/http/inbox-json.ts,
    test/unit/inbox-json.test.ts). DS CPU per accepted message at 1,000 members (\`--only s2 --s2-sizes 2,1000\`):
    24.4 → 11.3 ms.
-9. **The ordering script still did per-member work for every message**: it built and stored the recipient list (999
+10. **The ordering script still did per-member work for every message**: it built and stored the recipient list (999
    JSON-encoded names at 1,000 members) and tested every member's domain twice. A member-wide entry now stores the roster
    as it is (read back minus the sender) and the test runs once: 1.19 → 0.43 ms of Redis CPU per accepted message at
    1,000 members (INFO commandstats, EVALSHA usec_per_call over 2,000 submits; 40 µs at 2 members).
-10. **node-redis's timer and AbortSignal per command** (item 2 fixed it for fan-outs only) cost about 5 % of the DS's CPU in
+11. **node-redis's timer and AbortSignal per command** (item 2 fixed it for fan-outs only) cost about 5 % of the DS's CPU in
     scenario 1; one timer now watches every command in flight (src/store/command-deadlines.ts). Plain inbox reads no
     longer make an AbortController (aborting it on every close was about 4 % in scenario 2).
-11. **A message read its group record first** (HGETALL, the roster included: 30 KB at 1,000 members). Messages to a group
+12. **A message read its group record first** (HGETALL, the roster included: 30 KB at 1,000 members). Messages to a group
     ordered here now go straight to the ordering script, which resolves the device to the member it acts as; the
     roster is read only for a fan-out or a retry. Scenario 1, DS CPU per request: 0.38–0.41 → 0.33–0.37 ms.
-12. Tried and dropped: acknowledging with the next read (\`GET /v1/inbox?ack=\`, kept as an API option) made the reader
+13. Tried and dropped: acknowledging with the next read (\`GET /v1/inbox?ack=\`, kept as an API option) made the reader
     loops of scenario 2 spend more CPU per message (6.6 → 9.3–11.6 ms) and lowered accepted/s; the readers keep POST ack.
 
 ## Known limits, left as they are

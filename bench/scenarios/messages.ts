@@ -144,9 +144,10 @@ ${fmt(r.inboxDepth)} unread application messages of the group through GET /v1/in
 
 Why, from the CPU columns: one H request costs the machine ${(hMachine * 1000).toFixed(2)} ms of CPU (H + load generator), one DS
 request ${(dsMachine * 1000).toFixed(2)} ms (DS ${(dsOwn * 1000).toFixed(2)} + Redis ${(dsRedis * 1000).toFixed(2)} + load generator), a ratio of ${(hMachine / dsMachine).toFixed(2)}× — what the
-rates tend to when the two shared vCPUs are the limit, as they are here. The DS's own share is the auth cache lookup, the rate limiter, the group read, strict
-MLS decoding and the ordering script, which settles the fan-out itself (the members read the group log through their
-feeds, docs/API.md §9.5), each a Redis command and a socket write.
+rates tend to when the two shared vCPUs are the limit, as they are here. The DS's own share is the auth cache lookup, the rate limiter, strict MLS decoding and
+the ordering script, which resolves the device to its member and settles the fan-out itself (no group read before it for
+a group ordered here; the members read the group log through their feeds, docs/API.md §9.5): two Redis commands and
+their socket writes.
 `;
   return { md, targetMet: medRel >= 0.5 };
 }
