@@ -28,7 +28,7 @@ describe("GET /v1/inbox?ack=", () => {
   it("drops the entries up to the cursor, then reads after `after`, in one request", async () => {
     const all = await read("after=0");
     expect(all.messages.filter((m) => m.kind === "application")).toHaveLength(3);
-    const [first, second, third] = all.messages;
+    const [, second, third] = all.messages;
 
     const page = await read(`after=${second!.cursor}&ack=${second!.cursor}&limit=1`);
     expect(page.messages.map((m) => m.cursor)).toEqual([third!.cursor]);
