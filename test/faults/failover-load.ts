@@ -72,7 +72,8 @@ export async function runFailoverLoad(store: Record<string, unknown>, run: Failo
     /** POSTs until the DS answers `expected`; the same bytes every time. */
     const post = async (path: string, token: string, body: object, expected: number) => {
       for (let attempt = 1; ; attempt++) {
-        if (attempt > MAX_ATTEMPTS || Date.now() - started > DEADLINE_MS) throw new Error(`${path} not acknowledged`);
+        if (attempt > MAX_ATTEMPTS || Date.now() - started > DEADLINE_MS)
+          throw new Error(`${path} not acknowledged; retries ${JSON.stringify(Object.fromEntries(failures))}`);
         let why: string;
         try {
           const res = await request(`${url}${path}`, {
