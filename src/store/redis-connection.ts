@@ -46,8 +46,6 @@ export type Listener = (message: string, channel: string) => void;
 export interface RedisConnection {
   readonly kind: RedisTopology["kind"];
   readonly commands: RedisCommands;
-  /** The same connections without node-redis's per-command timer (large fan-out pipelines share one). */
-  readonly untimed: RedisCommands;
   /** What the Lua scripts call to wake long-polls: SPUBLISH in a cluster (channel in the script's slot). */
   readonly publishCommand: "PUBLISH" | "SPUBLISH";
   /** The client for rate-limiter-flexible (useRedisPackage: single-key scripts and MULTIs). */
@@ -153,7 +151,6 @@ async function wireAndConnect(
 abstract class ClientConnection<
   C extends { withCommandOptions(options: { timeout: number }): unknown; close(): Promise<unknown> },
 > {
-  readonly untimed: RedisCommands;
   /** The client without node-redis's per-command timer, every command under one shared deadline sweep. */
   private readonly watched: RedisCommands;
   private readonly deadlines = new CommandDeadlines();
@@ -161,8 +158,7 @@ abstract class ClientConnection<
   protected constructor(protected readonly client: C) {
     // node-redis arms a timer and an AbortSignal for every command, which cost more node CPU than an
     // inbox append itself (measured: 1000 appends 37 ms → 12 ms without); CommandDeadlines keeps one.
-    this.untimed = client.withCommandOptions({ timeout: 0 }) as unknown as RedisCommands;
-    this.watched = this.deadlines.wrap(this.untimed);
+    this.watched = this.deadlines.wrap(client.withCommandOptions({ timeout: 0 }) as unknown as RedisCommands);
   }
 
   get commands(): RedisCommands {

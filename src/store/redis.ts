@@ -76,9 +76,6 @@ export interface RedisStoreOptions {
 /** store.entryCacheBytes by default: room for about 100k entries of a few hundred bytes. */
 export const DEFAULT_ENTRY_CACHE_BYTES = 64 << 20;
 
-/** One fan-out's inbox appends must all be answered within this (the per-command default of node-redis). */
-const FANOUT_TIMEOUT_MS = 5000;
-
 /** Connects (failing fast at startup instead of retrying forever) and returns the store. */
 export async function createRedisStore(opts: RedisStoreOptions): Promise<RedisStore> {
   const topology = opts.topology ?? (opts.url ? { kind: "single" as const, url: opts.url } : undefined);
@@ -597,33 +594,20 @@ export class RedisStore implements Store {
    */
   async appendInboxMany(deliveries: { client: string; items: InboxItem[] }[]): Promise<void> {
     const nowMs = this.clock.nowMs();
-    // Without node-redis's per-command timer: the appends of one fan-out share a single timer.
-    const client = this.connection.untimed as unknown as EvalCapable;
+    // Every command is under the connection's shared deadline (command-deadlines.ts): no timer per append.
+    const client = this.client as unknown as EvalCapable;
     const publish = this.connection.publishCommand;
-    const calls = deliveries
-      .filter((d) => d.items.length > 0)
-      .map((d) => {
+    const live = deliveries.filter((d) => d.items.length > 0);
+    if (live.length === 0) return;
+    await Promise.all(
+      live.map((d) => {
         const items = d.items.map((item) => ({ id: inboxItemId(item), json: JSON.stringify(item) }));
         const channel = this.keys.inboxChannel(d.client);
         const input = { keys: this.keys.inbox(d.client), nowMs, dedupeTtlMs: QUEUE_DEDUPE_TTL_MS, channel, publish, items };
         return callScript(client, INBOX_APPEND, input);
-      });
-    if (calls.length === 0) return;
-    const touched = deliveries.filter((d) => d.items.length > 0).map((d) => this.keys.inbox(d.client).queue);
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        Promise.all(calls),
-        new Promise((_, reject) => {
-          timer = setTimeout(
-            () => reject(new StoreUnavailableError(`Redis store: ${calls.length} inbox appends timed out`)),
-            FANOUT_TIMEOUT_MS,
-          );
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+      }),
+    );
+    const touched = live.map((d) => this.keys.inbox(d.client).queue);
     // Deliveries are part of what a submitter is told is done: one WAIT per master touched.
     await this.replicated(...touched);
   }
